@@ -269,6 +269,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             ("numpy._core.multiarray", "_reconstruct"),
             ("numpy", "ndarray"),
             ("numpy", "dtype"),
+            # Python 3's protocol-2 pickles spell bytes as _codecs.encode(str, "latin1").
+            ("_codecs", "encode"),
         }
     )
 

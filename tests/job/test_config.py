@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from job.config import VARIABLES, Config, from_env, resolve_device, resolve_precision
+from job.errors import ConfigError
+
+
+def test_defaults_are_the_tutorial_recipe() -> None:
+    cfg = from_env({})
+    assert (cfg.epochs, cfg.batch_size, cfg.max_lr, cfg.weight_decay, cfg.grad_clip) == (
+        8,
+        400,
+        0.01,
+        1e-4,
+        0.1,
+    )
+    assert (cfg.optimizer, cfg.model_width, cfg.train_limit, cfg.test_limit) == ("adam", 1.0, 0, 0)
+
+
+def test_every_config_field_has_a_variable() -> None:
+    fields = set(Config.__dataclass_fields__)
+    assert {v.field for v in VARIABLES} == fields
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"EPOCHS": "3"}, ("epochs", 3)),
+        ({"MAX_LR": "2e-3"}, ("max_lr", 0.002)),
+        ({"GRAD_CLIP": "0"}, ("grad_clip", 0.0)),
+        ({"OPTIMIZER": "SGD"}, ("optimizer", "sgd")),
+        ({"DEVICE": "cuda:1"}, ("device", "cuda:1")),
+        ({"COMPILE": "true"}, ("compile", True)),
+        ({"MODEL_WIDTH": "0.25"}, ("model_width", 0.25)),
+        ({"DATA_SHA256": "A" * 64}, ("data_sha256", "a" * 64)),
+        ({"PROMOTE_DIR": ""}, ("promote_dir", None)),
+    ],
+)
+def test_valid_values_parse(env: dict[str, str], expected: tuple[str, object]) -> None:
+    field, value = expected
+    assert getattr(from_env(env), field) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EPOCHS", "abc"),
+        ("EPOCHS", "0"),
+        ("EPOCHS", "2.5"),
+        ("MAX_LR", "-1"),
+        ("MAX_LR", "0"),
+        ("MAX_LR", "nan"),
+        ("WEIGHT_DECAY", "inf"),
+        ("BATCH_SIZE", "0"),
+        ("PRECISION", "fp8"),
+        ("MODEL_WIDTH", "0"),
+        ("OPTIMIZER", "adamw"),
+        ("DEVICE", "gpu"),
+        ("DATA_URL", "ftp://example.org/cifar10.tgz"),
+        ("DATA_SHA256", "not-a-digest"),
+        ("COMPILE", "maybe"),
+        ("SEED", "-1"),
+    ],
+)
+def test_invalid_value_is_rejected_by_name(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        from_env({name: value})
+    message = info.value.message
+    assert message.startswith(f"{name}={value!r} is invalid: ")
+    assert message.count(".") >= 1 and "\n" not in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_without_cuda_is_a_config_error(device: str) -> None:
+    with pytest.raises(ConfigError, match=r"DEVICE=.*no usable CUDA device"):
+        resolve_device(from_env({"DEVICE": device}))
+
+
+@pytest.mark.parametrize(
+    ("precision", "expected"), [("auto", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")]
+)
+def test_precision_resolves_per_device(precision: str, expected: str) -> None:
+    cfg = from_env({"PRECISION": precision})
+    assert resolve_precision(cfg, torch.device("cpu")) == expected
+
+
+def test_fingerprint_ignores_where_and_how_not_what() -> None:
+    a = from_env({"OUTPUT_DIR": "/a", "DATA_DIR": "/x", "DEVICE": "cpu", "COMPILE": "1"})
+    b = from_env({"OUTPUT_DIR": "/b", "DATA_DIR": "/y", "DEVICE": "auto"})
+    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != from_env({"MAX_LR": "0.02"}).fingerprint()

@@ -1,0 +1,256 @@
+"""`python -m job` end to end, as real subprocesses on small generated archives."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO, job_env, run_job
+
+OUTPUTS = (
+    "config.json",
+    "history.json",
+    "history.csv",
+    "metrics.json",
+    "model.pt",
+    "checkpoint.pt",
+    "accuracy.png",
+    "losses.png",
+    "lrs.png",
+    "samples.png",
+)
+
+
+def _history(output: Path) -> list[dict]:
+    """history.json without the wall-clock timings, which no two runs share."""
+    timing = {"train_seconds", "eval_seconds", "images_per_sec"}
+    history = json.loads((output / "history.json").read_text())
+    return [{k: v for k, v in h.items() if k not in timing} for h in history]
+
+
+@pytest.mark.parametrize("layout", ["fastai", "python"])
+def test_run_over_http_writes_every_output(archives, tmp_path, http_server, layout) -> None:
+    url = http_server(archives[layout].parent) + "/" + archives[layout].name
+    result = run_job(job_env(tmp_path, DATA_URL=url, EPOCHS=2))
+    assert result.code == 0, result.stderr
+    assert [e["event"] for e in result.events] == ["start", "epoch", "epoch", "done"]
+    assert all(e["v"] == 1 for e in result.events)
+    out = tmp_path / "output"
+    assert all((out / name).is_file() and (out / name).stat().st_size > 0 for name in OUTPUTS)
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert "train_loss" not in history[0] and len(history[1]["lrs"]) == 7  # ceil(400/64)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data_layout"] == layout and metrics["epochs"] == 2
+    assert metrics["val_acc"] == result.of("done")[0]["val_acc"] == history[-1]["val_acc"]
+    for png in ("accuracy.png", "losses.png", "lrs.png", "samples.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_epoch_events_carry_the_contract_fields(archives, tmp_path) -> None:
+    result = run_job(job_env(tmp_path, DATA_URL=archives["fastai"].as_uri(), EPOCHS=1))
+    (epoch,) = result.of("epoch")
+    for key in ("epoch", "epochs", "train_loss", "val_loss", "val_acc", "lr", "seconds"):
+        assert key in epoch
+    assert (epoch["epoch"], epoch["epochs"]) == (1, 1)
+
+
+def test_model_learns_far_above_chance(archives, tmp_path) -> None:
+    result = run_job(job_env(tmp_path, DATA_URL=archives["fastai"].as_uri(), EPOCHS=3))
+    assert result.code == 0, result.stderr
+    assert result.of("done")[0]["val_acc"] > 0.6  # chance is 0.1
+
+
+def test_same_seed_gives_identical_history_on_cpu(archives, tmp_path) -> None:
+    url = archives["python"].as_uri()
+    for name in ("a", "b"):
+        assert run_job(job_env(tmp_path / name, DATA_URL=url, EPOCHS=2, SEED=7)).code == 0
+    assert _history(tmp_path / "a" / "output") == _history(tmp_path / "b" / "output")
+
+
+def test_saved_weights_load_into_the_model(archives, tmp_path) -> None:
+    from job.model import ResNet9
+
+    assert run_job(job_env(tmp_path, DATA_URL=archives["fastai"].as_uri(), EPOCHS=1)).code == 0
+    state = torch.load(tmp_path / "output" / "model.pt", weights_only=True)
+    ResNet9(10, width=0.125).load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    ("settings", "names"),
+    [
+        ({"EPOCHS": "abc"}, "EPOCHS='abc'"),
+        ({"MAX_LR": "-1"}, "MAX_LR='-1'"),
+        ({"BATCH_SIZE": "0"}, "BATCH_SIZE='0'"),
+        ({"PRECISION": "fp8"}, "PRECISION='fp8'"),
+        ({"MODEL_WIDTH": "0"}, "MODEL_WIDTH='0'"),
+        pytest.param(
+            {"DEVICE": "cuda"},
+            "DEVICE='cuda'",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present"),
+        ),
+    ],
+)
+def test_bad_configuration_exits_2_with_one_sentence(tmp_path, settings, names) -> None:
+    result = run_job(job_env(tmp_path, **settings))
+    assert result.code == 2
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert names in line
+    assert [e["event"] for e in result.events] == ["error"]
+    assert result.events[0]["code"] == 2
+
+
+@pytest.mark.parametrize("problem", ["missing", "not-found", "sha256"])
+def test_data_problems_exit_3(archives, tmp_path, http_server, problem) -> None:
+    settings = {"DATA_URL": (tmp_path / "missing.tgz").as_uri()}
+    if problem == "not-found":
+        settings["DATA_URL"] = http_server(tmp_path) + "/missing.tgz"
+    elif problem == "sha256":
+        settings = {"DATA_URL": archives["fastai"].as_uri(), "DATA_SHA256": "0" * 64}
+    result = run_job(job_env(tmp_path, **settings))
+    assert result.code == 3
+    assert "Traceback" not in result.stderr
+    assert settings["DATA_URL"] in result.of("error")[0]["message"]
+    assert not (tmp_path / "output" / "metrics.json").exists()
+
+
+def test_non_finite_loss_exits_4_naming_epoch_and_step(archives, tmp_path) -> None:
+    env = job_env(
+        tmp_path, DATA_URL=archives["fastai"].as_uri(), OPTIMIZER="sgd", MAX_LR="1e12", GRAD_CLIP=0
+    )
+    result = run_job(env)
+    assert result.code == 4, result.stderr
+    assert "epoch 1, step" in result.of("error")[0]["message"]
+    assert "Traceback" not in result.stderr
+
+
+def test_concurrent_jobs_on_an_empty_data_dir_download_and_decode_once(
+    archives, tmp_path, http_server
+) -> None:
+    url = http_server(archives["fastai"].parent) + "/" + archives["fastai"].name
+    procs = []
+    for i in range(3):
+        env = job_env(tmp_path, DATA_URL=url, EPOCHS=1, OUTPUT_DIR=tmp_path / f"out{i}")
+        env["DATA_DIR"] = str(tmp_path / "shared-data")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "job"],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert sum("decoding" in err for _, err in outputs) == 1
+    assert len(list((tmp_path / "shared-data" / "downloads").iterdir())) == 1
+
+
+# --- SIGTERM, checkpoints and resume ------------------------------------------------------
+
+
+def _start(env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "job"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_epoch(proc: subprocess.Popen, epoch: int) -> list[dict]:
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if events[-1].get("event") == "epoch" and events[-1]["epoch"] == epoch:
+            return events
+    raise AssertionError(f"job ended before epoch {epoch}: {proc.wait()} {proc.stderr.read()}")
+
+
+def test_sigterm_checkpoints_and_resume_matches_an_uninterrupted_run(archives, tmp_path) -> None:
+    url = archives["fastai"].as_uri()
+    settings = {"DATA_URL": url, "EPOCHS": 4, "SEED": 3, "BATCH_SIZE": 16}
+    reference = run_job(job_env(tmp_path / "ref", **settings))
+    assert reference.code == 0, reference.stderr
+
+    env = job_env(tmp_path / "cut", **settings)
+    proc = _start(env)
+    _wait_for_epoch(proc, 1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    error = [json.loads(line) for line in out.splitlines()][-1]
+    assert error["event"] == "error" and error["code"] == 143
+    ckpt = torch.load(tmp_path / "cut" / "output" / "checkpoint.pt", weights_only=True)
+    assert 1 <= ckpt["epoch"] < 4
+
+    resumed = run_job(env)
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.of("epoch")[0]["epoch"] == ckpt["epoch"] + 1
+    metrics = json.loads((tmp_path / "cut" / "output" / "metrics.json").read_text())
+    assert metrics["resumed_from"] == ckpt["epoch"]
+    assert _history(tmp_path / "cut" / "output") == _history(tmp_path / "ref" / "output")
+
+
+def test_sigterm_before_training_exits_143_promptly(archives, tmp_path) -> None:
+    proc = _start(job_env(tmp_path, DATA_URL=archives["fastai"].as_uri()))
+    first = json.loads(proc.stdout.readline())
+    assert first["event"] == "start"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+
+
+def test_checkpoint_from_another_configuration_is_refused(archives, tmp_path) -> None:
+    url = archives["fastai"].as_uri()
+    assert run_job(job_env(tmp_path, DATA_URL=url, EPOCHS=1)).code == 0
+    result = run_job(job_env(tmp_path, DATA_URL=url, EPOCHS=1, MAX_LR=0.02))
+    assert result.code == 2
+    assert "different configuration" in result.of("error")[0]["message"]
+    assert "MAX_LR 0.01 → 0.02" in result.stderr
+
+
+# --- champion promotion ---------------------------------------------------------------------
+
+
+def test_first_run_becomes_the_champion(archives, tmp_path) -> None:
+    promote = tmp_path / "champion-dir"
+    result = run_job(
+        job_env(tmp_path, DATA_URL=archives["fastai"].as_uri(), EPOCHS=1, PROMOTE_DIR=promote)
+    )
+    assert result.code == 0, result.stderr
+    (event,) = result.of("promote")
+    assert event["promoted"] is True and event["champion_val_acc"] is None
+    champion = json.loads((promote / "champion" / "metrics.json").read_text())
+    assert champion["val_acc"] == event["val_acc"]
+    assert champion["promotion"]["promoted"] is True
+    assert (promote / "champion" / "model.pt").is_file()
+
+
+def test_a_run_that_does_not_beat_the_champion_is_not_promoted(archives, tmp_path) -> None:
+    promote = tmp_path / "champion-dir"
+    best = promote / "runs" / "best"
+    best.mkdir(parents=True)
+    (best / "metrics.json").write_text(json.dumps({"val_acc": 1.0}))
+    (promote / "champion").symlink_to(Path("runs") / "best")
+    result = run_job(
+        job_env(tmp_path, DATA_URL=archives["fastai"].as_uri(), EPOCHS=1, PROMOTE_DIR=promote)
+    )
+    assert result.code == 0, result.stderr
+    (event,) = result.of("promote")
+    assert event["promoted"] is False and event["champion_val_acc"] == 1.0
+    assert os.readlink(promote / "champion") == "runs/best"
+    metrics = json.loads((tmp_path / "output" / "metrics.json").read_text())
+    assert metrics["promotion"]["promoted"] is False
