@@ -54,7 +54,7 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -103,6 +103,9 @@ def job_env(tmp: Path, **settings: object) -> dict[str, str]:
             "BATCH_SIZE": "64",
             "MODEL_WIDTH": "0.125",
             "PYTHONUNBUFFERED": "1",
+            # Tests start many jobs at once on a small machine; one BLAS thread each keeps
+            # them from spinning against each other (results do not depend on it).
+            "OMP_NUM_THREADS": "1",
         }
     )
     env.update({k: str(v) for k, v in settings.items()})
