@@ -222,6 +222,12 @@ def test_not_found_fails_at_once(archives, tmp_path: Path, http_server) -> None:
     assert state["requests"] == 1
 
 
+def test_unreachable_server_fails_within_bounded_time(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9/cifar10.tgz"  # the discard port: nothing listens there
+    with pytest.raises(DataError, match=f"Could not download {url} after 4 attempts"):
+        load_dataset(_cfg(tmp_path, url))
+
+
 def test_download_is_cached_and_sha_mismatch_removes_it(
     archives, tmp_path: Path, http_server
 ) -> None:
