@@ -1,0 +1,124 @@
+"""``python -m bench``: the job side by side with the tutorial's pipeline; prints ratios.
+
+(a) input pipeline batches/s, (b) training images/s on CPU (job fp32 and bf16), (c) whole-job
+wall time from a cold start for small real-data configurations — or, with
+``--gpu-synthetic``, the full recipe on generated CIFAR-shaped data. Run it on a quiet
+machine: every figure is a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import wall
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10.tgz"
+DEFAULT_WALL_CONFIGS = "1:2000:1000:1,0.25:5000:2000:2"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Benchmark the job against the tutorial's own pipeline on the same data, settings "
+            "and machine: (a) input batches/s, (b) training images/s, (c) whole-job wall time."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE, help="fast.ai cifar10.tgz")
+    p.add_argument("--only", default="a,b,c", help="parts to run, comma-separated")
+    p.add_argument("--json", type=Path, help="also save the results here as JSON")
+    p.add_argument("--workdir", type=Path, help="scratch folder to use instead of a temporary one")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder's contents")
+    p.add_argument("--batch-size", type=int, default=400, help="every part")
+    p.add_argument("--device", default="cpu", help="device for parts (a) and (b)")
+    g = p.add_argument_group("(a) input pipeline")
+    g.add_argument("--pipeline-batches", type=int, default=50, help="timed batches")
+    g.add_argument("--pipeline-warmup", type=int, default=6, help="untimed batches first")
+    g = p.add_argument_group("(b) training throughput")
+    g.add_argument("--train-width", type=float, default=1.0, help="MODEL_WIDTH")
+    g.add_argument("--train-steps", type=int, default=5, help="timed training steps")
+    g.add_argument("--train-warmup", type=int, default=3, help="tutorial's untimed steps")
+    g.add_argument("--precisions", default="fp32,bf16", help="job PRECISION values to time")
+    g.add_argument("--train-test-images", type=int, default=400, help="job's TEST_LIMIT")
+    g = p.add_argument_group("(c) whole-job wall time")
+    g.add_argument(
+        "--wall-configs",
+        default=DEFAULT_WALL_CONFIGS,
+        help="WIDTH:TRAIN:TEST:EPOCHS, comma-separated",
+    )
+    g = p.add_argument_group("--gpu-synthetic: full recipe on generated data (for a GPU)")
+    g.add_argument("--gpu-synthetic", action="store_true", help="run this mode instead of a-c")
+    g.add_argument("--synthetic-train", type=int, default=50_000, help="generated images")
+    g.add_argument("--synthetic-test", type=int, default=10_000, help="generated images")
+    g.add_argument("--gpu-epochs", type=int, default=8, help="job's EPOCHS")
+    g.add_argument("--gpu-width", type=float, default=1.0, help="MODEL_WIDTH")
+    g.add_argument("--gpu-steps", type=int, default=60, help="tutorial's timed steps")
+    g.add_argument("--gpu-warmup", type=int, default=5, help="tutorial's untimed steps")
+    g.add_argument(
+        "--gpu-job-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra job variable for this mode, e.g. COMPILE=1 (repeatable)",
+    )
+    return p
+
+
+def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    parts = {s.strip() for s in args.only.split(",") if s.strip()}
+    if not parts <= {"a", "b", "c"}:
+        parser.error(f"--only takes a, b and c, not {args.only!r}")
+    if not args.gpu_synthetic and not args.archive.is_file():
+        parser.error(f"no archive at {args.archive}; pass --archive PATH (fast.ai cifar10.tgz)")
+    try:
+        wall.parse_configs(args.wall_configs)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if any("=" not in item for item in args.gpu_job_env):
+        parser.error("--gpu-job-env takes NAME=VALUE")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; prints the table on stdout, progress on stderr."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check(args, parser)
+    # Imported only now, so that --help and usage errors answer without loading torch.
+    from bench.suite import log, machine_info, run
+    from bench.table import render
+
+    # The tutorial's num_workers=3 exceeds a 2-core machine's suggestion; that is the point.
+    warnings.filterwarnings("ignore", message=".*worker processes in total.*")
+    machine = machine_info()
+    load, cpus = machine["load_average_1min"], machine["cpus"] or 1
+    log(f"machine: {machine['cpu']}, {cpus} CPUs, torch {machine['torch']}, load {load:.2f}")
+    if load > 0.5 * cpus:
+        log(f"warning: the machine is busy (load {load:.2f}); the figures will be unreliable")
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        rows, results = run(args, args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="resnet-bench-") as tmp:
+            rows, results = run(args, Path(tmp))
+    bf16 = " (avx512_bf16)" if machine["avx512_bf16"] else ""
+    print(f"machine: {machine['cpu']}, {cpus} CPUs{bf16}, GPU: {machine['gpu'] or 'none'}")
+    print(f"torch {machine['torch']}, {machine['torch_threads']} threads, load {load:.2f}")
+    print()
+    print(render(rows))
+    print("\nspeed-up: the job's advantage (job/tutorial for rates, tutorial/job for times).")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        log(f"results saved to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

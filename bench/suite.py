@@ -1,0 +1,208 @@
+"""The benchmark's parts: (a) input pipeline, (b) training throughput, (c) wall time.
+
+Each part measures both pipelines on the same data, settings and machine and returns table
+rows; :func:`run` runs the parts chosen on the command line (see ``bench/__main__.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench import gpu, pipeline, training, tutorial, wall
+from bench.table import Row
+
+_T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    """One line of progress on stderr, stamped with seconds since the start."""
+    print(f"[bench {time.perf_counter() - _T0:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, GPU, versions and current load, for the table header and the JSON."""
+    cpu = platform.processor() or platform.machine()
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu in ("", platform.machine()):
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = line
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "avx512_bf16": " avx512_bf16" in flags,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average_1min": os.getloadavg()[0],
+    }
+
+
+def _part_a(args: argparse.Namespace, work: Path, device: torch.device) -> list[Row]:
+    from job.config import from_env
+    from job.data import load_dataset
+
+    png_root = _png_root(args, work)
+    log("(a) job data: decoding the archive into the job's cache (untimed)")
+    uri = args.archive.resolve().as_uri()
+    cfg = from_env({"DATA_URL": uri, "DATA_DIR": str(work / "job-data")})
+    data = load_dataset(cfg)
+    n, w, b = args.pipeline_batches, args.pipeline_warmup, args.batch_size
+    log(f"(a) tutorial DataLoader: {n} batches after {w} warm-up")
+    tut = pipeline.tutorial_batches_per_sec(png_root, b, n, w, device)
+    log(f"(a) job DeviceLoader: {n} batches after {w} warm-up")
+    job = pipeline.job_batches_per_sec(data.train_images, data.train_labels, b, n, w, device)
+    how = (
+        f"augmented, normalised training batches of {b} pulled (at least {n} and "
+        f"{pipeline.MIN_SECONDS:g} s) after {w} warm-up, no model; "
+        "tutorial: ImageFolder + PIL transforms in DataLoader(num_workers=3); "
+        f"job: DeviceLoader on {device} over the decoded uint8 set"
+    )
+    return [Row(f"(a) input pipeline, batch {b}", "batches/s", tut, job, how=how)]
+
+
+def _part_b(args: argparse.Namespace, work: Path, device: torch.device) -> list[Row]:
+    png_root = _png_root(args, work)
+    width, steps, b = args.train_width, args.train_steps, args.batch_size
+    log(f"(b) tutorial: {steps} training steps (width {width:g}) after {args.train_warmup}")
+    tut = training.tutorial_images_per_sec(png_root, width, b, steps, args.train_warmup, device)
+    rows = []
+    for precision in filter(None, (s.strip() for s in args.precisions.split(","))):
+        log(f"(b) job PRECISION={precision}: 2 epochs of {steps} steps, epoch 2 timed")
+        job = training.job_images_per_sec(
+            args.archive,
+            work / "job-data",
+            work / f"b-job-{precision}",
+            width=width,
+            batch_size=b,
+            steps=steps,
+            precision=precision,
+            device=str(device),
+            test_images=args.train_test_images,
+        )
+        default = "" if precision != "fp32" or device.type != "cpu" else " (CPU default)"
+        rows.append(
+            Row(
+                f"(b) training, width {width:g}, job {precision}{default}",
+                "images/s",
+                tut,
+                job,
+                how=(
+                    f"batch {b} on {device}; tutorial (fp32): {steps} steps of its loop fed "
+                    f"by its DataLoader after {args.train_warmup} warm-up, in-process; job: "
+                    f"`python -m job` with TRAIN_LIMIT={steps * b}, EPOCHS=2, "
+                    f"PRECISION={precision}, epoch 2's images_per_sec from history.json"
+                ),
+            )
+        )
+    return rows
+
+
+def _part_c(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
+    rows: list[Row] = []
+    details: dict[str, Any] = {}
+    wall.warm_file(args.archive)
+    for parsed in wall.parse_configs(args.wall_configs):
+        cfg = dataclasses.replace(parsed, batch_size=args.batch_size)
+        base = work / f"c-{cfg.slug}"
+        log(f"(c) tutorial, {cfg.label}: `python -m bench.tutorial` from a cold start")
+        tut = wall.run_tutorial(args.archive, cfg, base / "tutorial")
+        _cleanup(args, base / "tutorial" / "data")
+        log(f"(c) tutorial took {tut.seconds:.1f} s, val_acc {tut.val_acc:.4f}")
+        log(f"(c) job, {cfg.label}: `python -m job` from a cold start")
+        job = wall.run_job(args.archive, cfg, base / "job")
+        _cleanup(args, base / "job" / "data")
+        log(f"(c) job took {job.seconds:.1f} s, val_acc {job.val_acc:.4f}")
+        how = (
+            "subprocess wall time from a cold start (fresh DATA_DIR / extraction folder); "
+            "job: DATA_URL=file://… python -m job; tutorial: python -m bench.tutorial "
+            "(extract, ImageFolder, train, evaluate)"
+        )
+        rows += [
+            Row(f"(c) whole job, {cfg.label}", "s", tut.seconds, job.seconds, False, how),
+            Row(
+                "    final val_acc (same recipe)",
+                "",
+                tut.val_acc,
+                job.val_acc,
+                None,
+                how=(
+                    "tutorial: mean of per-batch accuracies (its validation_epoch_end); "
+                    "job: accuracy over the whole test subset; different seeded subsets"
+                )
+                if not rows
+                else "",
+            ),
+        ]
+        details[cfg.slug] = {
+            "tutorial": {"seconds": tut.seconds, **tut.details},
+            "job": {"seconds": job.seconds, **job.details},
+        }
+    return rows, details
+
+
+def _png_root(args: argparse.Namespace, work: Path) -> Path:
+    root = work / "tutorial-png" / "cifar10"
+    if not root.is_dir():
+        log("extracting the archive for the tutorial's ImageFolder (untimed)")
+        tutorial.extract(args.archive, work / "tutorial-png")
+    return root
+
+
+def _cleanup(args: argparse.Namespace, path: Path) -> None:
+    # Each cold-start run leaves an extracted or decoded copy of the data set; free the disk.
+    if not args.keep:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
+    """Run the selected parts in ``work``; return the rows and everything for ``--json``."""
+    machine = machine_info()
+    rows: list[Row] = []
+    details: dict[str, Any] = {}
+    if args.gpu_synthetic:
+        rows, details["gpu_synthetic"] = gpu.run(
+            work,
+            n_train=args.synthetic_train,
+            n_test=args.synthetic_test,
+            epochs=args.gpu_epochs,
+            width=args.gpu_width,
+            batch_size=args.batch_size,
+            steps=args.gpu_steps,
+            warmup=args.gpu_warmup,
+            job_env=dict(item.split("=", 1) for item in args.gpu_job_env),
+            log=log,
+        )
+    else:
+        parts = {s.strip() for s in args.only.split(",") if s.strip()}
+        device = torch.device(args.device)
+        if "a" in parts:
+            rows += _part_a(args, work, device)
+        if "b" in parts:
+            rows += _part_b(args, work, device)
+        if "c" in parts:
+            c_rows, details["wall"] = _part_c(args, work)
+            rows += c_rows
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results = {
+        "machine": machine,
+        "settings": settings,
+        "rows": [r.to_json() for r in rows],
+        "details": details,
+    }
+    return rows, results

@@ -1,0 +1,76 @@
+"""`python -m bench` runs end to end on a tiny generated archive (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.table import Row, render
+from bench.wall import WallConfig, parse_configs
+from tests.conftest import REPO
+
+
+def _bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_speed_up_reads_as_the_jobs_advantage() -> None:
+    assert Row("rate", "images/s", 10.0, 30.0).ratio == pytest.approx(3.0)
+    assert Row("time", "s", 30.0, 10.0, higher_is_better=False).ratio == pytest.approx(3.0)
+    assert Row("acc", "", 0.5, 0.6, higher_is_better=None).ratio is None
+    assert "3.00×" in render([Row("rate", "images/s", 10.0, 30.0, how="how")])
+
+
+def test_wall_configs_parse() -> None:
+    assert parse_configs("1:2000:1000:1,0.25:5000:2000:2") == [
+        WallConfig(1.0, 2000, 1000, 1),
+        WallConfig(0.25, 5000, 2000, 2),
+    ]
+    with pytest.raises(ValueError, match="WIDTH:TRAIN:TEST:EPOCHS"):
+        parse_configs("1:2000")
+
+
+def test_missing_archive_is_a_usage_error(tmp_path: Path) -> None:
+    proc = _bench("--archive", str(tmp_path / "nope.tgz"))
+    assert proc.returncode == 2
+    assert "no archive" in proc.stderr
+
+
+@pytest.mark.slow
+def test_all_parts_run_on_a_tiny_archive(archives: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    tiny = ["--batch-size", "32", "--pipeline-batches", "3", "--pipeline-warmup", "1"]
+    tiny += ["--train-width", "0.125", "--train-steps", "2", "--train-warmup", "1"]
+    tiny += ["--train-test-images", "50", "--precisions", "bf16"]
+    tiny += ["--wall-configs", "0.125:100:50:1"]
+    proc = _bench("--archive", str(archives["fastai"]), "--json", str(out), *tiny)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    figures = [r["figure"] for r in rows]
+    assert [f[:3] for f in figures] == ["(a)", "(b)", "(c)", "   "]
+    assert all(r["tutorial"] > 0 and r["job"] > 0 for r in rows)
+    assert all(r["ratio"] > 0 for r in rows[:3])
+    assert "speed-up" in proc.stdout
+    assert "job bf16" in proc.stdout
+
+
+@pytest.mark.slow
+def test_gpu_synthetic_mode_runs_on_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.json"
+    tiny = ["--synthetic-train", "200", "--synthetic-test", "100", "--gpu-epochs", "2"]
+    tiny += ["--gpu-width", "0.125", "--batch-size", "32", "--gpu-steps", "2", "--gpu-warmup", "1"]
+    proc = _bench("--gpu-synthetic", "--workdir", str(tmp_path / "work"), "--json", str(out), *tiny)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert rows[0]["job"] > 0 and rows[0]["tutorial"] > 0  # training seconds, both sides
+    assert rows[1]["ratio"] > 0
