@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 
@@ -41,7 +42,7 @@ class ResNet9(nn.Module):
             nn.MaxPool2d(4), nn.Flatten(), nn.Dropout(0.2), nn.Linear(c512, num_classes)
         )
 
-    def forward(self, x):  # type: ignore[no-untyped-def]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(self.conv1(x))
         out = self.res1(out) + out
         out = self.conv4(self.conv3(out))
