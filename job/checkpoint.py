@@ -21,6 +21,9 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        # mkstemp creates 0600; give the file the mode open() would, so a host user can read
+        # what a container wrote to a mounted volume.
+        os.fchmod(fd, default_file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -29,6 +32,13 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def default_file_mode() -> int:
+    """0666 less the process umask: the mode a plainly created file gets."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -28,6 +28,7 @@ import torch
 from filelock import FileLock
 from PIL import Image, UnidentifiedImageError
 
+from job.checkpoint import default_file_mode
 from job.config import Config
 from job.errors import DataError
 from job.events import log
@@ -70,7 +71,8 @@ def load_dataset(cfg: Config) -> Dataset:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"DATA_DIR={str(data_dir)!r} cannot be created ({exc.strerror}).") from None
-    with FileLock(str(data_dir / ".cifar10.lock")):
+    # 0666: runs under other uids sharing DATA_DIR (group 0 on OpenShift) take the same lock.
+    with FileLock(str(data_dir / ".cifar10.lock"), mode=0o666):
         archive, downloaded = _fetch(cfg.data_url, data_dir)
         digest = sha256_file(archive)
         if cfg.data_sha256 and digest != cfg.data_sha256:
@@ -182,6 +184,11 @@ def _check_member(member: tarfile.TarInfo, dest: str) -> None:
         raise DataError(f"refusing special member {member.name!r}")
     if member.name.startswith("/") or PurePosixPath(member.name).is_absolute():
         raise DataError(f"refusing absolute member {member.name!r}")
+    if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4: the same check by hand
+        target = os.path.realpath(os.path.join(dest, member.name))
+        if os.path.commonpath([target, os.path.realpath(dest)]) != os.path.realpath(dest):
+            raise DataError(f"refusing unsafe member {member.name!r} (outside the destination)")
+        return
     try:
         tarfile.data_filter(member, dest)
     except tarfile.FilterError as exc:
@@ -345,6 +352,7 @@ def _save_cache(data_dir: Path, digest: str, arrays: dict[str, np.ndarray]) -> N
     path = _cache_path(data_dir, digest)
     with tempfile.NamedTemporaryFile(dir=data_dir, suffix=".npz.part", delete=False) as f:
         tmp = Path(f.name)
+        os.fchmod(f.fileno(), default_file_mode())
         np.savez(f, **arrays)
     try:
         check = tmp.with_suffix(".sha256.part")
