@@ -37,5 +37,93 @@ format: venv
 bench: venv
 	$(PY) -m bench
 
+## search: tune with Optuna (make search TRIALS=20 SEARCH_ARGS='--launcher docker --job-env EPOCHS=4')
+TRIALS      ?= 20
+SEARCH_ARGS ?=
+SEARCH_OUTPUT ?= output/search
+search: venv
+	$(PY) -m search run --trials $(TRIALS) --output $(SEARCH_OUTPUT) $(SEARCH_ARGS)
+
+## dashboard: optuna-dashboard for the search at http://127.0.0.1:$(DASHBOARD_PORT)/dashboard
+DASHBOARD_PORT ?= 8080
+dashboard: venv
+	$(PY) -m search dashboard --output $(SEARCH_OUTPUT) --port $(DASHBOARD_PORT) $(DASHBOARD_ARGS)
+
+# ---- container image and Kubernetes (see README: Docker, Kubernetes) ----
+IMAGE        ?= resnet-job
+# Empty: the Dockerfile's default (the official PyTorch CUDA runtime image). CI passes a stand-in.
+BASE_IMAGE   ?=
+GIT_REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# Host networking lets the build reach the package index wherever the host can.
+DOCKER_BUILD_FLAGS ?= --network host
+REGISTRY     ?=
+KUBECTL      ?= $(if $(wildcard $(VENV)/bin/kubectl),$(VENV)/bin/kubectl,kubectl)
+K8S_NAMESPACE ?= resnet-job
+# The image the cluster pulls: $(REGISTRY)/resnet-job:$(VERSION) once pushed there.
+K8S_IMAGE    ?= $(if $(REGISTRY),$(REGISTRY)/)$(IMAGE):$(VERSION)
+BEST_CONFIGMAP ?= resnet-job-best-params
+# Where `k8s-best-configmap` writes best_params.json, best.env and configmap.yaml.
+BEST_OUTPUT  ?= output/k8s-best
+STUDY        ?= resnet-job
+PG_LOCAL_PORT ?= 15432
+# Render k8s manifests with the image the cluster pulls.
+K8S_RENDER   := sed 's|resnet-job:$(VERSION)|$(K8S_IMAGE)|g'
+
+.PHONY: image push k8s-validate k8s-apply k8s-train k8s-search k8s-dashboard k8s-best-configmap
+
+## image: build resnet-job:$(VERSION) and resnet-job:latest (BASE_IMAGE=... to override the base)
+image:
+	docker build $(DOCKER_BUILD_FLAGS) \
+	  $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+	  --build-arg VERSION=$(VERSION) --build-arg GIT_REVISION=$(GIT_REVISION) \
+	  -t $(IMAGE):$(VERSION) -t $(IMAGE):latest .
+
+## push: tag and push the image to REGISTRY (e.g. make push REGISTRY=registry.example.com/ml)
+push:
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=registry.example.com/team" >&2; exit 2; }
+	docker tag $(IMAGE):$(VERSION) $(REGISTRY)/$(IMAGE):$(VERSION)
+	docker push $(REGISTRY)/$(IMAGE):$(VERSION)
+
+# The PostgreSQL password for the cluster: random, created once, git-ignored, never printed.
+k8s/postgres.env:
+	@umask 077; printf 'POSTGRES_PASSWORD=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')" > $@
+	@echo "wrote $@ (a random PostgreSQL password; keep it, the database is initialised with it)"
+
+## k8s-validate: kustomize + strict schema validation (Kubernetes 1.31 and newest) + policy tests
+k8s-validate: venv
+	$(PY) -m pytest -q tests/k8s
+
+## k8s-apply: apply the stack (namespace, PVCs, PostgreSQL, RBAC, dashboard, CronJob)
+k8s-apply: k8s/postgres.env
+	$(KUBECTL) kustomize k8s | $(K8S_RENDER) | $(KUBECTL) apply -f -
+
+## k8s-train: one training run as a Kubernetes Job (a new Job each time)
+k8s-train:
+	$(K8S_RENDER) k8s/job.yaml | $(KUBECTL) -n $(K8S_NAMESPACE) create -f -
+
+## k8s-search: run the search driver in the cluster (trials become Jobs; study in PostgreSQL)
+k8s-search:
+	$(K8S_RENDER) k8s/search-job.yaml | $(KUBECTL) -n $(K8S_NAMESPACE) create -f -
+
+## k8s-dashboard: optuna-dashboard at http://127.0.0.1:8080 through kubectl port-forward
+k8s-dashboard:
+	$(KUBECTL) -n $(K8S_NAMESPACE) port-forward svc/optuna-dashboard 8080:8080
+
+## k8s-best-configmap: export the cluster study's best params as the ConfigMap the CronJob reads
+# (through a port-forward to the in-cluster PostgreSQL; the password is read from the cluster's
+# Secret and stays out of every command line)
+k8s-best-configmap: venv
+	@set -e; \
+	pw="$$($(KUBECTL) -n $(K8S_NAMESPACE) get secret postgres -o jsonpath='{.data.POSTGRES_PASSWORD}' | base64 -d)"; \
+	$(KUBECTL) -n $(K8S_NAMESPACE) port-forward svc/postgres $(PG_LOCAL_PORT):5432 >/dev/null & pf=$$!; \
+	trap 'kill $$pf 2>/dev/null' EXIT; \
+	for i in $$(seq 30); do \
+	  $(PY) -c "import socket; socket.create_connection(('127.0.0.1', $(PG_LOCAL_PORT)), 1)" 2>/dev/null && break; \
+	  sleep 1; \
+	done; \
+	SEARCH_STORAGE="postgresql+psycopg2://optuna:$$pw@127.0.0.1:$(PG_LOCAL_PORT)/optuna" \
+	  $(PY) -m search best --configmap $(BEST_CONFIGMAP) --study-name $(STUDY) --output $(BEST_OUTPUT); \
+	$(KUBECTL) -n $(K8S_NAMESPACE) apply -f $(BEST_OUTPUT)/configmap.yaml
+
 clean:
 	rm -rf output .pytest_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""Every manifest is valid Kubernetes: strict OpenAPI schema validation (unknown fields are
+errors) against Kubernetes 1.31 and the newest schemas kubernetes-validate ships, of each
+file in k8s/ and of the `kubectl kustomize k8s/` output."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from tests.k8s.conftest import RESOURCE_FILES, load_file
+
+VERSIONS = ["1.31.0", kubernetes_validate.latest_version()]
+
+
+def _validate_all(docs: list[dict], version: str) -> None:
+    assert docs
+    errors = []
+    for doc in docs:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            meta = doc.get("metadata", {})
+            name = meta.get("name") or meta.get("generateName")
+            path = ".".join(str(p) for p in exc.path)
+            errors.append(f"{doc['kind']}/{name}: {path}: {exc.message}")
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", RESOURCE_FILES)
+def test_file_is_valid(name: str, version: str) -> None:
+    _validate_all(load_file(name), version)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_kustomize_output_is_valid(rendered: list[dict], version: str) -> None:
+    _validate_all(rendered, version)
+
+
+def test_kustomize_renders_every_stack_file(rendered: list[dict]) -> None:
+    # Every resource file except the one-off Jobs is part of the stack.
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in rendered}
+    for name in RESOURCE_FILES:
+        if name in ("job.yaml", "search-job.yaml"):
+            continue
+        for doc in load_file(name):
+            assert (doc["kind"], doc["metadata"]["name"]) in kinds, name
+
+
+def test_kustomize_puts_everything_in_one_namespace(rendered: list[dict]) -> None:
+    namespaced = [d for d in rendered if d["kind"] != "Namespace"]
+    assert {d["metadata"].get("namespace") for d in namespaced} == {"resnet-job"}
