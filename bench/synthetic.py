@@ -17,18 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+from job.data import CIFAR_CLASSES as CLASSES
 
 
 def write_archive(path: Path, n_train: int, n_test: int, seed: int = 0) -> Path:

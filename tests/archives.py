@@ -15,18 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+from job.data import CIFAR_CLASSES as CLASSES
 
 
 def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

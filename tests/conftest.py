@@ -20,11 +20,26 @@ from pathlib import Path
 
 import pytest
 
+from job.config import VARIABLES
 from tests.archives import make_archive
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_CIFAR = REPO.parent / "shared" / "data" / "cifar10.tgz"
 REQUIRE_ALL = os.environ.get("RESNET_JOB_REQUIRE_ALL") == "1"
+_JOB_VARS = {v.name for v in VARIABLES}
+# Every file a finished run leaves in OUTPUT_DIR (DESIGN.md: output layout).
+OUTPUTS = (
+    "config.json",
+    "history.json",
+    "history.csv",
+    "metrics.json",
+    "model.pt",
+    "checkpoint.pt",
+    "accuracy.png",
+    "losses.png",
+    "lrs.png",
+    "samples.png",
+)
 
 
 def need(available: bool, reason: str) -> None:
@@ -112,6 +127,18 @@ def job_env(tmp: Path, **settings: object) -> dict[str, str]:
     return env
 
 
+def start_job(env: Mapping[str, str]) -> subprocess.Popen:
+    """Start `python -m job` as a real subprocess with piped, text stdout and stderr."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "job"],
+        env=dict(env),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_job(env: Mapping[str, str], timeout: float = 600) -> JobResult:
     """Run `python -m job` as a real subprocess and parse its stdout events."""
     proc = subprocess.run(
@@ -124,25 +151,3 @@ def run_job(env: Mapping[str, str], timeout: float = 600) -> JobResult:
     )
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     return JobResult(proc.returncode, events, proc.stdout, proc.stderr)
-
-
-_JOB_VARS = {
-    "DATA_URL",
-    "DATA_SHA256",
-    "DATA_DIR",
-    "OUTPUT_DIR",
-    "EPOCHS",
-    "BATCH_SIZE",
-    "MAX_LR",
-    "WEIGHT_DECAY",
-    "GRAD_CLIP",
-    "OPTIMIZER",
-    "SEED",
-    "DEVICE",
-    "PRECISION",
-    "COMPILE",
-    "MODEL_WIDTH",
-    "TRAIN_LIMIT",
-    "TEST_LIMIT",
-    "PROMOTE_DIR",
-}

@@ -22,25 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, need
+from tests.conftest import OUTPUTS, REPO, need
 
 pytestmark = [pytest.mark.docker, pytest.mark.realdata, pytest.mark.slow]
 
 IMAGE = os.environ.get("RESNET_JOB_IMAGE", "resnet-job:latest")
 IMAGE_UID = 10001
 ARCHIVE_IN_CONTAINER = "/archive/cifar10.tgz"
-OUTPUTS = (
-    "config.json",
-    "history.json",
-    "history.csv",
-    "metrics.json",
-    "model.pt",
-    "checkpoint.pt",
-    "accuracy.png",
-    "losses.png",
-    "lrs.png",
-    "samples.png",
-)
 # Tiny, so four runs fit on a shared 2-core machine: a width-1/8 ResNet9 on 256 images.
 TINY = {
     "DATA_URL": f"file://{ARCHIVE_IN_CONTAINER}",

@@ -4,26 +4,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import REPO, job_env, run_job
-
-OUTPUTS = (
-    "config.json",
-    "history.json",
-    "history.csv",
-    "metrics.json",
-    "model.pt",
-    "checkpoint.pt",
-    "accuracy.png",
-    "losses.png",
-    "lrs.png",
-    "samples.png",
-)
+from tests.conftest import OUTPUTS, job_env, run_job, start_job
 
 
 def _history(output: Path) -> list[dict]:
@@ -138,16 +124,7 @@ def test_concurrent_jobs_on_an_empty_data_dir_download_and_decode_once(
     for i in range(3):
         env = job_env(tmp_path, DATA_URL=url, EPOCHS=1, OUTPUT_DIR=tmp_path / f"out{i}")
         env["DATA_DIR"] = str(tmp_path / "shared-data")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "job"],
-                env=env,
-                cwd=REPO,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+        procs.append(start_job(env))
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert sum("decoding" in err for _, err in outputs) == 1
@@ -155,17 +132,6 @@ def test_concurrent_jobs_on_an_empty_data_dir_download_and_decode_once(
 
 
 # --- SIGTERM, checkpoints and resume ------------------------------------------------------
-
-
-def _start(env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "job"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _wait_for_epoch(proc: subprocess.Popen, epoch: int) -> list[dict]:
@@ -184,7 +150,7 @@ def test_sigterm_checkpoints_and_resume_matches_an_uninterrupted_run(archives, t
     assert reference.code == 0, reference.stderr
 
     env = job_env(tmp_path / "cut", **settings)
-    proc = _start(env)
+    proc = start_job(env)
     _wait_for_epoch(proc, 1)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
@@ -204,7 +170,7 @@ def test_sigterm_checkpoints_and_resume_matches_an_uninterrupted_run(archives, t
 
 
 def test_sigterm_before_training_exits_143_promptly(archives, tmp_path) -> None:
-    proc = _start(job_env(tmp_path, DATA_URL=archives["fastai"].as_uri()))
+    proc = start_job(job_env(tmp_path, DATA_URL=archives["fastai"].as_uri()))
     first = json.loads(proc.stdout.readline())
     assert first["event"] == "start"
     proc.send_signal(signal.SIGTERM)
