@@ -1,0 +1,163 @@
+"""Run the job as a Docker container, through the Docker Engine API (docker SDK).
+
+Each trial is a container of the image, as the image's own non-root user, with the data
+cache mounted at /data and the trial's folder at /output, pinned to one GPU with
+``--gpus device=N``, labelled with study, trial and driver, and removed once it ended.
+``stop`` is ``docker stop`` (SIGTERM, so the job checkpoints). A watchdog process removes
+this driver's containers when the driver dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from search.launchers.base import LOST, TrialSpec, last_line
+
+DRIVER_LABEL = "resnet-job/driver"
+
+
+def _ownership(image_user: str) -> tuple[int, int] | None:
+    """(uid, gid) of a numeric image user such as ``10001:0``; None if not numeric."""
+    uid, _, gid = (image_user or "").partition(":")
+    if uid.isdigit():
+        return int(uid), int(gid) if gid.isdigit() else 0
+    return None
+
+
+class DockerRun:
+    """One trial container."""
+
+    def __init__(self, container: Any, log_path: Path) -> None:
+        self.container = container
+        self.log_path: Path | None = log_path
+        self._code: int | None = None
+
+    def lines(self) -> Iterator[str]:
+        """Follow the container's stdout (its stderr is kept for the log file)."""
+        from docker.errors import DockerException
+
+        buf = b""
+        try:
+            for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=False):
+                buf += chunk
+                *complete, buf = buf.split(b"\n")
+                for raw in complete:
+                    yield raw.decode("utf-8", "replace") + "\n"
+        except DockerException:
+            return
+        if buf:
+            yield buf.decode("utf-8", "replace") + "\n"
+
+    def stop(self, grace: float = 30.0) -> None:
+        """``docker stop``: SIGTERM, then SIGKILL after ``grace`` s."""
+        from docker.errors import DockerException
+
+        with contextlib.suppress(DockerException):
+            self.container.stop(timeout=int(grace))
+
+    def wait(self) -> int:
+        """Wait for the container; keep its stderr in the log; remove it; return its code."""
+        from docker.errors import DockerException, NotFound
+
+        if self._code is not None:
+            return self._code
+        try:
+            code = int(self.container.wait()["StatusCode"])
+            stderr = self.container.logs(stdout=False, stderr=True)
+            assert self.log_path is not None
+            self.log_path.write_bytes(stderr)
+        except NotFound:
+            code = LOST
+        except DockerException:
+            code = LOST
+        with contextlib.suppress(DockerException):
+            self.container.remove(force=True)
+        self._code = code
+        return code
+
+    def stderr_tail(self) -> str:
+        """The last line of the container's stderr (once it ended)."""
+        try:
+            return last_line(self.log_path.read_text(errors="replace")) if self.log_path else ""
+        except OSError:
+            return ""
+
+
+class DockerLauncher:
+    """Start each trial as a container of ``image``."""
+
+    name = "docker"
+
+    def __init__(self, image: str, client: Any = None, shm_size: str = "2g") -> None:
+        import docker
+
+        self.client = client or docker.from_env()
+        self.image = image
+        self.shm_size = shm_size
+        config = self.client.images.get(image).attrs.get("Config") or {}
+        self.owner = _ownership(config.get("User", ""))
+        self.driver = uuid.uuid4().hex
+        self._watchdog = _start_watchdog(self.driver)
+        self._prepared: set[Path] = set()
+
+    def start(self, spec: TrialSpec) -> DockerRun:
+        """Create and start the trial's container."""
+        from docker.types import DeviceRequest
+
+        spec.output_dir.mkdir(parents=True, exist_ok=True)
+        spec.data_dir.mkdir(parents=True, exist_ok=True)
+        self._writable(spec.output_dir)
+        self._writable(spec.data_dir)
+        env = dict(spec.env)
+        env.update({"OUTPUT_DIR": "/output", "DATA_DIR": "/data"})
+        if spec.gpu is None:
+            env.setdefault("DEVICE", "cpu")
+        labels = {f"resnet-job/{k}": v for k, v in spec.labels.items()}
+        labels[DRIVER_LABEL] = self.driver
+        container = self.client.containers.run(
+            self.image,
+            detach=True,
+            environment=env,
+            labels=labels,
+            volumes={
+                str(spec.data_dir): {"bind": "/data", "mode": "rw"},
+                str(spec.output_dir): {"bind": "/output", "mode": "rw"},
+            },
+            device_requests=(
+                [DeviceRequest(device_ids=[spec.gpu], capabilities=[["gpu"]])]
+                if spec.gpu is not None
+                else None
+            ),
+            shm_size=self.shm_size,
+            name=f"{spec.name}-{uuid.uuid4().hex[:6]}",
+        )
+        return DockerRun(container, spec.output_dir / "job.log")
+
+    def _writable(self, folder: Path) -> None:
+        """Let the image's non-root user write ``folder`` (a host bind mount)."""
+        if folder in self._prepared:
+            return
+        if os.geteuid() == 0 and self.owner is not None:
+            for root, dirs, files in os.walk(folder):
+                for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+                    os.lchown(name, *self.owner)
+        else:
+            folder.chmod(0o777)
+        self._prepared.add(folder)
+
+
+def _start_watchdog(driver: str) -> subprocess.Popen[bytes]:
+    """A process that removes this driver's containers once the driver's pipe closes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.launchers.watchdog", "docker", f"{DRIVER_LABEL}={driver}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -1,0 +1,156 @@
+"""Results of a study: best parameters, an env file, a ConfigMap, trials.csv and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import yaml
+from optuna.trial import TrialState
+
+from search.space import to_env
+
+PLOTS: dict[str, tuple[str, int]] = {
+    "optimization_history": ("plot_optimization_history", 1),
+    "param_importances": ("plot_param_importances", 2),
+    "intermediate_values": ("plot_intermediate_values", 1),
+    "parallel_coordinate": ("plot_parallel_coordinate", 2),
+}
+"""Plot file stem → (optuna.visualization.matplotlib function, COMPLETE trials it needs)."""
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The best COMPLETE trial, or None when no trial completed."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    return study.best_trial
+
+
+def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | None:
+    """Write ``best_params.json`` and ``best.env``; return the best trial (None: nothing)."""
+    best = best_trial(study)
+    if best is None:
+        return None
+    output.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "study": study.study_name,
+        "trial": best.number,
+        "val_acc": best.value,
+        "params": best.params,
+        "env": to_env(best.params),
+    }
+    _atomic(output / "best_params.json", json.dumps(summary, indent=2) + "\n")
+    _atomic(output / "best.env", env_file(study.study_name, best))
+    return best
+
+
+def env_file(study_name: str, best: optuna.trial.FrozenTrial) -> str:
+    """``NAME=value`` lines of the best parameters (``docker run --env-file`` format)."""
+    head = f"# best of study {study_name}: trial {best.number}, val_acc {best.value:.4f}\n"
+    return head + "".join(f"{k}={v}\n" for k, v in to_env(best.params).items())
+
+
+def configmap(study: optuna.Study, name: str) -> str:
+    """A Kubernetes ConfigMap manifest whose data are the best parameters as job variables."""
+    best = best_trial(study)
+    if best is None:
+        raise ValueError("the study has no COMPLETE trial yet")
+    doc = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/name": "resnet-job"},
+            "annotations": {
+                "resnet-job/study": study.study_name,
+                "resnet-job/trial": str(best.number),
+                "resnet-job/val-acc": f"{best.value:.6f}",
+            },
+        },
+        "data": to_env(best.params),
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: number, state, params, val_acc, epochs, seconds, exit code, …"""
+    rows: list[dict[str, Any]] = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        row.update({f"param_{k}": v for k, v in t.params.items()})
+        row.update(
+            {
+                "val_acc": t.value if t.state == TrialState.COMPLETE else attrs.get("val_acc"),
+                "best_intermediate": max(t.intermediate_values.values(), default=None),
+                "epochs": attrs.get("epochs"),
+                "seconds": attrs.get("seconds"),
+                "launch_seconds": attrs.get("launch_seconds"),
+                "exit_code": attrs.get("exit_code"),
+                "attempts": attrs.get("attempts"),
+                "retry_of": t.system_attrs.get("failed_trial"),
+                "fail_reason": attrs.get("fail_reason"),
+                "output_dir": attrs.get("output_dir"),
+            }
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_report(study: optuna.Study, output: Path) -> list[str]:
+    """Write ``trials.csv`` and the study's PNG plots; return notes on skipped plots."""
+    output.mkdir(parents=True, exist_ok=True)
+    trials_frame(study).to_csv(output / "trials.csv", index=False)
+    return write_plots(study, output / "plots")
+
+
+def write_plots(study: optuna.Study, folder: Path) -> list[str]:
+    """Optuna's matplotlib plots as PNGs; a plot needing more trials is skipped with a note."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as vis
+
+    folder.mkdir(parents=True, exist_ok=True)
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    notes = []
+    for stem, (func_name, needs) in PLOTS.items():
+        if complete < needs:
+            notes.append(f"{stem}: skipped, needs {needs} COMPLETE trials ({complete} so far)")
+            continue
+        func: Callable = getattr(vis, func_name)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                axes = func(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+            notes.append(f"{stem}: skipped, {exc}")
+            continue
+        fig = _figure(axes)
+        fig.set_size_inches(9, 6)
+        fig.tight_layout()
+        fig.savefig(folder / f"{stem}.png", dpi=100)
+        plt.close(fig)
+    (folder / "NOTES.txt").write_text("".join(n + "\n" for n in notes))
+    return notes
+
+
+def _figure(axes: Any) -> Any:
+    if hasattr(axes, "figure"):
+        return axes.figure
+    return axes.flat[0].figure  # an array of Axes
+
+
+def _atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

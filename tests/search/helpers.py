@@ -1,0 +1,91 @@
+"""Helpers for the search tests: run ``python -m search`` for real, read its study back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import optuna
+
+from search.driver import postgres_driver
+from tests.conftest import _JOB_VARS, REPO
+
+SMALL_JOB = {
+    "DEVICE": "cpu",
+    "MODEL_WIDTH": "0.125",
+    "TRAIN_LIMIT": "200",
+    "TEST_LIMIT": "100",
+}
+"""Job settings small enough for a CPU trial in a few seconds."""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment minus job variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in _JOB_VARS and k != "TRIALS"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def search_args(
+    output: Path,
+    archive: Path,
+    *,
+    trials: int,
+    parallel: int = 1,
+    epochs: int = 2,
+    job: Mapping[str, str] | None = None,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """``python -m search run`` arguments for a small local study on a generated archive."""
+    settings = {
+        **SMALL_JOB,
+        "EPOCHS": str(epochs),
+        "DATA_URL": archive.resolve().as_uri(),
+        "DATA_DIR": str(output.parent / "data"),
+        **(job or {}),
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "search",
+        "run",
+        "--trials",
+        str(trials),
+        "--parallel",
+        str(parallel),
+        "--launcher",
+        "local",
+        "--gpus",
+        "none",
+        "--output",
+        str(output),
+        "--seed",
+        "0",
+        "--heartbeat",
+        "2",
+    ]
+    for key, value in settings.items():
+        args += ["--job-env", f"{key}={value}"]
+    return args + list(extra)
+
+
+def run_search(args: Sequence[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the search CLI to its end; return the completed process."""
+    return subprocess.run(
+        list(args), cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def load(output: Path, study: str = "resnet-job", storage: str | None = None) -> optuna.Study:
+    """Load the study a search run left in ``output`` (or in ``storage``)."""
+    url = postgres_driver(storage) if storage else f"sqlite:///{output / 'study.db'}"
+    return optuna.load_study(study_name=study, storage=url)
+
+
+def states(study: optuna.Study) -> list[str]:
+    """The state names of the study's trials, in trial order."""
+    return [t.state.name for t in study.get_trials(deepcopy=False)]

@@ -1,0 +1,92 @@
+"""The docker launcher against the real Docker Engine and the project's image.
+
+Skips with the reason where no daemon answers or the image is missing (CI, with
+RESNET_JOB_REQUIRE_ALL=1, fails instead). The image comes from RESNET_JOB_IMAGE
+(default resnet-job:latest).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from search.launchers import docker_ready
+from tests.conftest import REPO, need
+from tests.search.helpers import clean_env, load, run_search, search_args, states
+
+IMAGE = os.environ.get("RESNET_JOB_IMAGE", "resnet-job:latest")
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture
+def docker_client():
+    ok, why = docker_ready(IMAGE)
+    need(ok, f"docker launcher: {why}")
+    import docker
+
+    return docker.from_env()
+
+
+def _args(tmp_path, archives, study: str, trials: int, launcher: str = "docker", epochs: int = 2):
+    data = tmp_path / "data"
+    (data / "src").mkdir(parents=True)
+    shutil.copy(archives["fastai"], data / "src" / "cifar10.tgz")
+    args = search_args(
+        tmp_path / "search",
+        archives["fastai"],
+        trials=trials,
+        parallel=2,
+        epochs=epochs,
+        job={"DATA_URL": "file:///data/src/cifar10.tgz", "DATA_DIR": str(data)},
+        extra=["--image", IMAGE, "--study-name", study],
+    )
+    args[args.index("--launcher") + 1] = launcher
+    return args
+
+
+def _containers(client, study: str) -> list:
+    return client.containers.list(all=True, filters={"label": f"resnet-job/study={study}"})
+
+
+def test_auto_launcher_runs_a_two_trial_study_in_containers(docker_client, archives, tmp_path):
+    study = f"docker-{uuid.uuid4().hex[:6]}"
+    proc = run_search(_args(tmp_path, archives, study, trials=2, launcher="auto"))
+    assert proc.returncode == 0, proc.stderr
+    assert "launcher docker" in proc.stderr
+    trials = load(tmp_path / "search", study=study).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for t in trials:
+        folder = tmp_path / "search" / "trials" / str(t.number)
+        assert (folder / "history.json").is_file()  # written by the image's non-root user
+        assert "done" in (folder / "job.log").read_text()  # the container's stderr
+        assert t.user_attrs["launcher"] == "docker"
+        assert t.user_attrs["launch_seconds"] > 0
+    assert _containers(docker_client, study) == []  # removed afterwards
+
+
+def test_killed_driver_leaves_no_container_behind(docker_client, archives, tmp_path):
+    study = f"docker-{uuid.uuid4().hex[:6]}"
+    args = _args(tmp_path, archives, study, trials=4, epochs=20)
+    driver = subprocess.Popen(
+        args, cwd=REPO, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    for _ in range(600):
+        running = [c for c in _containers(docker_client, study) if c.status == "running"]
+        if running or driver.poll() is not None:
+            break
+        time.sleep(0.5)
+    assert running, "no trial container started"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    for _ in range(240):
+        if not _containers(docker_client, study):
+            break
+        time.sleep(0.5)
+    assert _containers(docker_client, study) == []
+    assert "RUNNING" in states(load(tmp_path / "search", study=study))

@@ -1,0 +1,64 @@
+"""The CLI rejects bad input with exit 2 and one sentence, before any trial runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.search.helpers import clean_env
+
+
+def _search(*args: str, cwd=REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "space", "message"),
+    [
+        (["--launcher", "slurm"], None, "'slurm' is not one of"),
+        (["--job-env", "EPOCHS"], None, "is not KEY=VALUE"),
+        (["--job-env", "=3"], None, "is not KEY=VALUE"),
+        (["--job-env", "EPOCH=3"], None, "EPOCH is not a job variable"),
+        (["--job-env", "OUTPUT_DIR=/tmp/x"], None, "set per trial by the search"),
+        (["--job-env", "MAX_LR=0.1"], None, "tuned by the search space"),
+        (["--trials", "0"], None, "--trials"),
+        (["--gpus", "a,b"], None, "not a comma-separated list"),
+        ([], "momentum: {low: 0.1, high: 0.9}\n", "unknown parameter 'momentum'"),
+        ([], "max_lr: {low: 0.1, high: 0.01, log: true}\n", "empty range"),
+    ],
+)
+def test_bad_run_arguments_exit_2_with_one_sentence(tmp_path, args, space, message) -> None:
+    if space is not None:
+        (tmp_path / "space.yaml").write_text(space)
+        args = [*args, "--space", str(tmp_path / "space.yaml")]
+    proc = _search("run", "--output", str(tmp_path / "out"), *args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out" / "trials").exists()
+
+
+@pytest.mark.parametrize("command", ["best", "report", "dashboard"])
+def test_commands_on_a_missing_study_exit_2(tmp_path, command: str) -> None:
+    proc = _search(command, "--output", str(tmp_path / "nothing"))
+    assert proc.returncode == 2
+    assert "no study database" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_the_commands() -> None:
+    proc = _search("--help")
+    assert proc.returncode == 0
+    for command in ("run", "best", "report", "dashboard"):
+        assert command in proc.stdout

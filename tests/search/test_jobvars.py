@@ -1,0 +1,43 @@
+"""The search's list of job variables is the job's own, and --job-env is checked against it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from search.jobvars import JOB_VARIABLES, JobEnvError, parse_job_env
+from tests.conftest import REPO
+
+
+def test_job_variables_match_python_m_job_variables() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "job", "--variables"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert set(json.loads(out)) == JOB_VARIABLES
+
+
+def test_parse_job_env_keeps_values_verbatim() -> None:
+    env = parse_job_env(["EPOCHS=4", "DATA_URL=file:///a=b.tgz"], tuned=set())
+    assert env == {"EPOCHS": "4", "DATA_URL": "file:///a=b.tgz"}
+
+
+@pytest.mark.parametrize(
+    ("item", "tuned", "message"),
+    [
+        ("EPOCHS", set(), "not KEY=VALUE"),
+        ("epochs=4", set(), "not a job variable"),
+        ("OUTPUT_DIR=x", set(), "set per trial"),
+        ("MAX_LR=0.1", {"MAX_LR"}, "tuned by the search space"),
+    ],
+)
+def test_parse_job_env_rejects(item: str, tuned: set[str], message: str) -> None:
+    with pytest.raises(JobEnvError, match=message):
+        parse_job_env([item], tuned)
