@@ -1,7 +1,8 @@
 """Run the job as a Docker container, through the Docker Engine API (docker SDK).
 
 Each trial is a container of the image, as the image's own non-root user, with the data
-cache mounted at /data and the trial's folder at /output, pinned to one GPU with
+cache mounted at /data, the trial's folder at /output and a host ``file://`` archive
+read-only under /archive, pinned to one GPU with
 ``--gpus device=N``, labelled with study, trial and driver, and removed once it ended.
 ``stop`` is ``docker stop`` (SIGTERM, so the job checkpoints). A watchdog process removes
 this driver's containers when the driver dies, even by SIGKILL.
@@ -17,10 +18,20 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from search.launchers.base import LOST, TrialSpec, last_line
 
 DRIVER_LABEL = "resnet-job/driver"
+ARCHIVE_DIR = "/archive"  # where a host file:// archive appears in the container
+
+
+def _host_archive(url: str) -> Path | None:
+    """The host file a ``file://`` DATA_URL names, if it exists (else the URL is left as is)."""
+    if not url.startswith("file://"):
+        return None
+    path = Path(unquote(urlparse(url).path))
+    return path.resolve() if path.is_file() else None
 
 
 def _ownership(image_user: str) -> tuple[int, int] | None:
@@ -119,6 +130,15 @@ class DockerLauncher:
         env.update({"OUTPUT_DIR": "/output", "DATA_DIR": "/data"})
         if spec.gpu is None:
             env.setdefault("DEVICE", "cpu")
+        volumes = {
+            str(spec.data_dir): {"bind": "/data", "mode": "rw"},
+            str(spec.output_dir): {"bind": "/output", "mode": "rw"},
+        }
+        archive = _host_archive(env.get("DATA_URL", ""))
+        if archive is not None:
+            # A file:// archive on the host is mounted read-only where the container finds it.
+            volumes[str(archive)] = {"bind": f"{ARCHIVE_DIR}/{archive.name}", "mode": "ro"}
+            env["DATA_URL"] = f"file://{ARCHIVE_DIR}/{archive.name}"
         labels = {f"resnet-job/{k}": v for k, v in spec.labels.items()}
         labels[DRIVER_LABEL] = self.driver
         container = self.client.containers.run(
@@ -126,10 +146,7 @@ class DockerLauncher:
             detach=True,
             environment=env,
             labels=labels,
-            volumes={
-                str(spec.data_dir): {"bind": "/data", "mode": "rw"},
-                str(spec.output_dir): {"bind": "/output", "mode": "rw"},
-            },
+            volumes=volumes,
             device_requests=(
                 [DeviceRequest(device_ids=[spec.gpu], capabilities=[["gpu"]])]
                 if spec.gpu is not None

@@ -8,7 +8,6 @@ RESNET_JOB_REQUIRE_ALL=1, fails instead). The image comes from RESNET_JOB_IMAGE
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -34,16 +33,14 @@ def docker_client():
 
 
 def _args(tmp_path, archives, study: str, trials: int, launcher: str = "docker", epochs: int = 2):
-    data = tmp_path / "data"
-    (data / "src").mkdir(parents=True)
-    shutil.copy(archives["fastai"], data / "src" / "cifar10.tgz")
+    # The archive stays on the host: the launcher mounts a file:// DATA_URL read-only.
     args = search_args(
         tmp_path / "search",
         archives["fastai"],
         trials=trials,
         parallel=2,
         epochs=epochs,
-        job={"DATA_URL": "file:///data/src/cifar10.tgz", "DATA_DIR": str(data)},
+        job={"DATA_URL": archives["fastai"].as_uri(), "DATA_DIR": str(tmp_path / "data")},
         extra=["--image", IMAGE, "--study-name", study],
     )
     args[args.index("--launcher") + 1] = launcher
