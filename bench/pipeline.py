@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from bench import tutorial
@@ -31,13 +30,7 @@ def tutorial_batches_per_sec(
 ) -> float:
     """Batches/s of the tutorial's training DataLoader over ``png_root/train``."""
     train_ds = ImageFolder(str(png_root / "train"), tutorial.train_transforms())
-    dl = DataLoader(
-        train_ds,
-        batch_size,
-        shuffle=True,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
-    )
+    dl = tutorial.train_loader(train_ds, batch_size, num_workers)
     return _rate(_forever(tutorial.DeviceDataLoader(dl, device)), batches, warmup, device)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from bench import tutorial
@@ -29,13 +28,7 @@ def tutorial_images_per_sec(
     """Images/s of the tutorial's loop body (fp32) fed by its DataLoader over the PNGs."""
     torch.manual_seed(0)
     train_ds = ImageFolder(str(png_root / "train"), tutorial.train_transforms())
-    dl = DataLoader(
-        train_ds,
-        batch_size,
-        shuffle=True,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
-    )
+    dl = tutorial.train_loader(train_ds, batch_size, num_workers)
     model = tutorial.to_device(tutorial.ResNet9(3, 10, width), device)
     seconds = tutorial.train_steps(model, tutorial.DeviceDataLoader(dl, device), steps, warmup)
     return steps * batch_size / seconds

@@ -84,6 +84,21 @@ def datasets(
     return subset(train_ds, train_limit, seed), subset(valid_ds, test_limit, seed + 1)
 
 
+def train_loader(
+    train_ds: Dataset, batch_size: int = BATCH_SIZE, num_workers: int = NUM_WORKERS
+) -> DataLoader:
+    """The tutorial's shuffled training DataLoader."""
+    # pin_memory=True as in the tutorial, but only where there is a GPU to pin for: on a
+    # CPU-only machine it is a no-op that merely warns.
+    return DataLoader(
+        train_ds,
+        batch_size,
+        shuffle=True,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
 def loaders(
     train_ds: Dataset,
     valid_ds: Dataset,
@@ -91,14 +106,10 @@ def loaders(
     num_workers: int = NUM_WORKERS,
 ) -> tuple[DataLoader, DataLoader]:
     """The tutorial's DataLoaders: shuffled training batches, validation at twice the size."""
-    # pin_memory=True as in the tutorial, but only where there is a GPU to pin for: on a
-    # CPU-only machine it is a no-op that merely warns.
-    pin = torch.cuda.is_available()
-    train_dl = DataLoader(
-        train_ds, batch_size, shuffle=True, num_workers=num_workers, pin_memory=pin
+    valid_dl = DataLoader(
+        valid_ds, batch_size * 2, num_workers=num_workers, pin_memory=torch.cuda.is_available()
     )
-    valid_dl = DataLoader(valid_ds, batch_size * 2, num_workers=num_workers, pin_memory=pin)
-    return train_dl, valid_dl
+    return train_loader(train_ds, batch_size, num_workers), valid_dl
 
 
 def get_default_device() -> torch.device:
