@@ -28,7 +28,7 @@ import torch
 from filelock import FileLock
 from PIL import Image, UnidentifiedImageError
 
-from job.checkpoint import default_file_mode
+from job.checkpoint import atomic_write
 from job.config import Config
 from job.errors import DataError
 from job.events import log
@@ -349,18 +349,11 @@ def _cache_path(data_dir: Path, digest: str) -> Path:
 
 
 def _save_cache(data_dir: Path, digest: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write the arrays, then their checksum: a cache without a matching one is never used."""
     path = _cache_path(data_dir, digest)
-    with tempfile.NamedTemporaryFile(dir=data_dir, suffix=".npz.part", delete=False) as f:
-        tmp = Path(f.name)
-        os.fchmod(f.fileno(), default_file_mode())
-        np.savez(f, **arrays)
-    try:
-        check = tmp.with_suffix(".sha256.part")
-        check.write_text(sha256_file(tmp))
-        os.replace(tmp, path)
-        os.replace(check, path.with_suffix(".sha256"))
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    checksum = sha256_file(path)
+    atomic_write(path.with_suffix(".sha256"), lambda f: f.write(checksum.encode()))
 
 
 def _load_cache(data_dir: Path, digest: str) -> dict[str, np.ndarray] | None:
