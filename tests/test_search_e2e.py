@@ -108,12 +108,8 @@ def test_best_command_writes_a_valid_configmap(study_run) -> None:
     import kubernetes_validate
 
     output = study_run[0]
-    proc = subprocess.run(
+    proc = run_search(
         [*_cli("best"), "--output", str(output), "--configmap", "resnet-job-best"],
-        cwd=REPO,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -129,12 +125,8 @@ def test_best_command_writes_a_valid_configmap(study_run) -> None:
 def test_report_command_rewrites_trials_csv(study_run) -> None:
     output = study_run[0]
     (output / "trials.csv").unlink()
-    proc = subprocess.run(
+    proc = run_search(
         [*_cli("report"), "--output", str(output)],
-        cwd=REPO,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
