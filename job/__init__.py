@@ -1,16 +1,31 @@
-"""resnet-job: the CIFAR-10 ResNet9 tutorial recipe as a configurable, resumable job."""
+"""resnet-job: the CIFAR-10 ResNet9 tutorial recipe as a configurable, resumable job.
 
-from job.config import VARIABLES, Config, from_env
-from job.errors import ConfigError, DataError, DivergedError, JobError, StoppedError
+The public names are re-exported lazily, so ``import job.contract`` (all the search may import
+of the job) loads nothing else of the package.
+"""
 
-__all__ = [
-    "VARIABLES",
-    "Config",
-    "ConfigError",
-    "DataError",
-    "DivergedError",
-    "JobError",
-    "StoppedError",
-    "from_env",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "VARIABLES": "job.contract",
+    "ExitCode": "job.contract",
+    "Config": "job.config",
+    "from_env": "job.config",
+    "ConfigError": "job.errors",
+    "DataError": "job.errors",
+    "DivergedError": "job.errors",
+    "JobError": "job.errors",
+    "StoppedError": "job.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'job' has no attribute {name!r}")
