@@ -1,11 +1,21 @@
-# resnet-job — one entry point per task. `make run` and `make test` set up the venv first.
+# resnet-job — one entry point per task; `make help` lists them. Targets that need Python set up
+# the venv first. Every target has a `## name: text` line: that is what `make help` prints.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
-.PHONY: venv run test lint format bench search dashboard clean
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-gpu lint format bench reproduce gpu-data wheels gpu-campaign \
+	search dashboard clean
 
+## help: list the targets with one line each
+help:
+	@echo "usage: make TARGET [VAR=value ...]   (job variables such as DATA_URL or EPOCHS: see docs/contract.md)"
+	@awk '/^## [A-Za-z0-9_.\/-]+: / { name = $$2; sub(/:$$/, "", name); text = $$0; \
+	  sub(/^## [^:]+: /, "", text); printf "  %-20s %s\n", name, text }' $(MAKEFILE_LIST)
+
+## venv: create .venv and install the project with its dev tools (again when pyproject.toml changes)
 venv: $(VENV)/.installed
 
 # pip takes torch 2.14.1 / torchvision 0.29.1 from this machine's disk when offered.
@@ -15,20 +25,29 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-## run: one training run configured by environment variables (see README)
+## run: one training run configured by environment variables (docs/contract.md)
 run: venv
 	$(PY) -m job
 
-## test: the whole test suite (real HTTP, subprocesses, signals; Docker/PostgreSQL when present)
-test: venv
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-	$(PY) -m pytest
+# Tests marked gpu need CUDA: never part of `make test` (docs/development.md), run by `make test-gpu`.
+PYTEST_ARGS ?=
 
+## test: make lint, then every test except those marked gpu (real HTTP, processes, signals, services)
+test: lint
+	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+## test-gpu: only the tests marked gpu (needs a CUDA device; they skip with a reason without one)
+test-gpu: venv
+	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
+
+## lint: ruff check, ruff format --check, mypy (job/ search/ bench/) and hadolint Dockerfile
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile
 
+## format: apply ruff's fixes and formatting
 format: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
@@ -37,19 +56,37 @@ format: venv
 bench: venv
 	$(PY) -m bench
 
-## search: tune with Optuna (make search TRIALS=20 SEARCH_ARGS='--launcher docker --job-env EPOCHS=4')
+## reproduce: the full tutorial recipe on the real archive; final val_acc beside the tutorial's
+reproduce: export DATA_URL ?= file://$(abspath ../shared/data/cifar10.tgz)
+reproduce: venv
+	$(PY) -m bench.reproduce
+
+## gpu-data: a real, class-balanced CIFAR-10 subset (15,000/5,000) for the GPU machine, in .gl/
+gpu-data: venv
+	$(PY) -m bench.subset --train 15000 --test 5000 --out .gl/cifar10-subset.tgz
+
+## wheels: optuna and its dependencies as wheels in .whl/, for the offline GPU machine
+wheels:
+	bash bench/wheels.sh .whl
+
+## gpu-campaign: the GPU campaign on the GPU machine, results in output/gpu-campaign (GPU_CAMPAIGN_ARGS)
+GPU_CAMPAIGN_ARGS ?=
+gpu-campaign:
+	bash bench/gpu_campaign.sh --out output/gpu-campaign $(GPU_CAMPAIGN_ARGS)
+
+## search: tune with Optuna (TRIALS=20 SEARCH_ARGS='--launcher docker --job-env EPOCHS=4')
 TRIALS      ?= 20
 SEARCH_ARGS ?=
 SEARCH_OUTPUT ?= output/search
 search: venv
 	$(PY) -m search run --trials $(TRIALS) --output $(SEARCH_OUTPUT) $(SEARCH_ARGS)
 
-## dashboard: optuna-dashboard for the search at http://127.0.0.1:$(DASHBOARD_PORT)/dashboard
+## dashboard: optuna-dashboard for the search at http://127.0.0.1:8080/dashboard (DASHBOARD_PORT)
 DASHBOARD_PORT ?= 8080
 dashboard: venv
 	$(PY) -m search dashboard --output $(SEARCH_OUTPUT) --port $(DASHBOARD_PORT) $(DASHBOARD_ARGS)
 
-# ---- container image and Kubernetes (see README: Docker, Kubernetes) ----
+# ---- container image and Kubernetes (docs/docker.md, docs/kubernetes.md) ----
 IMAGE        ?= resnet-job
 # Empty: the Dockerfile's default (the official PyTorch CUDA runtime image). CI passes a stand-in.
 BASE_IMAGE   ?=
@@ -71,7 +108,7 @@ K8S_RENDER   := sed 's|resnet-job:$(VERSION)|$(K8S_IMAGE)|g'
 
 .PHONY: image push k8s-validate k8s-apply k8s-train k8s-search k8s-dashboard k8s-best-configmap
 
-## image: build resnet-job:$(VERSION) and resnet-job:latest (BASE_IMAGE=... to override the base)
+## image: build resnet-job:<version> and resnet-job:latest (BASE_IMAGE=... to override the base)
 image:
 	docker build $(DOCKER_BUILD_FLAGS) \
 	  $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
@@ -84,7 +121,7 @@ push:
 	docker tag $(IMAGE):$(VERSION) $(REGISTRY)/$(IMAGE):$(VERSION)
 	docker push $(REGISTRY)/$(IMAGE):$(VERSION)
 
-# The PostgreSQL password for the cluster: random, created once, git-ignored, never printed.
+## k8s/postgres.env: the cluster's PostgreSQL password: random, created once, git-ignored, never printed
 k8s/postgres.env:
 	@umask 077; printf 'POSTGRES_PASSWORD=%s\n' "$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(24))')" > $@
 	@echo "wrote $@ (a random PostgreSQL password; keep it, the database is initialised with it)"
@@ -109,7 +146,7 @@ k8s-search:
 k8s-dashboard:
 	$(KUBECTL) -n $(K8S_NAMESPACE) port-forward svc/optuna-dashboard 8080:8080
 
-## k8s-best-configmap: export the cluster study's best params as the ConfigMap the CronJob reads
+## k8s-best-configmap: the cluster study's best parameters as the ConfigMap the CronJob reads
 # (through a port-forward to the in-cluster PostgreSQL; the password is read from the cluster's
 # Secret and stays out of every command line)
 k8s-best-configmap: venv
@@ -125,5 +162,6 @@ k8s-best-configmap: venv
 	  $(PY) -m search best --configmap $(BEST_CONFIGMAP) --study-name $(STUDY) --output $(BEST_OUTPUT); \
 	$(KUBECTL) -n $(K8S_NAMESPACE) apply -f $(BEST_OUTPUT)/configmap.yaml
 
+## clean: remove output/ and the tool caches (keeps .venv and data/)
 clean:
 	rm -rf output .pytest_cache .ruff_cache
