@@ -22,10 +22,16 @@ if ! docker info >/dev/null 2>&1; then
         docker info >/dev/null 2>&1 && break
         sleep 1
     done
-    docker info >/dev/null 2>&1 || { tail -20 /var/log/dockerd.log >&2; exit 1; }
+    docker info >/dev/null 2>&1 || {
+        tail -20 /var/log/dockerd.log >&2
+        log "dockerd did not answer within 60 s (its log above); CI cannot build or test the image."
+        exit 1
+    }
 fi
 
-base="$(bash .ci/base-image.sh | tail -n 1)"
+# Captured first: a failing base-image.sh must stop here, not pass an empty name on.
+base="$(bash .ci/base-image.sh)" || { log "building the stand-in base image failed (reason above)."; exit 1; }
+base="$(tail -n 1 <<<"$base")"
 log "building the project image on $base"
-make image BASE_IMAGE="$base"
+make image BASE_IMAGE="$base" || { log "docker build of the project's image failed (output above)."; exit 1; }
 docker image inspect --format '{{.RepoTags}} {{.Size}} bytes' resnet-job:latest >&2
