@@ -24,13 +24,16 @@ COPY image-requirements.txt /tmp/image-requirements.txt
 RUN python -m pip install --no-cache-dir -r /tmp/image-requirements.txt \
     && rm /tmp/image-requirements.txt
 
-# Both packages (job, search), installed without touching the dependencies above.
+# Both packages (job, search), installed without touching the dependencies above. k8s/job.yaml
+# is the package search.manifests (pyproject.toml): the kubernetes launcher's trial template.
 COPY pyproject.toml README.md /src/
 COPY job /src/job
 COPY search /src/search
+COPY k8s/__init__.py k8s/job.yaml /src/k8s/
 RUN python -m pip install --no-cache-dir --no-deps /src \
     && rm -rf /src \
-    && python -c "import job, search, torch, torchvision"
+    && python -c "import job, search, torch, torchvision" \
+    && python -c "from importlib.resources import files; files('search.manifests').joinpath('job.yaml').read_text()"
 
 # Everything a run writes goes to /data, /output or /tmp, so a read-only root works:
 # no bytecode writes, HOME and matplotlib's cache in /tmp.
