@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import traceback
 
 import click
 
-from job.config import VARIABLES, from_env
+from job.contract import EXIT_MEANINGS, OUTPUTS, VARIABLES, ExitCode
 from job.errors import JobError
 from job.events import emit, log
 
@@ -19,30 +20,28 @@ def _variables_help() -> str:
     lines = ["\b", "Environment variables (default in brackets):"]
     for var in VARIABLES:
         lines.append(f"  {var.name:<{width}}  {var.help} [{var.default or 'empty'}]")
-    lines += [
-        "",
-        "\b",
-        "Exit codes: 0 done, 2 bad configuration, 3 data unavailable or invalid, "
-        "4 training diverged, 143 stopped by SIGTERM after checkpointing (rerun to resume), "
-        "1 unexpected.",
-    ]
+    lines += ["", "\b", "Exit codes (docs/contract.md):"]
+    lines += [f"  {int(code):>3}  {meaning}" for code, meaning in EXIT_MEANINGS.items()]
     return "\n".join(lines)
+
+
+def _outputs_help() -> str:
+    text = f"Outputs in OUTPUT_DIR: {', '.join(OUTPUTS)}."
+    # "\b" keeps click from re-flowing the lines wrapped here.
+    return "\n".join(["\b", *textwrap.wrap(text, 90)])
 
 
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    help="Train the CIFAR-10 ResNet9 tutorial recipe; JSON-line events on stdout, progress on "
+    "stderr.\n\n" + _outputs_help(),
     epilog=_variables_help(),
 )
 @click.option(
     "--variables", is_flag=True, help="Print every variable, its default and meaning as JSON."
 )
 def cli(variables: bool) -> None:
-    """Train the CIFAR-10 ResNet9 tutorial recipe; JSON-line events on stdout, progress on stderr.
-
-    \b
-    Outputs in OUTPUT_DIR: config.json, history.json, history.csv, metrics.json, model.pt,
-    checkpoint.pt, accuracy.png, losses.png, lrs.png, samples.png.
-    """
+    """The command: print the variables, or run (help text: ``_outputs_help``)."""
     if variables:
         click.echo(
             json.dumps(
@@ -50,7 +49,9 @@ def cli(variables: bool) -> None:
             )
         )
         return
-    from job.runner import run  # torch loads only for a real run, keeping --help fast
+    # Imported here so --help and --variables never load torch.
+    from job.config import from_env
+    from job.runner import run
 
     run(from_env())
 
@@ -63,24 +64,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2)
+        sys.exit(ExitCode.BAD_CONFIG)
     except JobError as exc:
         emit("error", code=exc.exit_code, message=exc.message)
         log(f"error: {exc.message}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        emit("error", code=130, message="Interrupted.")
+        emit("error", code=ExitCode.INTERRUPTED, message="Interrupted.")
         log("error: interrupted.")
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:
         traceback.print_exc()
         message = (
             f"Unexpected {type(exc).__name__}: {exc}; this is a bug, please report it with the log."
         )
-        emit("error", code=1, message=message)
+        emit("error", code=ExitCode.UNEXPECTED, message=message)
         log(f"error: {message}")
-        sys.exit(1)
-    sys.exit(0)
+        sys.exit(ExitCode.UNEXPECTED)
+    sys.exit(ExitCode.DONE)
 
 
 if __name__ == "__main__":

@@ -1,50 +1,14 @@
-"""Atomic files and the resumable checkpoint."""
+"""The resumable checkpoint: saved atomically after every epoch, refused when foreign."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 
+from job.contract import CHECKPOINT, atomic_write
 from job.errors import ConfigError
-
-CHECKPOINT = "checkpoint.pt"
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write a file through ``write`` into a temp file beside it, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        # mkstemp creates 0600; give the file the mode open() would, so a host user can read
-        # what a container wrote to a mounted volume.
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def default_file_mode() -> int:
-    """0666 less the process umask: the mode a plainly created file gets."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    text = json.dumps(data, indent=2, default=str) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """The job's settings: every environment variable, parsed and validated in one place.
 
-This is the only module that reads the environment. Each variable has a default (the
-tutorial's recipe), a one-line meaning for ``--help``, and a parser that rejects a bad value
-with one sentence naming the variable, the value and what is allowed (exit code 2).
+This is the only module that reads the environment. The variables, their defaults (the
+tutorial's recipe) and meanings are the contract's (``job/contract.py``); this module adds a
+parser per variable that rejects a bad value with one sentence naming the variable, the value
+and what is allowed (exit code 2).
 """
 
 from __future__ import annotations
@@ -11,73 +12,16 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from job import contract
 from job.errors import ConfigError
 
-DEFAULT_DATA_URL = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"
-
-
-@dataclass(frozen=True)
-class Config:
-    """One run's resolved settings; field names are the variables in lower case."""
-
-    data_url: str = DEFAULT_DATA_URL
-    data_sha256: str = ""
-    data_dir: Path = Path("./data")
-    output_dir: Path = Path("./output")
-    epochs: int = 8
-    batch_size: int = 400
-    max_lr: float = 0.01
-    weight_decay: float = 1e-4
-    grad_clip: float = 0.1
-    optimizer: str = "adam"
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
-    model_width: float = 1.0
-    train_limit: int = 0
-    test_limit: int = 0
-    promote_dir: Path | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The config as JSON-ready values (paths as strings)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The settings that determine a run's result; a checkpoint must match them to resume.
-
-        Where files live, which device runs it and whether it is compiled do not change the
-        recipe, so they are left out: a run stopped on one node may resume on another.
-        """
-        ignored = {"data_url", "data_dir", "output_dir", "device", "compile", "promote_dir"}
-        return {k: v for k, v in self.to_json().items() if k not in ignored}
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One environment variable of the job."""
-
-    name: str
-    help: str
-    parse: Callable[[str], Any]
-
-    @property
-    def field(self) -> str:
-        return self.name.lower()
-
-    @property
-    def default(self) -> str:
-        value = next(f.default for f in fields(Config) if f.name == self.field)
-        if value is None:
-            return ""
-        if isinstance(value, bool):
-            return "1" if value else "0"
-        return str(value)
+# -- parsers: each turns a variable's text into its value or raises ValueError saying what is
+# allowed; the same parser turns the contract's default text into the Config field default.
 
 
 def _number(kind: type, low: float, *, exclusive: bool = False, hint: str) -> Callable[[str], Any]:
@@ -148,48 +92,105 @@ def _device(text: str) -> str:
     raise ValueError("allowed values are auto, cpu, cuda, cuda:N")
 
 
-VARIABLES: tuple[Variable, ...] = (
-    Variable("DATA_URL", "http(s):// or file:// CIFAR-10 archive (fast.ai or python layout)", _url),
-    Variable("DATA_SHA256", "when set, the archive must have this sha256", _sha256),
-    Variable("DATA_DIR", "download and decoded-array cache, safe to share", _path),
-    Variable("OUTPUT_DIR", "where the run writes everything", _path),
-    Variable("EPOCHS", "training epochs", _number(int, 1, hint="8")),
-    Variable("BATCH_SIZE", "training batch size (images)", _number(int, 1, hint="400")),
-    Variable(
-        "MAX_LR",
-        "peak learning rate of the one-cycle schedule",
-        _number(float, 0, exclusive=True, hint="0.01"),
-    ),
-    Variable("WEIGHT_DECAY", "optimizer weight decay", _number(float, 0, hint="1e-4")),
-    Variable("GRAD_CLIP", "clip gradients to ±value; 0 disables", _number(float, 0, hint="0.1")),
-    Variable("OPTIMIZER", "adam or sgd", _choice("adam", "sgd")),
-    Variable("SEED", "all randomness derives from it", _number(int, 0, hint="0")),
-    Variable("DEVICE", "auto, cpu, cuda or cuda:N", _device),
-    Variable(
-        "PRECISION",
-        "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16",
-        _choice("auto", "fp32", "bf16", "fp16"),
-    ),
-    Variable("COMPILE", "1 uses torch.compile", _flag),
-    Variable(
-        "MODEL_WIDTH",
-        "channel multiplier; 1.0 is the tutorial's ResNet9",
-        _number(float, 0, exclusive=True, hint="0.25"),
-    ),
-    Variable(
-        "TRAIN_LIMIT",
-        "train on a fixed, seeded subset of this many images; 0 = all",
-        _number(int, 0, hint="5000"),
-    ),
-    Variable(
-        "TEST_LIMIT", "evaluate on a fixed, seeded subset; 0 = all", _number(int, 0, hint="2000")
-    ),
-    Variable(
-        "PROMOTE_DIR",
-        "after success, promote the model here if it beats the champion; empty = off",
-        _optional_path,
-    ),
-)
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "DATA_URL": _url,
+    "DATA_SHA256": _sha256,
+    "DATA_DIR": _path,
+    "OUTPUT_DIR": _path,
+    "EPOCHS": _number(int, 1, hint="8"),
+    "BATCH_SIZE": _number(int, 1, hint="400"),
+    "MAX_LR": _number(float, 0, exclusive=True, hint="0.01"),
+    "WEIGHT_DECAY": _number(float, 0, hint="1e-4"),
+    "GRAD_CLIP": _number(float, 0, hint="0.1"),
+    "OPTIMIZER": _choice("adam", "sgd"),
+    "SEED": _number(int, 0, hint="0"),
+    "DEVICE": _device,
+    "PRECISION": _choice("auto", "fp32", "bf16", "fp16"),
+    "COMPILE": _flag,
+    "MODEL_WIDTH": _number(float, 0, exclusive=True, hint="0.25"),
+    "TRAIN_LIMIT": _number(int, 0, hint="5000"),
+    "TEST_LIMIT": _number(int, 0, hint="2000"),
+    "PROMOTE_DIR": _optional_path,
+}
+
+
+def _default(name: str) -> Any:
+    """Variable ``name``'s default value: the contract's default text, parsed."""
+    return _PARSERS[name](contract.default(name))
+
+
+@dataclass(frozen=True)
+class Config:
+    """One run's resolved settings; field names are the variables in lower case.
+
+    Every default comes from the contract's default text through the variable's own parser,
+    so a default is written once, in ``job/contract.py``.
+    """
+
+    data_url: str = _default("DATA_URL")
+    data_sha256: str = _default("DATA_SHA256")
+    # Path is immutable, so one shared default instance is safe (RUF009 cannot know that).
+    data_dir: Path = _default("DATA_DIR")  # noqa: RUF009
+    output_dir: Path = _default("OUTPUT_DIR")  # noqa: RUF009
+    epochs: int = _default("EPOCHS")
+    batch_size: int = _default("BATCH_SIZE")
+    max_lr: float = _default("MAX_LR")
+    weight_decay: float = _default("WEIGHT_DECAY")
+    grad_clip: float = _default("GRAD_CLIP")
+    optimizer: str = _default("OPTIMIZER")
+    seed: int = _default("SEED")
+    device: str = _default("DEVICE")
+    precision: str = _default("PRECISION")
+    compile: bool = _default("COMPILE")
+    model_width: float = _default("MODEL_WIDTH")
+    train_limit: int = _default("TRAIN_LIMIT")
+    test_limit: int = _default("TEST_LIMIT")
+    promote_dir: Path | None = _default("PROMOTE_DIR")  # noqa: RUF009
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as JSON-ready values (paths as strings)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that determine a run's result; a checkpoint must match them to resume.
+
+        Where files live, which device runs it and whether it is compiled do not change the
+        recipe, so they are left out: a run stopped on one node may resume on another.
+        """
+        ignored = {"data_url", "data_dir", "output_dir", "device", "compile", "promote_dir"}
+        return {k: v for k, v in self.to_json().items() if k not in ignored}
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable of the job: the contract's spec and its parser."""
+
+    spec: contract.VariableSpec
+    parse: Callable[[str], Any]
+
+    @property
+    def name(self) -> str:
+        """The variable's name, as in the environment."""
+        return self.spec.name
+
+    @property
+    def help(self) -> str:
+        """Its one-line meaning."""
+        return self.spec.help
+
+    @property
+    def default(self) -> str:
+        """Its default, as the text of the variable."""
+        return self.spec.default
+
+    @property
+    def field(self) -> str:
+        """The Config field it sets."""
+        return self.name.lower()
+
+
+VARIABLES: tuple[Variable, ...] = tuple(Variable(v, _PARSERS[v.name]) for v in contract.VARIABLES)
+"""Every variable of the contract with its parser, in ``--help`` order."""
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Config:

@@ -28,8 +28,8 @@ import torch
 from filelock import FileLock
 from PIL import Image, UnidentifiedImageError
 
-from job.checkpoint import atomic_write
 from job.config import Config
+from job.contract import atomic_write
 from job.errors import DataError
 from job.events import log
 

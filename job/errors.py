@@ -1,12 +1,14 @@
-"""Expected failures and the exit codes they map to (DESIGN.md: exit codes)."""
+"""Expected failures and the exit codes they map to (docs/contract.md: exit codes)."""
 
 from __future__ import annotations
+
+from job.contract import ExitCode
 
 
 class JobError(Exception):
     """An expected failure: one plain sentence for stderr and a documented exit code."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.UNEXPECTED
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -16,22 +18,22 @@ class JobError(Exception):
 class ConfigError(JobError):
     """Bad configuration: never worth retrying."""
 
-    exit_code = 2
+    exit_code = ExitCode.BAD_CONFIG
 
 
 class DataError(JobError):
     """Data unavailable or invalid."""
 
-    exit_code = 3
+    exit_code = ExitCode.NO_DATA
 
 
 class DivergedError(JobError):
     """Training produced a non-finite loss."""
 
-    exit_code = 4
+    exit_code = ExitCode.DIVERGED
 
 
 class StoppedError(JobError):
     """Stopped by SIGTERM after the checkpoint was written; rerun to resume."""
 
-    exit_code = 143
+    exit_code = ExitCode.STOPPED

@@ -16,21 +16,13 @@ from typing import Any
 
 from filelock import FileLock
 
-PROMOTED_FILES = (
-    "model.pt",
-    "metrics.json",
-    "config.json",
-    "history.json",
-    "accuracy.png",
-    "losses.png",
-    "lrs.png",
-)
+from job.contract import METRICS_JSON, PROMOTED
 
 
 def champion_val_acc(promote_dir: Path) -> float | None:
     """The current champion's val_acc, or None when there is no (readable) champion."""
     try:
-        metrics = json.loads((promote_dir / "champion" / "metrics.json").read_text())
+        metrics = json.loads((promote_dir / "champion" / METRICS_JSON).read_text())
         return float(metrics["val_acc"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -69,7 +61,7 @@ def _install(output_dir: Path, promote_dir: Path, run_id: str) -> None:
     staging = runs / f".{run_id}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    for name in PROMOTED_FILES:
+    for name in PROMOTED:
         if (output_dir / name).is_file():
             shutil.copy2(output_dir / name, staging / name)
     os.replace(staging, runs / run_id)

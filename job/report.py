@@ -1,23 +1,41 @@
-"""Everything a finished run leaves in OUTPUT_DIR: JSON, CSV and the tutorial's plots."""
+"""Everything a finished run leaves in OUTPUT_DIR: JSON, CSV and the tutorial's plots.
+
+matplotlib and pandas load on first use, not on import, so a run that fails before its
+outputs never pays for them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display in containers
-import matplotlib.pyplot as plt
-import pandas as pd
 import torch
 
-from job.checkpoint import atomic_write, write_json
+from job.contract import (
+    ACCURACY_PNG,
+    HISTORY_CSV,
+    HISTORY_JSON,
+    LOSSES_PNG,
+    LRS_PNG,
+    SAMPLES_PNG,
+    atomic_write,
+    write_json,
+)
 from job.loader import MEAN, STD
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+SAMPLES = 32  # images in samples.png
+_COLS = 8  # samples.png grid columns
 
 
 def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per history entry; the per-batch ``lrs`` become first/last columns."""
+    import pandas as pd
+
     rows = []
     for entry in history:
         row = {k: v for k, v in entry.items() if k != "lrs"}
@@ -29,41 +47,95 @@ def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
 
 def write_history(output_dir: Path, history: list[dict[str, Any]]) -> None:
     """history.json (the tutorial's list of dicts) and history.csv."""
-    write_json(output_dir / "history.json", history)
+    write_json(output_dir / HISTORY_JSON, history)
     csv = history_frame(history).to_csv(index=False)
-    atomic_write(output_dir / "history.csv", lambda f: f.write(csv.encode()))
+    atomic_write(output_dir / HISTORY_CSV, lambda f: f.write(csv.encode()))
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6, 4)) -> tuple[Figure, Any]:
+    # A Figure without pyplot: no global state, no backend selection, safe off the main thread.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def _save(fig: Figure, path: Path) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
-    plt.close(fig)
 
 
-def plot_history(output_dir: Path, history: list[dict[str, Any]]) -> None:
-    """accuracy.png, losses.png and lrs.png, as in the tutorial."""
+def _integer_epochs(ax: Axes) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+
+
+def history_figures(history: list[dict[str, Any]]) -> dict[str, Figure]:
+    """The tutorial's three plots of ``history``, keyed by their file names.
+
+    The epoch plots have whole-number ticks; the learning-rate plot marks where each epoch ends.
+    """
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    trained = [h for h in history if "train_loss" in h]
+
+    accuracy, axes = _figure()
+    ax = axes[0, 0]
     ax.plot(epochs, [h["val_acc"] for h in history], "-x", label="validation")
     ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy vs. No. of epochs")
+    _integer_epochs(ax)
     ax.legend()
-    _save(fig, output_dir / "accuracy.png")
 
-    trained = [h for h in history if "train_loss" in h]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    losses, axes = _figure()
+    ax = axes[0, 0]
     ax.plot(
         [h["epoch"] for h in trained], [h["train_loss"] for h in trained], "-bx", label="training"
     )
     ax.plot(epochs, [h["val_loss"] for h in history], "-rx", label="validation")
     ax.set(xlabel="epoch", ylabel="loss", title="Loss vs. No. of epochs")
+    _integer_epochs(ax)
     ax.legend()
-    _save(fig, output_dir / "losses.png")
 
+    lrs_fig, axes = _figure()
+    ax = axes[0, 0]
     lrs = [lr for h in trained for lr in h["lrs"]]
-    fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(range(len(lrs)), lrs, label="one-cycle schedule")
+    for i, end in enumerate(epoch_ends(trained)[:-1]):
+        # Between the epoch's last batch and the next one's first.
+        ax.axvline(
+            end - 0.5,
+            color="grey",
+            linestyle=":",
+            linewidth=0.8,
+            label="epoch boundary" if i == 0 else None,
+        )
     ax.set(xlabel="batch no.", ylabel="learning rate", title="Learning Rate vs. Batch no.")
     ax.legend()
-    _save(fig, output_dir / "lrs.png")
+    return {ACCURACY_PNG: accuracy, LOSSES_PNG: losses, LRS_PNG: lrs_fig}
+
+
+def plot_history(output_dir: Path, history: list[dict[str, Any]]) -> None:
+    """accuracy.png, losses.png and lrs.png, as in the tutorial (see :func:`history_figures`)."""
+    for name, fig in history_figures(history).items():
+        _save(fig, output_dir / name)
+
+
+def epoch_ends(trained: list[dict[str, Any]]) -> list[int]:
+    """The batch number after each epoch's last batch (cumulative lengths of ``lrs``)."""
+    ends, total = [], 0
+    for entry in trained:
+        total += len(entry["lrs"])
+        ends.append(total)
+    return ends
+
+
+def sample_indices(n: int, seed: int, k: int = SAMPLES) -> torch.Tensor:
+    """``k`` distinct indices into ``n`` training images, drawn from ``seed``.
+
+    The training set may be sorted by class (the fast.ai layout is), so the first images would
+    all be airplanes; random ones show the mix of classes the model sees.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[: min(k, n)]
 
 
 def plot_samples(
@@ -71,15 +143,14 @@ def plot_samples(
     images: torch.Tensor,
     labels: torch.Tensor,
     classes: tuple[str, ...],
-    n: int = 32,
+    n: int = SAMPLES,
 ) -> None:
     """samples.png: a grid of augmented, de-normalised training images with their classes."""
     mean = torch.tensor(MEAN).view(3, 1, 1)
     std = torch.tensor(STD).view(3, 1, 1)
     n = min(n, len(images))
-    cols = 8
-    rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4), squeeze=False)
+    rows = max(1, -(-n // _COLS))
+    fig, axes = _figure(rows, _COLS, (_COLS * 1.2, rows * 1.4))
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
@@ -87,4 +158,4 @@ def plot_samples(
             ax.imshow(img.permute(1, 2, 0).numpy())
             ax.set_title(classes[int(labels[i])], fontsize=7)
     fig.suptitle("Training samples (augmented, de-normalised)")
-    _save(fig, output_dir / "samples.png")
+    _save(fig, output_dir / SAMPLES_PNG)

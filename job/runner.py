@@ -12,14 +12,14 @@ from typing import Any
 import torch
 
 from job import signals
-from job.checkpoint import atomic_write, write_json
 from job.config import Config, resolve_device, resolve_precision
+from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL, atomic_write, write_json
 from job.data import load_dataset
 from job.errors import ConfigError
 from job.events import emit, log
 from job.loader import DeviceLoader
 from job.promote import promote
-from job.report import plot_history, plot_samples, write_history
+from job.report import plot_history, plot_samples, sample_indices, write_history
 from job.train import fit
 
 
@@ -33,7 +33,7 @@ def run(cfg: Config) -> dict[str, Any]:
     emit("start", config=cfg.to_json(), device=str(device), precision=precision, pid=os.getpid())
     log(f"resnet-job: {cfg.epochs} epochs on {device} ({precision}), output in {cfg.output_dir}")
     write_json(
-        cfg.output_dir / "config.json",
+        cfg.output_dir / CONFIG_JSON,
         {**cfg.to_json(), "resolved_device": str(device), "resolved_precision": precision},
     )
 
@@ -43,8 +43,9 @@ def run(cfg: Config) -> dict[str, Any]:
         f"data: {n_train} train / {n_test} test images, {data.layout} layout, "
         f"sha256 {data.sha256[:12]}…"
     )
+    picked = sample_indices(n_train, cfg.seed)
     sample = DeviceLoader(
-        data.train_images[:32], data.train_labels[:32], 32, train=True, seed=cfg.seed
+        data.train_images[picked], data.train_labels[picked], len(picked), train=True, seed=cfg.seed
     )
     plot_samples(cfg.output_dir, *next(iter(sample.epoch())), data.classes)
 
@@ -74,9 +75,9 @@ def run(cfg: Config) -> dict[str, Any]:
 
     result = fit(cfg, data, device, precision, on_epoch)
     if result.resumed_from:
-        log(f"resumed after epoch {result.resumed_from} from {cfg.output_dir / 'checkpoint.pt'}")
+        log(f"resumed after epoch {result.resumed_from} from {cfg.output_dir / CHECKPOINT}")
     state = result.model.state_dict()
-    atomic_write(cfg.output_dir / "model.pt", lambda f: torch.save(state, f))
+    atomic_write(cfg.output_dir / MODEL, lambda f: torch.save(state, f))
     history = result.history
     write_history(cfg.output_dir, history)
     plot_history(cfg.output_dir, history)
@@ -106,7 +107,7 @@ def run(cfg: Config) -> dict[str, Any]:
         "data_sha256": data.sha256,
         "data_layout": data.layout,
     }
-    metrics_path = cfg.output_dir / "metrics.json"
+    metrics_path = cfg.output_dir / METRICS_JSON
     write_json(metrics_path, metrics)
     if cfg.promote_dir is not None:
         run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"

@@ -20,26 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from job.config import VARIABLES
+from job.contract import OUTPUTS, VARIABLE_NAMES
 from tests.archives import make_archive
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_CIFAR = REPO.parent / "shared" / "data" / "cifar10.tgz"
 REQUIRE_ALL = os.environ.get("RESNET_JOB_REQUIRE_ALL") == "1"
-_JOB_VARS = {v.name for v in VARIABLES}
-# Every file a finished run leaves in OUTPUT_DIR (DESIGN.md: output layout).
-OUTPUTS = (
-    "config.json",
-    "history.json",
-    "history.csv",
-    "metrics.json",
-    "model.pt",
-    "checkpoint.pt",
-    "accuracy.png",
-    "losses.png",
-    "lrs.png",
-    "samples.png",
-)
+# Kept for tests/search/helpers.py, which imports it; new code uses job.contract.VARIABLE_NAMES.
+_JOB_VARS = VARIABLE_NAMES
+__all__ = ["OUTPUTS", "REAL_CIFAR", "JobResult", "job_env", "need", "run_job", "start_job"]
 
 
 def need(available: bool, reason: str) -> None:
@@ -108,7 +97,7 @@ class JobResult:
 
 def job_env(tmp: Path, **settings: object) -> dict[str, str]:
     """A clean environment for a quick CPU job run in ``tmp``."""
-    env = {k: v for k, v in os.environ.items() if k not in _JOB_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLE_NAMES}
     env.update(
         {
             "DATA_DIR": str(tmp / "data"),

@@ -90,3 +90,15 @@ def test_fingerprint_ignores_where_and_how_not_what() -> None:
     b = from_env({"OUTPUT_DIR": "/b", "DATA_DIR": "/y", "DEVICE": "auto"})
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != from_env({"MAX_LR": "0.02"}).fingerprint()
+
+
+@pytest.mark.parametrize("var", VARIABLES, ids=lambda v: v.name)
+def test_each_default_is_the_contracts_text_parsed(var) -> None:
+    from job.contract import default
+
+    assert getattr(Config(), var.field) == var.parse(default(var.name))
+
+
+@pytest.mark.parametrize("var", VARIABLES, ids=lambda v: v.name)
+def test_setting_a_variable_to_its_default_text_changes_nothing(var) -> None:
+    assert from_env({var.name: var.default}) == Config()
