@@ -1,4 +1,5 @@
-"""Fixtures for the Kubernetes manifests: every file in k8s/ and the kustomize output.
+"""Fixtures for the Kubernetes manifests: every file in k8s/, the kustomize output and the
+trial Jobs the search's kubernetes launcher builds from k8s/job.yaml.
 
 No cluster runs here: the manifests are rendered by the real `kubectl kustomize` and checked
 against the Kubernetes OpenAPI schemas and the project's policies, nothing more.
@@ -6,6 +7,7 @@ against the Kubernetes OpenAPI schemas and the project's policies, nothing more.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from search.launchers.base import TrialSpec
 from tests.conftest import REPO
 
 K8S = REPO / "k8s"
@@ -28,6 +31,49 @@ ONE_OFF_FILES = ("job.yaml", "search-job.yaml")
 
 def load_file(name: str) -> list[dict]:
     return [doc for doc in yaml.safe_load_all((K8S / name).read_text()) if doc]
+
+
+def project_version() -> str:
+    text = (REPO / "pyproject.toml").read_text()
+    match = re.search(r'^version = "([^"]+)"', text, re.MULTILINE)
+    assert match
+    return match.group(1)
+
+
+# The launcher's settings each trial Job below is built with: a whole GPU, a MIG slice, no GPU.
+TRIAL_VARIANTS: dict[str, dict] = {
+    "gpu": {"gpu": True},
+    "mig": {"gpu": True, "gpu_resource": "nvidia.com/mig-1g.10gb"},
+    "cpu": {"gpu": False},
+}
+
+
+def trial_jobs() -> list[dict]:
+    """The trial Jobs the kubernetes launcher builds from its default template (k8s/job.yaml
+    as the package ships it), as the API server would receive them."""
+    from kubernetes import client
+
+    from search.launchers.k8s_manifest import build_trial_job
+
+    spec = TrialSpec(
+        name="resnet-job-3",
+        env={"MAX_LR": "0.02", "BATCH_SIZE": "256", "DATA_DIR": "/data"},
+        output_dir=Path("/output/search/trials/3"),
+        data_dir=Path("/data"),
+        labels={"study": "resnet-job", "trial": "3"},
+    )
+    return [
+        client.ApiClient().sanitize_for_serialization(
+            build_trial_job(
+                spec,
+                name=f"trial-{variant}",
+                image=f"resnet-job:{project_version()}",
+                namespace="resnet-job",
+                **settings,
+            )
+        )
+        for variant, settings in TRIAL_VARIANTS.items()
+    ]
 
 
 def render(tmp: Path) -> list[dict]:
@@ -51,8 +97,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def everything(rendered: list[dict]) -> list[dict]:
-    """The rendered stack plus the one-off Jobs, as they reach a cluster."""
-    return rendered + [doc for name in ONE_OFF_FILES for doc in load_file(name)]
+    """The rendered stack, the one-off Jobs and the trial Jobs, as they reach a cluster."""
+    return rendered + [doc for name in ONE_OFF_FILES for doc in load_file(name)] + trial_jobs()
 
 
 def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:

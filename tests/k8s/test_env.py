@@ -1,5 +1,5 @@
-"""Every environment variable and command line the manifests set means something to the
-program that gets it.
+"""Every environment variable and command line the manifests (and the trial Jobs the
+kubernetes launcher builds) set means something to the program that gets it.
 
 A container running the job gets only the job's variables (`python -m job --variables`); one
 running `python -m search <command>` gets only variables that command reads (its options'
@@ -18,15 +18,15 @@ import pytest
 
 from tests.conftest import REPO
 from tests.k8s.conftest import (
-    K8S,
     RESOURCE_FILES,
     containers,
     is_project_image,
     load_file,
     runs_the_job,
+    trial_jobs,
 )
 
-DOCS = [doc for name in RESOURCE_FILES for doc in load_file(name)]
+DOCS = [doc for name in RESOURCE_FILES for doc in load_file(name)] + trial_jobs()
 PROJECT = [c for c in containers(DOCS) if is_project_image(c[1]["image"])]
 
 
@@ -121,22 +121,12 @@ def test_search_command_line_parses(name: str, container: dict, spec: dict) -> N
     command.make_context(args[0], args[1:], parent=cli.make_context("search", [args[0]]))
 
 
-def test_search_driver_builds_trials_from_the_mounted_job_template(rendered: list[dict]) -> None:
+def test_search_driver_builds_trials_from_the_packaged_job_yaml() -> None:
+    # No --job-template: the launcher's default template is k8s/job.yaml as the image ships it
+    # (tests/k8s/test_package_data.py), so nothing else has to reach the driver's pod.
     (job,) = load_file("search-job.yaml")
-    pod = job["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
     args = dict(a.split("=", 1) for a in container["args"][1:] if "=" in a)
     assert args["--launcher"] == "kubernetes"
-    template_path = args["--job-template"]
-    mount = next(m for m in container["volumeMounts"] if template_path.startswith(m["mountPath"]))
-    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    (cm,) = [
-        d
-        for d in rendered
-        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volume["configMap"]["name"]
-    ]
-    key = template_path[len(mount["mountPath"]) :].lstrip("/")
-    assert cm["data"][key] == (K8S / "job.yaml").read_text()
-    assert args["--image"] == next(
-        c["image"] for c in load_file("job.yaml")[0]["spec"]["template"]["spec"]["containers"]
-    )
+    assert "--job-template" not in args
+    assert args["--image"] == container["image"]

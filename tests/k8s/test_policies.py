@@ -1,4 +1,5 @@
-"""The project's Kubernetes policies, as tests over every manifest in k8s/.
+"""The project's Kubernetes policies, as tests over every manifest in k8s/ and over the trial
+Jobs the search's kubernetes launcher builds (from k8s/job.yaml, with and without a GPU).
 
 Each workload runs non-root with no privilege escalation, no capabilities, the runtime's
 seccomp profile and a read-only root; every container has requests and limits; images are
@@ -24,14 +25,20 @@ from tests.k8s.conftest import (
     job_specs,
     load_file,
     pod_specs,
+    project_version,
     runs_the_job,
+    trial_jobs,
 )
 
-DOCS = [doc for name in RESOURCE_FILES for doc in load_file(name)]
+FILE_DOCS = [doc for name in RESOURCE_FILES for doc in load_file(name)]
+TRIALS = trial_jobs()
+DOCS = FILE_DOCS + TRIALS
 PODS = pod_specs(DOCS)
 CONTAINERS = containers(DOCS)
 JOBS = job_specs(DOCS)
 TRAINING = [c for c in CONTAINERS if runs_the_job(c[1])]
+# The runs k8s/ starts itself (one per Job, not per trial): k8s/job.yaml and the CronJob.
+RUNS = [c for c in containers(FILE_DOCS) if runs_the_job(c[1])]
 PROJECT = [c for c in CONTAINERS if is_project_image(c[1]["image"])]
 WORKLOAD_KINDS = {"Job", "CronJob", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Pod"}
 
@@ -40,17 +47,11 @@ def _ids(items: list[tuple]) -> list[str]:
     return [item[0] for item in items]
 
 
-def _project_version() -> str:
-    text = (REPO / "pyproject.toml").read_text()
-    match = re.search(r'^version = "([^"]+)"', text, re.MULTILINE)
-    assert match
-    return match.group(1)
-
-
 def test_the_manifests_have_workloads() -> None:
     kinds = {name.split("/")[0] for name, _ in PODS}
     assert {"Job", "CronJob", "Deployment", "StatefulSet"} <= kinds
-    assert len(TRAINING) >= 2  # k8s/job.yaml and the CronJob
+    assert len(RUNS) >= 2  # k8s/job.yaml and the CronJob
+    assert len(TRAINING) == len(RUNS) + len(TRIALS)
 
 
 # ---- pod and container security -------------------------------------------------------------
@@ -104,10 +105,17 @@ def test_container_has_requests_and_limits(name: str, container: dict, spec: dic
 
 
 @pytest.mark.parametrize(("name", "container", "spec"), TRAINING, ids=_ids(TRAINING))
-def test_training_gets_one_gpu(name: str, container: dict, spec: dict) -> None:
-    resources = container["resources"]
-    assert resources["requests"]["nvidia.com/gpu"] == 1
-    assert resources["limits"]["nvidia.com/gpu"] == 1
+def test_training_gets_one_gpu_unless_it_runs_on_the_cpu(
+    name: str, container: dict, spec: dict
+) -> None:
+    # One GPU resource (a whole nvidia.com/gpu or a MIG / time-sliced share), requested and
+    # limited alike; none for a run pinned to the CPU.
+    on_cpu = {"name": "DEVICE", "value": "cpu"} in container["env"]
+    for kind in ("requests", "limits"):
+        res = container["resources"][kind]
+        gpus = {k: str(v) for k, v in res.items() if k.startswith("nvidia.com/")}
+        expected = [] if on_cpu else ["1"]
+        assert list(gpus.values()) == expected, (kind, gpus)
 
 
 @pytest.mark.parametrize(("name", "spec"), PODS, ids=_ids(PODS))
@@ -133,7 +141,7 @@ def test_image_is_pinned(name: str, container: dict, spec: dict) -> None:
 
 @pytest.mark.parametrize(("name", "container", "spec"), PROJECT, ids=_ids(PROJECT))
 def test_project_image_is_this_version(name: str, container: dict, spec: dict) -> None:
-    assert container["image"] == f"resnet-job:{_project_version()}"
+    assert container["image"] == f"resnet-job:{project_version()}"
 
 
 # ---- Jobs: failure handling -----------------------------------------------------------------
@@ -177,7 +185,7 @@ def test_training_has_time_to_checkpoint(name: str, container: dict, spec: dict)
     assert spec["terminationGracePeriodSeconds"] >= 60
 
 
-@pytest.mark.parametrize(("name", "container", "spec"), TRAINING, ids=_ids(TRAINING))
+@pytest.mark.parametrize(("name", "container", "spec"), RUNS, ids=_ids(RUNS))
 def test_training_output_folder_is_per_job(name: str, container: dict, spec: dict) -> None:
     # One folder per Job, not per pod: a replacement pod finds the checkpoint and resumes.
     env = {e["name"]: e for e in container["env"]}

@@ -1,9 +1,10 @@
 """The kubernetes launcher.
 
 No Kubernetes API server can run here, so: the trial Job is validated strictly against the
-real Kubernetes 1.31 OpenAPI schema (kubernetes-validate), compared with k8s/job.yaml, and
-the launcher's API calls run against a fake BatchV1Api/CoreV1Api that takes and returns the
-official client's model objects (V1Job, V1Pod, V1DeleteOptions, ApiException).
+real Kubernetes 1.31 OpenAPI schema (kubernetes-validate) and compared with k8s/job.yaml, its
+template (tests/k8s also runs the manifest policies on it), and the launcher's API calls run
+against a fake BatchV1Api/CoreV1Api that takes and returns the official client's model objects
+(V1Job, V1Pod, V1DeleteOptions, ApiException).
 """
 
 from __future__ import annotations
@@ -21,13 +22,8 @@ from kubernetes.client.exceptions import ApiException
 
 from search.driver import Driver, Settings
 from search.launchers.base import LOST, TrialSpec
-from search.launchers.kubernetes import (
-    DEFAULT_TEMPLATE,
-    KubernetesLauncher,
-    build_trial_job,
-    job_name,
-    label_value,
-)
+from search.launchers.k8s_manifest import build_trial_job, job_name, label_value
+from search.launchers.kubernetes import KubernetesLauncher
 from search.space import build_space
 from tests.conftest import REPO
 
@@ -39,6 +35,7 @@ SPEC = TrialSpec(
     data_dir=Path("/data"),
     labels={"study": "resnet-job", "trial": "7"},
 )
+MIG = "nvidia.com/mig-1g.10gb"
 
 
 def _job_yaml() -> dict:
@@ -49,28 +46,49 @@ def _dict(job: client.V1Job) -> dict:
     return client.ApiClient().sanitize_for_serialization(job)
 
 
-def _build(template=None, gpu=True) -> dict:
+def _build(template: dict | None = None, gpu: bool = True, **kw) -> dict:
     job = build_trial_job(
-        SPEC, name="resnet-job-7-abc123", image="resnet-job:0.1.0", gpu=gpu, template=template
+        SPEC, name="resnet-job-7-abc123", image="resnet-job:0.1.0", gpu=gpu, template=template, **kw
     )
     assert isinstance(job, client.V1Job)
     return _dict(job)
 
 
-TEMPLATES = {"builtin": lambda: None, "k8s/job.yaml": _job_yaml}
+def _train(job: dict) -> dict:
+    (train,) = [c for c in job["spec"]["template"]["spec"]["containers"] if c["name"] == "train"]
+    return train
 
 
+def _with_mig(template: dict) -> dict:
+    """A --job-template that already asks for a MIG slice instead of a whole GPU."""
+    for kind in ("requests", "limits"):
+        res = _train(template)["resources"][kind]
+        del res["nvidia.com/gpu"]
+        res[MIG] = 1
+    return template
+
+
+# default: k8s/job.yaml as the package ships it; the others as --job-template gives them.
+TEMPLATES = {
+    "default": lambda: None,
+    "k8s/job.yaml": _job_yaml,
+    "mig template": lambda: _with_mig(_job_yaml()),
+}
+
+
+@pytest.mark.parametrize("gpu_resource", ["nvidia.com/gpu", MIG])
 @pytest.mark.parametrize("gpu", [True, False])
 @pytest.mark.parametrize("template", TEMPLATES)
-def test_trial_job_is_valid_kubernetes_1_31(template: str, gpu: bool) -> None:
-    kubernetes_validate.validate(_build(TEMPLATES[template](), gpu), "1.31", strict=True)
+def test_trial_job_is_valid_kubernetes_1_31(template: str, gpu: bool, gpu_resource: str) -> None:
+    job = _build(TEMPLATES[template](), gpu, gpu_resource=gpu_resource)
+    kubernetes_validate.validate(job, "1.31", strict=True)
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_trial_job_runs_one_attempt_of_the_trial(template: str) -> None:
     job = _build(TEMPLATES[template]())
     pod = job["spec"]["template"]["spec"]
-    (train,) = [c for c in pod["containers"] if c["name"] == "train"]
+    train = _train(job)
     env = {e["name"]: e.get("value") for e in train["env"]}
     assert job["metadata"]["name"] == "resnet-job-7-abc123"
     assert job["spec"]["backoffLimit"] == 0
@@ -79,57 +97,124 @@ def test_trial_job_runs_one_attempt_of_the_trial(template: str) -> None:
     assert train["image"] == "resnet-job:0.1.0"
     assert env["OUTPUT_DIR"] == "/output/search/trials/7"
     assert env["MAX_LR"] == "0.02"
-    assert train["resources"]["limits"]["nvidia.com/gpu"] == "1"
     for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
         assert labels["resnet-job/study"] == "resnet-job"
         assert labels["resnet-job/trial"] == "7"
 
 
-def test_trial_job_without_gpu_requests_none_and_runs_on_cpu() -> None:
-    job = _build(_job_yaml(), gpu=False)
-    train = job["spec"]["template"]["spec"]["containers"][0]
-    assert "nvidia.com/gpu" not in json.dumps(train["resources"])
-    assert {"name": "DEVICE", "value": "cpu"} in train["env"]
-
-
-def _security(job: dict) -> dict:
+def _kept(job: dict) -> dict:
+    """What a trial Job must take from k8s/job.yaml unchanged."""
     pod = job["spec"]["template"]["spec"]
-    (train,) = [c for c in pod["containers"] if c["name"] == "train"]
-    tmp = next(m for m in train["volumeMounts"] if m["mountPath"] == "/tmp")
-    tmp_volume = next(v for v in pod["volumes"] if v["name"] == tmp["name"])
+    train = _train(job)
     return {
-        "runAsNonRoot": pod["securityContext"]["runAsNonRoot"],
-        "runAsUser": pod["securityContext"].get("runAsUser"),
-        "seccomp": pod["securityContext"]["seccompProfile"]["type"],
-        "allowPrivilegeEscalation": train["securityContext"]["allowPrivilegeEscalation"],
-        "capabilities": train["securityContext"]["capabilities"],
-        "readOnlyRootFilesystem": train["securityContext"]["readOnlyRootFilesystem"],
-        "tmp_is_emptyDir": "emptyDir" in tmp_volume,
-        "restartPolicy": pod["restartPolicy"],
-        "exit2_fails_job": {
-            "action": "FailJob",
-            "onExitCodes": {"containerName": "train", "operator": "In", "values": [2]},
-        }
-        in job["spec"]["podFailurePolicy"]["rules"],
-        "has_ttl": job["spec"]["ttlSecondsAfterFinished"] > 0,
+        "podFailurePolicy": job["spec"]["podFailurePolicy"],
+        "activeDeadlineSeconds": job["spec"]["activeDeadlineSeconds"],
+        "podReplacementPolicy": job["spec"]["podReplacementPolicy"],
+        "pod securityContext": pod["securityContext"],
+        "terminationGracePeriodSeconds": pod["terminationGracePeriodSeconds"],
+        "automountServiceAccountToken": pod["automountServiceAccountToken"],
+        "volumes": pod["volumes"],
+        "container securityContext": train["securityContext"],
+        "volumeMounts": train["volumeMounts"],
+        "imagePullPolicy": train["imagePullPolicy"],
+        **{
+            f"{kind} {name}": str(value)
+            for kind, res in train["resources"].items()
+            for name, value in res.items()
+            if name in ("cpu", "memory")
+        },
     }
 
 
-def test_builtin_trial_job_agrees_with_k8s_job_yaml_on_security_and_failure() -> None:
-    assert JOB_YAML.is_file(), "k8s/job.yaml is part of the repository"
-    expected = _security(_job_yaml())
-    assert _security(_build()) == expected
-    assert expected["runAsNonRoot"] and expected["readOnlyRootFilesystem"]
-    assert expected["capabilities"] == {"drop": ["ALL"]}
-    assert expected["seccomp"] == "RuntimeDefault"
-    assert expected["allowPrivilegeEscalation"] is False
+@pytest.mark.parametrize("gpu", [True, False])
+def test_trial_job_keeps_k8s_job_yaml_security_resources_and_failure_policy(gpu: bool) -> None:
+    expected = _kept(_job_yaml())
+    assert {"limits cpu", "limits memory", "requests cpu", "requests memory"} <= set(expected)
+    assert _kept(_build(gpu=gpu)) == expected
 
 
-def test_default_template_is_the_job_yaml_less_its_run_settings() -> None:
-    ours = DEFAULT_TEMPLATE["spec"]["template"]["spec"]
-    theirs = _job_yaml()["spec"]["template"]["spec"]
-    assert [v["name"] for v in ours["volumes"]] == [v["name"] for v in theirs["volumes"]]
-    assert ours["terminationGracePeriodSeconds"] == theirs["terminationGracePeriodSeconds"]
+@pytest.mark.parametrize("template", TEMPLATES)
+@pytest.mark.parametrize("gpu_resource", ["nvidia.com/gpu", MIG, "nvidia.com/gpu.shared"])
+def test_trial_job_requests_one_of_the_gpu_resource_and_nothing_else(
+    template: str, gpu_resource: str
+) -> None:
+    resources = _train(_build(TEMPLATES[template](), gpu_resource=gpu_resource))["resources"]
+    for kind in ("requests", "limits"):
+        gpus = {k: v for k, v in resources[kind].items() if k.startswith("nvidia.com/")}
+        assert gpus == {gpu_resource: "1"}, kind
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_trial_job_without_gpu_requests_none_and_runs_on_cpu(template: str) -> None:
+    train = _train(_build(TEMPLATES[template](), gpu=False, gpu_resource=MIG))
+    assert "nvidia.com/" not in json.dumps(train["resources"])
+    assert {"cpu", "memory"} <= set(train["resources"]["limits"])
+    assert {"name": "DEVICE", "value": "cpu"} in train["env"]
+
+
+def test_trial_job_drops_template_variables_only_the_replaced_output_dir_used() -> None:
+    # k8s/job.yaml's JOB_NAME only builds its own OUTPUT_DIR, which the trial replaces.
+    names = [e["name"] for e in _train(_build())["env"]]
+    assert "JOB_NAME" not in names
+    assert names.count("OUTPUT_DIR") == 1
+
+
+def test_trial_job_keeps_template_variables_that_are_still_used() -> None:
+    template = _job_yaml()
+    train = _train(template)
+    train["env"] = [e for e in train["env"] if e["name"] != "DATA_DIR"] + [
+        {"name": "CACHE_ROOT", "value": "/data"},
+        {"name": "DATA_DIR", "value": "$(CACHE_ROOT)/cifar"},
+    ]
+    env = [(e["name"], e.get("value")) for e in _train(_build(template))["env"]]
+    names = [n for n, _ in env]
+    assert names.index("CACHE_ROOT") < names.index("DATA_DIR")  # order kept: $() expands
+    assert ("DATA_DIR", "$(CACHE_ROOT)/cifar") in env
+
+
+# -- the GPU resource and several trials per GPU ---------------------------------------------
+
+
+def test_sharing_a_plain_gpu_is_refused_with_how_to_fix_it() -> None:
+    # No batch/core clients: the refusal must come before any connection to a cluster.
+    with pytest.raises(ValueError) as refused:
+        KubernetesLauncher("resnet-job:0.1.0", trials_per_gpu=2)
+    message = str(refused.value)
+    assert "one nvidia.com/gpu cannot be shared" in message
+    assert "enable time-slicing or MIG in the cluster" in message
+    assert "--gpu-resource" in message and MIG in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"gpu_resource": "gpu"}, "is not an extended resource name"),
+        ({"gpu_resource": "nvidia.com/"}, "is not an extended resource name"),
+        ({"gpu_resource": "Nvidia.com/gpu"}, "is not an extended resource name"),
+        ({"trials_per_gpu": 0}, "must be at least 1"),
+        ({"trials_per_gpu": 3, "gpu_resource": "nvidia.com/gpu"}, "cannot be shared"),
+    ],
+)
+def test_bad_gpu_settings_are_refused(settings: dict, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        KubernetesLauncher("resnet-job:0.1.0", **settings)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "gpu_resource"),
+    [(True, MIG), (True, "nvidia.com/gpu.shared"), (False, "nvidia.com/gpu")],
+)
+def test_several_trials_per_gpu_start_on_a_shared_resource_or_without_gpu(
+    gpu: bool, gpu_resource: str
+) -> None:
+    cluster = FakeCluster()
+    launcher = _launcher(cluster, gpu=gpu, gpu_resource=gpu_resource, trials_per_gpu=2)
+    runs = [launcher.start(SPEC) for _ in range(2)]
+    assert len(cluster.jobs) == 2
+    for run in runs:
+        limits = cluster.jobs[run.name].spec.template.spec.containers[0].resources.limits
+        assert limits.get(gpu_resource) == ("1" if gpu else None)
 
 
 @pytest.mark.parametrize(
