@@ -1,7 +1,8 @@
 """``python -m bench``: the job side by side with the tutorial's pipeline; prints ratios.
 
 (a) input pipeline batches/s, (b) training images/s on CPU (job fp32 and bf16), (c) whole-job
-wall time from a cold start for small real-data configurations — or, with
+wall time from a cold start for small real-data configurations, (d) the job's fixed cost per
+run on a warm cache, (e) the search's launch-to-first-event time per trial — or, with
 ``--gpu-synthetic``, the full recipe on generated CIFAR-shaped data. Run it on a quiet
 machine: every figure is a speed.
 """
@@ -20,6 +21,7 @@ from bench import wall
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10.tgz"
 DEFAULT_WALL_CONFIGS = "1:2000:1000:1,0.25:5000:2000:2"
+PARTS = ("a", "b", "c", "d", "e")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,12 +29,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description=(
             "Benchmark the job against the tutorial's own pipeline on the same data, settings "
-            "and machine: (a) input batches/s, (b) training images/s, (c) whole-job wall time."
+            "and machine: (a) input batches/s, (b) training images/s, (c) whole-job wall time; "
+            "(d) the job's fixed cost per run, (e) the search's launch-to-first-event time."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE, help="fast.ai cifar10.tgz")
-    p.add_argument("--only", default="a,b,c", help="parts to run, comma-separated")
+    p.add_argument("--only", default=",".join(PARTS), help="parts to run, comma-separated")
     p.add_argument("--json", type=Path, help="also save the results here as JSON")
     p.add_argument("--workdir", type=Path, help="scratch folder to use instead of a temporary one")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder's contents")
@@ -53,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_WALL_CONFIGS,
         help="WIDTH:TRAIN:TEST:EPOCHS, comma-separated",
     )
+    g = p.add_argument_group("(d) fixed cost per run, warm cache")
+    g.add_argument("--fixed-config", default="0.25:5000:2000:2", help="WIDTH:TRAIN:TEST:EPOCHS")
+    g = p.add_argument_group("(e) search: launch to first event")
+    g.add_argument("--search-trials", type=int, default=3, help="trials of the local search")
+    g.add_argument("--search-config", default="0.25:1000:500:1", help="WIDTH:TRAIN:TEST:EPOCHS")
     g = p.add_argument_group("--gpu-synthetic: full recipe on generated data (for a GPU)")
     g.add_argument("--gpu-synthetic", action="store_true", help="run this mode instead of a-c")
     g.add_argument("--synthetic-train", type=int, default=50_000, help="generated images")
@@ -73,14 +81,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     parts = {s.strip() for s in args.only.split(",") if s.strip()}
-    if not parts <= {"a", "b", "c"}:
-        parser.error(f"--only takes a, b and c, not {args.only!r}")
+    if not parts <= set(PARTS):
+        parser.error(f"--only takes {', '.join(PARTS)}, not {args.only!r}")
     if not args.gpu_synthetic and not args.archive.is_file():
         parser.error(f"no archive at {args.archive}; pass --archive PATH (fast.ai cifar10.tgz)")
     try:
         wall.parse_configs(args.wall_configs)
+        for one in (args.fixed_config, args.search_config):
+            if len(wall.parse_configs(one)) != 1:
+                parser.error(f"--fixed-config and --search-config take one config, not {one!r}")
     except ValueError as exc:
         parser.error(str(exc))
+    if args.search_trials < 1:
+        parser.error("--search-trials takes a positive number")
     if any("=" not in item for item in args.gpu_job_env):
         parser.error("--gpu-job-env takes NAME=VALUE")
 

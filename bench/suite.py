@@ -1,4 +1,5 @@
-"""The benchmark's parts: (a) input pipeline, (b) training throughput, (c) wall time.
+"""The benchmark's parts: (a) input pipeline, (b) training throughput, (c) wall time,
+(d) the job's fixed cost per run, (e) the search's launch-to-first-event time.
 
 Each part measures both pipelines on the same data, settings and machine and returns table
 rows; :func:`run` runs the parts chosen on the command line (see ``bench/__main__.py``).
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from bench import gpu, pipeline, training, tutorial, wall
+from bench import gpu, overhead, pipeline, training, tutorial, wall
 from bench.table import Row
 
 _T0 = time.perf_counter()
@@ -156,6 +157,56 @@ def _part_c(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
     return rows, details
 
 
+def _part_d(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
+    (cfg,) = wall.parse_configs(args.fixed_config)
+    cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+    log(f"(d) job, {cfg.label}: an untimed run to warm the cache, then a timed one")
+    res = overhead.fixed_cost(args.archive, cfg, work / f"d-{cfg.slug}", str(args.device))
+    _cleanup(args, work / f"d-{cfg.slug}" / "data")
+    log(f"(d) wall {res['wall_seconds']:.1f} s, fixed {res['fixed_seconds']:.1f} s")
+    how = (
+        "`python -m job` subprocess on a warm cache (decoded data set in DATA_DIR, after an "
+        "untimed identical run): wall time less history.json's train_seconds and "
+        "eval_seconds (every epoch and the evaluation before training) — start-up, reading "
+        f"the cache, model, checkpoints, plots and outputs; wall {res['wall_seconds']:.1f} s"
+    )
+    row = Row(f"(d) fixed cost per run, {cfg.label}", "s", None, res["fixed_seconds"], None, how)
+    return [row], res
+
+
+def _part_e(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
+    (cfg,) = wall.parse_configs(args.search_config)
+    cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+    n = args.search_trials
+    log(f"(e) a local search of {n} trials, {cfg.label}, no pruning")
+    res = overhead.search_launch(args.archive, cfg, work / "e-search", n, str(args.device))
+    _cleanup(args, work / "e-search" / "data")
+    log(f"(e) launch to first event: median {res['median']:.2f} s over {res['trials']} trials")
+    rows = [
+        Row(
+            f"(e) search: launch → first event, median of {res['trials']} trials",
+            "s",
+            None,
+            res["median"],
+            None,
+            how=(
+                "each trial's launch_seconds from trials.csv (the driver's clock from launching "
+                "`python -m job` to its first event), `python -m search run --launcher local "
+                f"--pruner none`, {cfg.label}, warm cache; max {res['max']:.2f} s"
+            ),
+        ),
+        Row(
+            "    the job alone: start → first event",
+            "s",
+            None,
+            res["job_alone_first_event_seconds"],
+            None,
+            how="`python -m job` started directly, same settings: its share of the figure above",
+        ),
+    ]
+    return rows, res
+
+
 def _png_root(args: argparse.Namespace, work: Path) -> Path:
     root = work / "tutorial-png" / "cifar10"
     if not root.is_dir():
@@ -198,6 +249,12 @@ def run(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]
         if "c" in parts:
             c_rows, details["wall"] = _part_c(args, work)
             rows += c_rows
+        if "d" in parts:
+            d_rows, details["fixed_cost"] = _part_d(args, work)
+            rows += d_rows
+        if "e" in parts:
+            e_rows, details["search_launch"] = _part_e(args, work)
+            rows += e_rows
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     results = {
         "machine": machine,

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from job.contract import HISTORY_JSON, METRICS_JSON, VARIABLE_NAMES
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -87,7 +89,7 @@ def run_job(
     _fresh(workdir / "output")  # a leftover checkpoint there would make the job resume
     if data_dir is None:
         _fresh(workdir / "data")
-    env = _clean_env()
+    env = clean_env()
     env.update(
         {
             "DATA_URL": archive.resolve().as_uri(),
@@ -105,8 +107,8 @@ def run_job(
     events = [json.loads(line) for line in stdout.splitlines() if line.strip()]
     done = next(e for e in events if e.get("event") == "done")
     output = workdir / "output"
-    metrics = json.loads((output / "metrics.json").read_text())
-    history = json.loads((output / "history.json").read_text())
+    metrics = json.loads((output / METRICS_JSON).read_text())
+    history = json.loads((output / HISTORY_JSON).read_text())
     details = {"metrics": metrics, "history": [_without_lrs(h) for h in history]}
     return RunResult(seconds, float(done["val_acc"]), details)
 
@@ -141,7 +143,7 @@ def run_tutorial(archive: Path, cfg: WallConfig, workdir: Path) -> RunResult:
         "--result",
         str(result),
     ]
-    seconds, _ = _timed(cmd, _clean_env(), workdir / "tutorial")
+    seconds, _ = _timed(cmd, clean_env(), workdir / "tutorial")
     details = json.loads(result.read_text())
     details.pop("history", None)
     return RunResult(seconds, float(details["val_acc"]), details)
@@ -166,9 +168,6 @@ def _fresh(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _clean_env() -> dict[str, str]:
-    # The caller's job settings must not leak into either run; both start from the recipe.
-    from job.config import VARIABLES
-
-    names = {v.name for v in VARIABLES}
-    return {k: v for k, v in os.environ.items() if k not in names}
+def clean_env() -> dict[str, str]:
+    """This process's environment without any job variable: runs start from the recipe."""
+    return {k: v for k, v in os.environ.items() if k not in VARIABLE_NAMES}

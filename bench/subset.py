@@ -1,0 +1,183 @@
+"""``python -m bench.subset``: a seeded, class-balanced subset of the real CIFAR-10 archive.
+
+Picks ``--train`` and ``--test`` images, the same number from every class (the first classes
+in name order take one more when the count does not divide), and writes them — the original
+PNG bytes, not re-encoded — as a ``.tgz`` in the same fast.ai layout
+(``cifar10/{train,test}/<class>/<file>.png``), so the job and the tutorial read it like the
+full archive. The output is byte-for-byte the same for the same input and seed (sorted
+members, zero timestamps), and written under a temporary name, then renamed.
+
+    python -m bench.subset --train 15000 --test 5000 --out .gl/cifar10-subset.tgz
+
+Exit codes: 0 written; 2 bad input (no archive, not the fast.ai layout, more images asked
+for than a class holds), with one sentence on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import random
+import re
+import sys
+import tarfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10.tgz"
+DEFAULT_OUT = REPO / ".gl" / "cifar10-subset.tgz"
+SPLITS = ("train", "test")
+# Only members of exactly this shape are read; anything else in the archive is ignored.
+_MEMBER = re.compile(r"^cifar10/(train|test)/([A-Za-z0-9_-]+)/([A-Za-z0-9_.-]+\.png)$")
+
+
+class SubsetError(Exception):
+    """Bad input: the message is one sentence naming the problem and the fix."""
+
+
+def plan(
+    members: dict[str, dict[str, list[str]]], counts: dict[str, int], seed: int
+) -> dict[str, dict[str, list[str]]]:
+    """Choose ``counts[split]`` file names per split, balanced over the classes, from ``seed``.
+
+    ``members`` maps split → class → file names; the result has the same shape, names sorted.
+    """
+    rng = random.Random(seed)
+    chosen: dict[str, dict[str, list[str]]] = {}
+    for split in SPLITS:
+        classes = sorted(members.get(split, {}))
+        if not classes:
+            raise SubsetError(
+                f"the archive has no cifar10/{split}/<class>/*.png images; "
+                "pass the fast.ai cifar10.tgz with --archive."
+            )
+        per_class, extra = divmod(counts[split], len(classes))
+        chosen[split] = {}
+        for i, cls in enumerate(classes):
+            k = per_class + (1 if i < extra else 0)
+            names = sorted(members[split][cls])
+            if k > len(names):
+                raise SubsetError(
+                    f"--{split} {counts[split]} needs {k} images of class {cls!r}, but the "
+                    f"archive has only {len(names)}; ask for at most "
+                    f"{len(classes) * min(len(v) for v in members[split].values())}."
+                )
+            chosen[split][cls] = sorted(rng.sample(names, k))
+    return chosen
+
+
+def write_subset(archive: Path, out: Path, n_train: int, n_test: int, seed: int = 0) -> str:
+    """Write the subset of ``archive`` to ``out``; return its sha256."""
+    if not archive.is_file():
+        raise SubsetError(f"no archive at {archive}; pass the fast.ai cifar10.tgz with --archive.")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            index: dict[str, tarfile.TarInfo] = {}
+            members: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+            for member in tar:
+                match = _MEMBER.match(member.name)
+                if match and member.isfile():
+                    split, cls, name = match.groups()
+                    members[split][cls].append(name)
+                    index[member.name] = member
+            chosen = plan(members, {"train": n_train, "test": n_test}, seed)
+            wanted = {
+                f"cifar10/{split}/{cls}/{name}"
+                for split, classes in chosen.items()
+                for cls, names in classes.items()
+                for name in names
+            }
+            # Read in archive order: the gzip stream is then decompressed once more, forwards.
+            blobs: dict[str, bytes] = {}
+            for name, member in index.items():
+                if name in wanted:
+                    f = tar.extractfile(member)
+                    assert f is not None  # a regular file, checked above
+                    blobs[name] = f.read()
+    except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise SubsetError(
+            f"cannot read {archive} as a .tgz ({exc}); pass the fast.ai cifar10.tgz with --archive."
+        ) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.part")
+    try:
+        with tmp.open("wb") as raw:
+            _write_tar(raw, chosen, blobs)
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def _write_tar(
+    raw: io.BufferedWriter, chosen: dict[str, dict[str, list[str]]], blobs: dict[str, bytes]
+) -> None:
+    # mtime=0 and an empty file name in the gzip header, zero times in the tar: reproducible.
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar,
+    ):
+        _add(tar, "cifar10/", None)
+        for split in SPLITS:
+            _add(tar, f"cifar10/{split}/", None)
+            for cls, names in chosen[split].items():
+                _add(tar, f"cifar10/{split}/{cls}/", None)
+                for name in names:
+                    path = f"cifar10/{split}/{cls}/{name}"
+                    _add(tar, path, blobs[path])
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
+    info = tarfile.TarInfo(name.rstrip("/"))
+    info.mtime = 0
+    if data is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+    else:
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.subset",
+        description=(
+            "Write a seeded, class-balanced subset of the fast.ai CIFAR-10 archive in the same "
+            "layout (original PNG bytes). Exit codes: 0 written, 2 bad input."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE, help="fast.ai cifar10.tgz")
+    p.add_argument("--train", type=int, default=15_000, help="training images (all classes)")
+    p.add_argument("--test", type=int, default=5_000, help="test images (all classes)")
+    p.add_argument("--seed", type=int, default=0, help="which images are chosen")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the .tgz to write")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; prints what it wrote."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.train < 1 or args.test < 1:
+        parser.error("--train and --test take a positive number of images")
+    try:
+        digest = write_subset(args.archive, args.out, args.train, args.test, args.seed)
+    except SubsetError as exc:
+        print(f"bench.subset: {exc}", file=sys.stderr)
+        return 2
+    size = args.out.stat().st_size
+    print(
+        f"wrote {args.out}: {args.train:,} train / {args.test:,} test images, "
+        f"{size / 1e6:.1f} MB, seed {args.seed}, sha256 {digest}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
