@@ -2,7 +2,9 @@
 
 Commands: ``run`` (the study), ``best`` (best parameters, env file, ConfigMap), ``report``
 (trials.csv and plots), ``dashboard`` (optuna-dashboard on 127.0.0.1). Bad input exits 2
-with one sentence on stderr.
+with one sentence on stderr; every exit code is :class:`job.contract.DriverExit`.
+
+Optuna, pandas and the launchers are imported inside the commands, so ``--help`` is quick.
 """
 
 from __future__ import annotations
@@ -12,9 +14,16 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from job.contract import DriverExit
+
+if TYPE_CHECKING:
+    import optuna
 
 DEFAULT_OUTPUT = Path("output/search")
 DEFAULT_STUDY = "resnet-job"
@@ -24,7 +33,7 @@ DEFAULT_IMAGE = "resnet-job:latest"
 class BadInput(click.ClickException):
     """Bad input: printed as one sentence, exit 2."""
 
-    exit_code = 2
+    exit_code = DriverExit.BAD_INPUT
 
 
 def _storage_url(storage: str | None, output: Path) -> str:
@@ -33,16 +42,14 @@ def _storage_url(storage: str | None, output: Path) -> str:
     return f"sqlite:///{(output / 'study.db').resolve()}"
 
 
-def _load(storage: str | None, output: Path, study_name: str):  # -> optuna.Study
-    import optuna
-
-    from search.driver import make_storage
+def _load(storage: str | None, output: Path, study_name: str) -> optuna.Study:
+    from search.study import load_study
 
     url = _storage_url(storage, output)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
         raise BadInput(f"no study database at {url[len('sqlite:///') :]}; run `search run` first.")
     try:
-        return optuna.load_study(study_name=study_name, storage=make_storage(url))
+        return load_study(url, study_name)
     except KeyError:
         raise BadInput(f"no study named {study_name!r} in {url}.") from None
     except Exception as exc:
@@ -56,11 +63,18 @@ def _first_line(exc: BaseException) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Also log Optuna's own messages.")
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
     """Tune the resnet-job training job with Optuna."""
     logging.basicConfig(level=logging.INFO, format="search: %(message)s", stream=sys.stderr)
+    ctx.obj = {"verbose": verbose}
+
+
+def _optuna_logging() -> None:
+    """Optuna's own messages only with ``--verbose`` (imports Optuna: call it in commands)."""
     import optuna
 
+    verbose = bool((click.get_current_context().find_root().obj or {}).get("verbose"))
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
 
 
@@ -178,6 +192,7 @@ def run(
     heartbeat: int,
 ) -> None:
     """Run the study until it holds TRIALS finished trials, then write the results."""
+    _optuna_logging()
     from search.driver import Driver, Settings, StudyStopped
     from search.jobvars import JobEnvError, parse_job_env
     from search.launchers import detect_gpus, docker_ready, make_launcher
@@ -227,7 +242,7 @@ def run(
     except Exception as exc:
         raise BadInput(f"cannot open the study: {_first_line(exc)}") from None
     signal.signal(signal.SIGTERM, lambda *_: driver.stop())
-    code = 0
+    code: int = DriverExit.DONE
     try:
         driver.run()
     except StudyStopped as exc:
@@ -235,15 +250,15 @@ def run(
         code = exc.code
     except KeyboardInterrupt:
         click.echo("search: interrupted; rerun the same command to continue.", err=True)
-        code = 130
-    if driver._stop.is_set() and code == 0 and driver.finished() < trials:
+        code = DriverExit.INTERRUPTED
+    if driver.stopping and code == DriverExit.DONE and driver.finished() < trials:
         click.echo("search: stopped; rerun the same command to continue.", err=True)
-        code = 143
+        code = DriverExit.STOPPED
     _results(driver.study, output)
     sys.exit(code)
 
 
-def _gpus(option: str | None, detect) -> list[str]:
+def _gpus(option: str | None, detect: Callable[[], list[str]]) -> list[str]:
     if option is None:
         return detect()
     if option.strip().lower() in ("none", ""):
@@ -254,7 +269,7 @@ def _gpus(option: str | None, detect) -> list[str]:
     return ids
 
 
-def _read_template(path: Path) -> dict:
+def _read_template(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
@@ -267,7 +282,7 @@ def _read_template(path: Path) -> dict:
     return jobs[0]
 
 
-def _results(study, output: Path) -> None:
+def _results(study: optuna.Study, output: Path) -> None:
     from search.report import write_best, write_report
 
     best = write_best(study, output)
@@ -295,8 +310,8 @@ def _results(study, output: Path) -> None:
 )
 def best(storage: str | None, study_name: str, output: Path, configmap: str | None) -> None:
     """Print the best trial; (re)write best_params.json and best.env."""
-    from search.report import configmap as make_configmap
-    from search.report import write_best
+    _optuna_logging()
+    from search.report import write_best, write_configmap
 
     study = _load(storage, output, study_name)
     trial = write_best(study, output)
@@ -304,8 +319,8 @@ def best(storage: str | None, study_name: str, output: Path, configmap: str | No
         raise BadInput(f"the study {study_name!r} has no COMPLETE trial yet.")
     click.echo(json.dumps({"trial": trial.number, "val_acc": trial.value, "params": trial.params}))
     if configmap:
-        (output / "configmap.yaml").write_text(make_configmap(study, configmap))
-        click.echo(f"search: wrote {output / 'configmap.yaml'}", err=True)
+        path = write_configmap(study, output, configmap)
+        click.echo(f"search: wrote {path}", err=True)
 
 
 @cli.command()
@@ -314,6 +329,7 @@ def best(storage: str | None, study_name: str, output: Path, configmap: str | No
 @_output
 def report(storage: str | None, study_name: str, output: Path) -> None:
     """(Re)write trials.csv and the study's plots."""
+    _optuna_logging()
     from search.report import write_report
 
     study = _load(storage, output, study_name)
@@ -329,10 +345,11 @@ def report(storage: str | None, study_name: str, output: Path) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 def dashboard(storage: str | None, output: Path, port: int, host: str) -> None:
     """Serve optuna-dashboard for the storage, with the trials' files as artifacts."""
+    _optuna_logging()
     import optuna_dashboard
     from optuna.artifacts import FileSystemArtifactStore
 
-    from search.driver import make_storage
+    from search.storage import make_storage
 
     url = _storage_url(storage, output)
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
@@ -356,12 +373,12 @@ def main() -> None:
         sys.exit(0)
     except click.UsageError as exc:
         click.echo(f"search: {exc.format_message().rstrip('.')}.", err=True)
-        sys.exit(2)
+        sys.exit(DriverExit.BAD_INPUT)
     except click.ClickException as exc:
         click.echo(f"search: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
-        sys.exit(130)
+        sys.exit(DriverExit.INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Results of a study: best parameters, an env file, a ConfigMap, trials.csv and plots."""
+"""Results of a study: best parameters, an env file, a ConfigMap, trials.csv and plots.
+
+Every file is written whole or not at all (:func:`job.contract.atomic_write`), so a reader
+never sees half a result, even when the driver is stopped while writing.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,13 @@ import pandas as pd
 import yaml
 from optuna.trial import TrialState
 
+from job.contract import atomic_write, write_json, write_text
 from search.space import to_env
+
+BEST_PARAMS = "best_params.json"
+BEST_ENV = "best.env"
+CONFIGMAP = "configmap.yaml"
+TRIALS_CSV = "trials.csv"
 
 PLOTS: dict[str, tuple[str, int]] = {
     "optimization_history": ("plot_optimization_history", 1),
@@ -46,8 +53,8 @@ def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | 
         "params": best.params,
         "env": to_env(best.params),
     }
-    _atomic(output / "best_params.json", json.dumps(summary, indent=2) + "\n")
-    _atomic(output / "best.env", env_file(study.study_name, best))
+    write_json(output / BEST_PARAMS, summary)
+    write_text(output / BEST_ENV, env_file(study.study_name, best))
     return best
 
 
@@ -79,6 +86,13 @@ def configmap(study: optuna.Study, name: str) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+def write_configmap(study: optuna.Study, output: Path, name: str) -> Path:
+    """Write ``configmap.yaml`` (see :func:`configmap`); return its path."""
+    path = output / CONFIGMAP
+    write_text(path, configmap(study, name))
+    return path
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, params, val_acc, epochs, seconds, exit code, …"""
     rows: list[dict[str, Any]] = []
@@ -107,7 +121,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 def write_report(study: optuna.Study, output: Path) -> list[str]:
     """Write ``trials.csv`` and the study's PNG plots; return notes on skipped plots."""
     output.mkdir(parents=True, exist_ok=True)
-    trials_frame(study).to_csv(output / "trials.csv", index=False)
+    write_text(output / TRIALS_CSV, trials_frame(study).to_csv(index=False))
     return write_plots(study, output / "plots")
 
 
@@ -137,20 +151,17 @@ def write_plots(study: optuna.Study, folder: Path) -> list[str]:
         fig = _figure(axes)
         fig.set_size_inches(9, 6)
         fig.tight_layout()
-        fig.savefig(folder / f"{stem}.png", dpi=100)
+        _save_png(fig, folder / f"{stem}.png")
         plt.close(fig)
-    (folder / "NOTES.txt").write_text("".join(n + "\n" for n in notes))
+    write_text(folder / "NOTES.txt", "".join(n + "\n" for n in notes))
     return notes
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
 
 def _figure(axes: Any) -> Any:
     if hasattr(axes, "figure"):
         return axes.figure
     return axes.flat[0].figure  # an array of Axes
-
-
-def _atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -17,6 +17,8 @@ from typing import Any
 import optuna
 import yaml
 
+from job.contract import TUNED, default
+
 TUNABLE: dict[str, str] = {
     "max_lr": "MAX_LR",
     "weight_decay": "WEIGHT_DECAY",
@@ -28,13 +30,15 @@ TUNABLE: dict[str, str] = {
 }
 """Parameters a space may tune, and the job variable each one sets."""
 
-TUTORIAL_DEFAULTS: dict[str, Any] = {
-    "max_lr": 0.01,
-    "weight_decay": 1e-4,
-    "grad_clip": 0.1,
-    "batch_size": 400,
-}
-"""The tutorial's recipe, enqueued as every study's first trial."""
+
+def _number(text: str) -> int | float:
+    return int(text) if text.isdigit() else float(text)
+
+
+TUTORIAL_DEFAULTS: dict[str, Any] = {name.lower(): _number(default(name)) for name in TUNED}
+"""The tutorial's recipe (the job's defaults of the tuned variables), enqueued as every
+study's first trial: ``max_lr`` 0.01, ``weight_decay`` 1e-4, ``grad_clip`` 0.1,
+``batch_size`` 400."""
 
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "max_lr": {"low": 1e-3, "high": 1e-1, "log": True},
@@ -155,12 +159,14 @@ def _distribution(name: str, spec: Mapping[str, Any]) -> optuna.distributions.Ba
     if log and low <= 0:
         raise SpaceError(f"parameter {name!r} is log-scaled, so low must be above 0.")
     kind = spec.get("type", "int" if name in ("batch_size", "epochs") else "float")
-    if kind == "int":
-        step = int(spec.get("step", 1))
-        return optuna.distributions.IntDistribution(int(low), int(high), log=log, step=step)
-    if kind != "float":
+    if kind not in ("int", "float"):
         raise SpaceError(f"parameter {name!r} has type {kind!r}; use int or float.")
-    step = spec.get("step")
-    return optuna.distributions.FloatDistribution(
-        low, high, log=log, step=None if step is None else float(step)
-    )
+    try:
+        step = None if spec.get("step") is None else float(spec["step"])
+    except (TypeError, ValueError):
+        raise SpaceError(f"parameter {name!r} has a non-numeric step.") from None
+    if kind == "int":
+        return optuna.distributions.IntDistribution(
+            int(low), int(high), log=log, step=1 if step is None else int(step)
+        )
+    return optuna.distributions.FloatDistribution(low, high, log=log, step=step)

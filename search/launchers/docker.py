@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from job.contract import JOB_LOG
 from search.launchers.base import LOST, TrialSpec, last_line
 
 DRIVER_LABEL = "resnet-job/driver"
@@ -155,7 +156,7 @@ class DockerLauncher:
             shm_size=self.shm_size,
             name=f"{spec.name}-{uuid.uuid4().hex[:6]}",
         )
-        return DockerRun(container, spec.output_dir / "job.log")
+        return DockerRun(container, spec.output_dir / JOB_LOG)
 
     def _writable(self, folder: Path) -> None:
         """Let the image's non-root user write ``folder`` (a host bind mount)."""

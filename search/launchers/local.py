@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from search.jobvars import JOB_VARIABLES
+from job.contract import JOB_LOG, VARIABLE_NAMES
 from search.launchers.base import TrialSpec, last_line
 
 _PR_SET_PDEATHSIG = 1
@@ -87,7 +87,7 @@ class LocalLauncher:
         env = {
             k: v
             for k, v in os.environ.items()
-            if k not in JOB_VARIABLES and k != "CUDA_VISIBLE_DEVICES"
+            if k not in VARIABLE_NAMES and k != "CUDA_VISIBLE_DEVICES"
         }
         env.update(spec.env)
         env.update(
@@ -99,7 +99,7 @@ class LocalLauncher:
         )
         if spec.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = spec.gpu
-        log_path = spec.output_dir / "job.log"
+        log_path = spec.output_dir / JOB_LOG
         parent = os.getpid()
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 
-from search.driver import postgres_driver
+from search.storage import postgres_driver
 from tests.conftest import _JOB_VARS, REPO
 
 SMALL_JOB = {

@@ -9,7 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.driver import Driver, Settings, StudyStopped, parse_event
+from search.driver import Driver, Settings, StudyStopped
+from search.events import parse_event
 from search.launchers.local import LocalLauncher
 from search.space import build_space
 
@@ -120,6 +121,7 @@ def test_trial_environment_carries_params_and_fixed_settings(tmp_path) -> None:
         ('{"v":1,"event":', None),
         ('{"no_event": 1}', None),
         ("[1, 2]", None),
+        ('{"v":2,"event":"epoch","epoch":1}', None),  # another contract version
     ],
 )
 def test_parse_event(line, event) -> None:
@@ -131,14 +133,14 @@ def test_stopping_the_driver_fails_running_trials_and_queues_them_again(tmp_path
 
     driver = _driver(tmp_path, "*=silent", trials=1)
     started = threading.Event()
-    original = driver.s.launcher.start
+    original = driver.settings.launcher.start
 
     def start(spec):
         run = original(spec)
         started.set()
         return run
 
-    driver.s.launcher.start = start
+    driver.settings.launcher.start = start
     threading.Thread(target=lambda: started.wait(60) and driver.stop(), daemon=True).start()
     driver.run()
     first, queued = driver.study.get_trials()
@@ -158,7 +160,7 @@ def test_a_retried_trial_resumes_from_the_failed_trials_checkpoint(tmp_path) -> 
     ckpt = tmp_path / "out" / "trials" / "0" / "checkpoint.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"state")
-    driver.retry(driver.study, driver.study.get_trials()[0])
+    driver.requeue(driver.study, driver.study.get_trials()[0])
     driver.run()
     retried = driver.study.get_trials()[1]
     assert retried.state.name == "COMPLETE"

@@ -1,4 +1,4 @@
-"""The search's list of job variables is the job's own, and --job-env is checked against it."""
+"""The contract's list of job variables is the job's own, and --job-env is checked against it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from search.jobvars import JOB_VARIABLES, JobEnvError, parse_job_env
+from job.contract import VARIABLE_NAMES
+from search.jobvars import JobEnvError, parse_job_env
 from tests.conftest import REPO
 
 
@@ -21,7 +22,7 @@ def test_job_variables_match_python_m_job_variables() -> None:
         timeout=120,
         check=True,
     ).stdout
-    assert set(json.loads(out)) == JOB_VARIABLES
+    assert set(json.loads(out)) == VARIABLE_NAMES
 
 
 def test_parse_job_env_keeps_values_verbatim() -> None:

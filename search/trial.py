@@ -1,0 +1,266 @@
+"""One trial's lifecycle: launch the job (and relaunch a preempted run), follow its events,
+report each epoch to Optuna and stop the run when the pruner says so, then record the result.
+
+How each way a run can end becomes a trial state is the table in ``docs/search.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from job.contract import (
+    ARTIFACTS,
+    CHECKPOINT,
+    EXIT_MEANINGS,
+    DoneEvent,
+    DriverExit,
+    EpochEvent,
+    ErrorEvent,
+    ExitCode,
+)
+from search._optuna import quiet_experimental, trial_id
+from search.errors import StudyStopped
+from search.events import Interrupted, Silent, follow
+from search.launchers.base import LOST, Run, TrialSpec
+from search.settings import Settings
+from search.space import to_env
+from search.storage import Requeue
+
+log = logging.getLogger("search")
+
+_RETRIED_EXITS = (ExitCode.STOPPED, LOST)
+"""Exits of a run that was preempted (SIGTERM, or the container/pod vanished): relaunched."""
+
+
+class TrialRunner:
+    """Runs trials of one study through the settings' launcher, one call per trial."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        study: optuna.Study,
+        storage: BaseStorage,
+        stopping: threading.Event,
+        requeue: Requeue,
+    ) -> None:
+        self.settings = settings
+        self.study = study
+        self.storage = storage
+        self.stopping = stopping
+        self.requeue = requeue
+        artifact_dir = settings.output / "artifacts"
+        artifact_dir.mkdir(parents=True, exist_ok=True)
+        self.artifacts = FileSystemArtifactStore(artifact_dir)
+
+    def trial_dir(self, number: int) -> Path:
+        """The trial's own folder: the job's OUTPUT_DIR."""
+        return self.settings.output / "trials" / str(number)
+
+    def run(self, trial: optuna.Trial, gpu: str | None) -> FrozenTrial | None:
+        """Run ``trial`` to its end and record it; the frozen trial (None: not recorded).
+
+        Raises :class:`StudyStopped` when the run showed every trial would fail alike.
+        """
+        settings = self.settings
+        params = settings.space.suggest(trial)
+        out = self.trial_dir(trial.number)
+        spec = TrialSpec(
+            name=f"{settings.study_name}-{trial.number}",
+            env={**settings.job_env, **to_env(params)},
+            output_dir=out,
+            data_dir=settings.data_dir,
+            gpu=gpu,
+            labels={"study": settings.study_name, "trial": str(trial.number)},
+        )
+        carried = self._carry_checkpoint(trial, out)
+        trial.set_user_attr("output_dir", str(out))
+        trial.set_user_attr("launcher", getattr(settings.launcher, "name", "?"))
+        if gpu is not None:
+            trial.set_user_attr("gpu", gpu)
+        log.info("trial %d: start %s", trial.number, _short(params))
+        outcome = _Outcome(trial)
+        code: int = LOST
+        run: Run | _NotStarted = _NotStarted()
+        for attempt in range(settings.retries + 1):
+            trial.set_user_attr("attempts", attempt + 1)
+            code, run = self._launch(outcome, spec)
+            preempted = code in _RETRIED_EXITS and outcome.state is None
+            if preempted and not self.stopping.is_set():
+                log.warning("trial %d: run ended with %s; retrying", trial.number, _why(code))
+                continue
+            if code == ExitCode.BAD_CONFIG and carried:  # the job refused the carried checkpoint
+                log.warning(
+                    "trial %d: the carried checkpoint does not fit; starting over", trial.number
+                )
+                (out / CHECKPOINT).unlink(missing_ok=True)
+                carried = False
+                outcome.error = None
+                continue
+            break
+        return self._record(trial, outcome, code, run)
+
+    def _launch(self, outcome: _Outcome, spec: TrialSpec) -> tuple[int, Run | _NotStarted]:
+        """Start one run, follow its events, return its exit code and the run."""
+        settings = self.settings
+        started = time.monotonic()
+        try:
+            run = settings.launcher.start(spec)
+        except Exception as exc:  # the launcher could not start it: a failed trial
+            outcome.reason = f"the launcher could not start the run: {exc}"
+            return LOST, _NotStarted()
+        try:
+            for event in follow(run, settings.trial_timeout, self.stopping):
+                if outcome.launch_seconds is None:
+                    outcome.launch_seconds = time.monotonic() - started
+                if outcome.on_event(event):
+                    run.stop(settings.stop_grace)
+                    break
+        except Silent:
+            outcome.reason = f"no event for {settings.trial_timeout:g} s; stopped"
+            run.stop(settings.stop_grace)
+        except Interrupted:
+            outcome.interrupted = True
+            outcome.reason = "the driver was stopped"
+            run.stop(settings.stop_grace)
+        return run.wait(), run
+
+    def _carry_checkpoint(self, trial: optuna.Trial, out: Path) -> bool:
+        """A retry of a trial whose driver died resumes from that trial's checkpoint."""
+        history = self.storage.get_trial_system_attrs(trial_id(trial)).get("retry_history")
+        if not history:
+            return False
+        source = self.trial_dir(history[-1]) / CHECKPOINT
+        target = out / CHECKPOINT
+        if source.is_file() and not target.exists():
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            log.info("trial %d: resumes trial %d's checkpoint", trial.number, history[-1])
+            return True
+        return False
+
+    def _record(
+        self, trial: optuna.Trial, outcome: _Outcome, code: int, run: Run | _NotStarted
+    ) -> FrozenTrial | None:
+        tail = run.stderr_tail()
+        trial.set_user_attr("exit_code", code)
+        trial.set_user_attr("epochs", outcome.epochs)
+        trial.set_user_attr("seconds", round(time.monotonic() - outcome.t0, 3))
+        if outcome.launch_seconds is not None:
+            trial.set_user_attr("launch_seconds", round(outcome.launch_seconds, 3))
+        if run.log_path is not None:
+            trial.set_user_attr("log", str(run.log_path))
+        if tail:
+            trial.set_user_attr("stderr", tail[-500:])
+        if outcome.state == TrialState.PRUNED:
+            self._upload(trial)
+            frozen = self.study.tell(trial, state=TrialState.PRUNED)
+            log.info("trial %d: pruned after %d epochs", trial.number, outcome.epochs)
+            return frozen
+        if code == ExitCode.DONE and outcome.val_acc is not None:
+            trial.set_user_attr("val_acc", outcome.val_acc)
+            self._upload(trial)
+            frozen = self.study.tell(trial, outcome.val_acc)
+            log.info("trial %d: val_acc %.4f", trial.number, outcome.val_acc)
+            return frozen
+        reason = outcome.reason or _why(code)
+        trial.set_user_attr("fail_reason", reason)
+        frozen = self.study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %d: failed: %s%s", trial.number, reason, f" ({tail})" if tail else "")
+        if self.stopping.is_set() and outcome.interrupted:
+            self.requeue(self.study, frozen)  # stopped by us: its parameters run again later
+        elif code in (ExitCode.BAD_CONFIG, ExitCode.NO_DATA):
+            what = "rejected its configuration" if code == ExitCode.BAD_CONFIG else "found no data"
+            detail = outcome.error or tail or f"see {run.log_path}"
+            raise StudyStopped(
+                DriverExit.BAD_INPUT if code == ExitCode.BAD_CONFIG else DriverExit.NO_DATA,
+                f"trial {trial.number}: the job {what} ({detail}); every trial would fail "
+                "the same way, so the study stopped.",
+            )
+        return frozen
+
+    def _upload(self, trial: optuna.Trial) -> None:
+        """The trial's files as Optuna artifacts, for the dashboard (best effort)."""
+        out = self.trial_dir(trial.number)
+        for name in ARTIFACTS:
+            path = out / name
+            if path.is_file():
+                with contextlib.suppress(Exception), quiet_experimental():
+                    upload_artifact(
+                        artifact_store=self.artifacts, file_path=str(path), study_or_trial=trial
+                    )
+
+
+class _Outcome:
+    """What one trial's runs showed across its (re)launches: events, pruning, timing."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+        self.t0 = time.monotonic()
+        self.epochs = 0
+        self.reported: set[int] = set()
+        self.val_acc: float | None = None
+        self.state: TrialState | None = None
+        self.reason: str | None = None
+        self.error: str | None = None
+        self.interrupted = False
+        self.launch_seconds: float | None = None
+
+    def on_event(self, event: Mapping[str, Any]) -> bool:
+        """Handle one event; True when the run must be stopped (pruned)."""
+        kind = event.get("event")
+        if kind == "epoch":
+            epoch_event = cast(EpochEvent, event)
+            epoch, acc = int(epoch_event["epoch"]), float(epoch_event["val_acc"])
+            self.epochs = max(self.epochs, epoch)
+            if epoch not in self.reported:  # a resumed run repeats nothing, but be safe
+                self.reported.add(epoch)
+                self.trial.report(acc, epoch)
+                if self.trial.should_prune():
+                    self.state = TrialState.PRUNED
+                    return True
+        elif kind == "done":
+            self.val_acc = float(cast(DoneEvent, event)["val_acc"])
+        elif kind == "error":
+            self.error = str(cast(ErrorEvent, event).get("message", ""))
+        return False
+
+
+class _NotStarted:
+    """Stands in for a run the launcher failed to start."""
+
+    log_path: Path | None = None
+
+    def stderr_tail(self) -> str:
+        return ""
+
+
+def _why(code: int) -> str:
+    """A run's exit code in words, for a failed trial's ``fail_reason``."""
+    if code == ExitCode.DONE:
+        return "the job ended without a done event"
+    if code == LOST:
+        return "the run disappeared"
+    if code == 137:
+        return "killed (exit 137)"
+    try:
+        return f"{EXIT_MEANINGS[ExitCode(code)]} (exit {code})"
+    except ValueError:
+        return f"exit {code}"
+
+
+def _short(params: Mapping[str, Any]) -> str:
+    return " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )

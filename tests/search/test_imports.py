@@ -1,0 +1,67 @@
+"""The search stays light: it never loads torch or the job (beyond job.contract), and its
+``--help`` loads neither Optuna nor pandas."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.search.helpers import clean_env
+
+SEARCH_MODULES = (
+    "search",
+    "search.__main__",
+    "search.driver",
+    "search.trial",
+    "search.study",
+    "search.storage",
+    "search.events",
+    "search.report",
+    "search.space",
+    "search.jobvars",
+    "search.launchers",
+    "search.launchers.local",
+    "search.launchers.docker",
+    "search.launchers.kubernetes",
+)
+
+
+def _modules_after(code: str) -> set[str]:
+    """The names in sys.modules after a fresh interpreter ran ``code``."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_search_modules_load_no_torch_and_no_job_module_but_the_contract() -> None:
+    loaded = _modules_after("".join(f"import {name}\n" for name in SEARCH_MODULES))
+    assert "torch" not in loaded
+    assert {m for m in loaded if m == "job" or m.startswith("job.")} <= {"job", "job.contract"}
+
+
+HELP = """
+import runpy, sys
+sys.argv = ["search", *{args!r}]
+try:
+    runpy.run_module("search", run_name="__main__")
+except SystemExit:
+    pass
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["best", "--help"]])
+@pytest.mark.parametrize("heavy", ["optuna", "pandas", "matplotlib"])
+def test_help_loads_no_heavy_library(args: list[str], heavy: str) -> None:
+    assert heavy not in _modules_after(HELP.format(args=args))
