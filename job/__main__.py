@@ -6,6 +6,7 @@ import json
 import sys
 import textwrap
 import traceback
+from typing import NoReturn
 
 import click
 
@@ -51,13 +52,21 @@ def cli(variables: bool) -> None:
         return
     # Imported here so --help and --variables never load torch.
     from job.config import from_env
+    from job.resources import check_output_space
     from job.runner import run
 
-    run(from_env())
+    cfg = from_env()
+    check_output_space(cfg.output_dir, cfg.model_width)  # a volume too small fails at once
+    run(cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run, and turn every failure into its documented exit code."""
+    """Entry point: run, and turn every failure into its documented exit code.
+
+    This is the one place that maps exceptions to exit codes: JobErrors carry theirs, a full
+    volume and an exhausted memory are recognised here (:func:`_fault`), anything else is a
+    bug and prints its traceback.
+    """
     try:
         cli.main(args=argv, prog_name="python -m job", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -66,14 +75,15 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(ExitCode.BAD_CONFIG)
     except JobError as exc:
-        emit("error", code=exc.exit_code, message=exc.message)
-        log(f"error: {exc.message}")
-        sys.exit(exc.exit_code)
+        _fail(exc)
     except KeyboardInterrupt:
         emit("error", code=ExitCode.INTERRUPTED, message="Interrupted.")
         log("error: interrupted.")
         sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:
+        fault = _fault(exc)
+        if fault is not None:
+            _fail(fault)
         traceback.print_exc()
         message = (
             f"Unexpected {type(exc).__name__}: {exc}; this is a bug, please report it with the log."
@@ -82,6 +92,35 @@ def main(argv: list[str] | None = None) -> None:
         log(f"error: {message}")
         sys.exit(ExitCode.UNEXPECTED)
     sys.exit(ExitCode.DONE)
+
+
+def _fail(exc: JobError) -> NoReturn:
+    """Report an expected failure: its sentence on stderr, an ``error`` event, its code."""
+    reason = getattr(exc, "reason", None)
+    extra = {"reason": reason} if reason is not None else {}
+    emit("error", code=exc.exit_code, message=exc.message, **extra)
+    log(f"error: {exc.message}")
+    sys.exit(exc.exit_code)
+
+
+def _fault(exc: Exception) -> JobError | None:
+    """A fault of the machine as the expected failure it is, or None for a bug.
+
+    A full volume (exit 5, or 3 in DATA_DIR) and a failed allocation (exit 5) are not bugs:
+    they name the folder and file, or BATCH_SIZE and MODEL_WIDTH, instead of a traceback.
+    """
+    from job import resources
+    from job.config import from_env
+
+    if not (resources.is_no_space(exc) or resources.is_out_of_memory(exc)):
+        return None
+    try:
+        cfg = from_env()  # the environment parsed before the run, so this cannot fail here
+    except JobError:
+        return None
+    if isinstance(exc, OSError) and resources.is_no_space(exc):
+        return resources.disk_full(exc, cfg.output_dir, cfg.data_dir, cfg.promote_dir)
+    return resources.out_of_memory(exc, cfg.batch_size, cfg.model_width, cfg.device)
 
 
 if __name__ == "__main__":

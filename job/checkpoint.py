@@ -1,33 +1,100 @@
-"""The resumable checkpoint: saved atomically after every epoch, refused when foreign."""
+"""The resumable checkpoint: checksummed, saved atomically after every epoch, verified before
+resume, refused when damaged or foreign.
+
+``checkpoint.pt`` is what ``torch.save`` writes (a zip archive, so ``torch.load`` still reads
+it) with the sha256 of those bytes in the archive's comment: ``resnet-job sha256 <64 hex>``.
+Before resuming, the file's bytes are checked against it; a file without it or not matching
+— truncated, a flipped bit, written by another program or by a version without checksums —
+is refused before torch reads any of it, so a damaged checkpoint is never trained from
+(docs/contract.md: faults).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from job.contract import CHECKPOINT, atomic_write
 from job.errors import ConfigError
 
+__all__ = ["CHECKPOINT", "COMMENT", "load_checkpoint", "save_state"]
+
+COMMENT = b"resnet-job sha256 "
+"""How the archive comment that carries the checksum starts; 64 hex digits follow."""
+_TRAILER = len(COMMENT) + 64  # bytes: the comment
+_EOCD = b"PK\x05\x06"  # a zip's end-of-central-directory record, 22 bytes when uncommented
+_EOCD_SIZE = 22
+
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """torch.save a dict atomically."""
-    atomic_write(path, lambda f: torch.save(state, f))
+    """Write ``state`` to ``path`` atomically, with the sha256 of its bytes in the comment.
+
+    Serialized in memory first, so the digest covers exactly the bytes written.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getbuffer()
+    if bytes(payload[-_EOCD_SIZE : -_EOCD_SIZE + 4]) != _EOCD or payload[-2:] != b"\0\0":
+        raise RuntimeError("torch.save wrote no uncommented zip archive; cannot checksum it")
+    comment = COMMENT + hashlib.sha256(payload).hexdigest().encode()
+
+    def write(f: IO[bytes]) -> None:
+        # The archive's comment length (the record's last two bytes), then the comment.
+        f.write(payload[:-2])
+        f.write(len(comment).to_bytes(2, "little") + comment)
+
+    atomic_write(path, write)
+
+
+def _damage(data: bytes) -> str | None:
+    """Why ``data`` is not a whole checkpoint, or None when it matches its checksum."""
+    trailer = data[-_TRAILER:]
+    eocd = len(data) - _TRAILER - _EOCD_SIZE
+    if not trailer.startswith(COMMENT) or eocd < 0 or data[eocd : eocd + 4] != _EOCD:
+        if data[-_EOCD_SIZE:][:4] == _EOCD:
+            return "it has no checksum: an older version of resnet-job wrote it"
+        return "it does not end with its checksum: truncated or not a checkpoint"
+    digest = hashlib.sha256(memoryview(data)[: -_TRAILER - 2])
+    digest.update(b"\0\0")  # the comment length torch.save wrote, which the digest covers
+    if digest.hexdigest().encode() != trailer[len(COMMENT) :]:
+        return "its contents do not match their sha256: corrupted on disk"
+    return None
 
 
 def load_checkpoint(output_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-    """The checkpoint in ``output_dir`` if there is one; refuse one from another configuration."""
+    """The checkpoint in ``output_dir`` if there is one, verified against its checksum.
+
+    A damaged, unreadable or foreign checkpoint, or one from another configuration, is refused
+    with a ConfigError (exit 2) saying what to do; it is never loaded.
+    """
     path = output_dir / CHECKPOINT
     if not path.is_file():
         return None
+    where = f"OUTPUT_DIR={str(output_dir)!r}"
+    advice = f"it was not used: delete {CHECKPOINT} to start over, or point OUTPUT_DIR elsewhere"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a torn or foreign file: say so instead of a traceback
+        data = path.read_bytes()
+    except OSError as exc:
         raise ConfigError(
-            f"OUTPUT_DIR={str(output_dir)!r} holds an unreadable {CHECKPOINT} ({exc}); "
-            "delete it or choose another OUTPUT_DIR."
+            f"{where} holds a {CHECKPOINT} that cannot be read ({exc.strerror}); {advice}."
         ) from None
+    damage = _damage(data)
+    state: Any = None
+    if damage is None:
+        try:  # the very bytes just verified, not a second read of the file
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # checksummed yet unloadable: a foreign payload
+            damage = f"its contents cannot be loaded ({type(exc).__name__})"
+        else:
+            if not isinstance(state, dict):
+                damage = "its contents are not a checkpoint"
+    if damage is not None:
+        kind = "an unverifiable" if "no checksum" in damage else "a damaged"
+        raise ConfigError(f"{where} holds {kind} {CHECKPOINT} ({damage}); {advice}.")
     saved = state.get("fingerprint", {})
     if saved != fingerprint:
         diff = ", ".join(
@@ -36,7 +103,7 @@ def load_checkpoint(output_dir: Path, fingerprint: dict[str, Any]) -> dict[str, 
             if saved.get(k) != fingerprint.get(k)
         )
         raise ConfigError(
-            f"OUTPUT_DIR={str(output_dir)!r} holds a checkpoint from a different configuration "
+            f"{where} holds a checkpoint from a different configuration "
             f"({diff}); use a new OUTPUT_DIR or delete {CHECKPOINT} to start over."
         )
     return state

@@ -32,6 +32,7 @@ from job.config import Config
 from job.contract import atomic_write
 from job.errors import DataError
 from job.events import log
+from job.resources import cache_bytes, free_bytes, is_no_space, size
 
 CIFAR_CLASSES = (
     "airplane",
@@ -145,10 +146,11 @@ def _download(url: str, target: Path) -> None:
 
 def _download_once(url: str, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
+    received, expected = 0, -1
     try:
         with urllib.request.urlopen(url, timeout=_TIMEOUT_S) as resp, tmp.open("wb") as out:
             expected = int(resp.headers.get("Content-Length") or -1)
-            received = 0
+            _check_room(target.parent, expected, f"the archive from {url}")
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
                 received += len(chunk)
@@ -160,10 +162,31 @@ def _download_once(url: str, target: Path) -> None:
             raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
         raise DataError(f"Could not download {url}: HTTP {exc.code} {exc.reason}.") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if is_no_space(exc):  # never transient: every retry would fill the volume again
+            tmp.unlink(missing_ok=True)
+            total = f" of {size(expected)}" if expected >= 0 else ""
+            raise DataError(
+                f"DATA_DIR={str(target.parent.parent)!r} ran out of space while downloading "
+                f"the archive from {url} ({size(received)}{total} received, "
+                f"{size(free_bytes(target.parent))} free with the partial download removed); "
+                "free space there or point DATA_DIR at a larger volume."
+            ) from None
         reason = getattr(exc, "reason", None) or exc
         raise _Transient(f"{type(exc).__name__}: {reason}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _check_room(folder: Path, needed: int, what: str) -> None:
+    """Fail at once, before writing, when ``folder`` (under DATA_DIR) has less than ``needed``
+    bytes free; a negative ``needed`` (unknown) passes."""
+    free = free_bytes(folder)
+    if needed > free:
+        data_dir = folder.parent if folder.name == "downloads" else folder
+        raise DataError(
+            f"DATA_DIR={str(data_dir)!r} has {size(free)} free, but {what} needs "
+            f"{size(needed)}; free space there or point DATA_DIR at a larger volume."
+        )
 
 
 # --- reading archives -------------------------------------------------------------------
@@ -349,11 +372,27 @@ def _cache_path(data_dir: Path, digest: str) -> Path:
 
 
 def _save_cache(data_dir: Path, digest: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write the arrays, then their checksum: a cache without a matching one is never used."""
+    """Write the arrays, then their checksum: a cache without a matching one is never used.
+
+    A DATA_DIR without room for it fails before writing (exit 3, naming the sizes); nothing
+    half-written is left if it fills up meanwhile.
+    """
     path = _cache_path(data_dir, digest)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-    checksum = sha256_file(path)
-    atomic_write(path.with_suffix(".sha256"), lambda f: f.write(checksum.encode()))
+    needed = cache_bytes(sum(a.nbytes for a in arrays.values()))
+    _check_room(data_dir, needed, f"the decoded cache {path.name}")
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+        checksum = sha256_file(path)
+        atomic_write(path.with_suffix(".sha256"), lambda f: f.write(checksum.encode()))
+    except OSError as exc:
+        if not is_no_space(exc):
+            raise
+        path.unlink(missing_ok=True)
+        raise DataError(
+            f"DATA_DIR={str(data_dir)!r} ran out of space while writing the decoded cache "
+            f"{path.name} ({size(needed)} needed, {size(free_bytes(data_dir))} free); free "
+            "space there or point DATA_DIR at a larger volume."
+        ) from None
 
 
 def _load_cache(data_dir: Path, digest: str) -> dict[str, np.ndarray] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from job.contract import ExitCode
+from job.contract import ExitCode, Reason
 
 
 class JobError(Exception):
@@ -37,3 +37,13 @@ class StoppedError(JobError):
     """Stopped by SIGTERM after the checkpoint was written; rerun to resume."""
 
     exit_code = ExitCode.STOPPED
+
+
+class ResourceError(JobError):
+    """The machine ran out of something; ``reason`` says what (``disk`` or ``memory``)."""
+
+    exit_code = ExitCode.RESOURCES
+
+    def __init__(self, message: str, reason: Reason) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
