@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import torch
 
@@ -30,21 +31,39 @@ _EOCD = b"PK\x05\x06"  # a zip's end-of-central-directory record, 22 bytes when 
 _EOCD_SIZE = 22
 
 
+class _Hashing:
+    """A file that hashes what is written through it and keeps its last bytes."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.sha256 = hashlib.sha256()
+        self.tail = b""
+
+    def write(self, data: bytes) -> int:
+        written = self._f.write(data)
+        self.sha256.update(data)
+        self.tail = (self.tail + bytes(data[-_EOCD_SIZE:]))[-_EOCD_SIZE:]
+        return written
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically, with the sha256 of its bytes in the comment.
 
-    Serialized in memory first, so the digest covers exactly the bytes written.
+    Streamed to the file and hashed on the way, so a checkpoint needs no second copy in
+    memory.
     """
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getbuffer()
-    if bytes(payload[-_EOCD_SIZE : -_EOCD_SIZE + 4]) != _EOCD or payload[-2:] != b"\0\0":
-        raise RuntimeError("torch.save wrote no uncommented zip archive; cannot checksum it")
-    comment = COMMENT + hashlib.sha256(payload).hexdigest().encode()
 
     def write(f: IO[bytes]) -> None:
-        # The archive's comment length (the record's last two bytes), then the comment.
-        f.write(payload[:-2])
+        hashing = _Hashing(f)
+        torch.save(state, cast(IO[bytes], hashing))
+        if hashing.tail[:4] != _EOCD or hashing.tail[-2:] != b"\0\0":
+            raise RuntimeError("torch.save wrote no uncommented zip archive; cannot checksum it")
+        comment = COMMENT + hashing.sha256.hexdigest().encode()
+        # Replace the archive's comment length (the record's last two bytes), add the comment.
+        f.seek(-2, os.SEEK_END)
         f.write(len(comment).to_bytes(2, "little") + comment)
 
     atomic_write(path, write)
