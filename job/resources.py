@@ -106,7 +106,7 @@ def checkpoint_bytes(width: float, num_classes: int = 10) -> int:
     The model plus the optimizer's state: Adam keeps two float32 moments per parameter (SGD
     without momentum keeps none, so this bounds both), plus zip entries and the history.
     """
-    return 3 * 4 * parameter_count(width, num_classes) + model_bytes(width, num_classes)
+    return 2 * 4 * parameter_count(width, num_classes) + model_bytes(width, num_classes)
 
 
 def output_bytes(width: float, num_classes: int = 10) -> int:
@@ -129,21 +129,26 @@ def is_out_of_memory(exc: BaseException) -> bool:
     Python's MemoryError, torch.OutOfMemoryError (CUDA), and the RuntimeErrors of torch's CPU
     allocator ("DefaultCPUAllocator: can't allocate memory"), cuBLAS and cuDNN.
     """
+    return _allocation_error(exc) is not None
+
+
+def _allocation_error(exc: BaseException) -> BaseException | None:
+    """The failed allocation ``exc`` is or explicitly wraps, or None."""
     torch = sys.modules.get("torch")  # an error raised before torch loaded is not torch's
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, MemoryError):
-            return True
+            return current
         if torch is not None and isinstance(current, torch.OutOfMemoryError):
-            return True
+            return current
         if isinstance(current, RuntimeError) and any(t in str(current) for t in _OOM_TEXT):
-            return True
+            return current
         # Only explicit wrapping: an error raised while handling another is not that error.
         inner = getattr(current, "inner_exception", None)
         current = current.__cause__ or (inner if isinstance(inner, BaseException) else None)
-    return False
+    return None
 
 
 def is_gpu_error(exc: BaseException) -> bool:
@@ -301,7 +306,7 @@ def out_of_memory(exc: BaseException, batch_size: int, width: float, device: str
     """The sentence for a failed allocation (exit 5, reason memory): BATCH_SIZE, MODEL_WIDTH,
     the memory that ran out, and what to lower."""
     gpu = device if device.startswith("cuda") else "cuda"
-    where = gpu_memory(gpu) if is_gpu_error(exc) else host_memory()
+    where = gpu_memory(gpu) if is_gpu_error(_allocation_error(exc) or exc) else host_memory()
     return ResourceError(
         f"Ran out of {where} at BATCH_SIZE={batch_size} and MODEL_WIDTH={width:g}: lower "
         "BATCH_SIZE or MODEL_WIDTH (evaluation uses batches of 2 × BATCH_SIZE), or give the "

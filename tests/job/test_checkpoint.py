@@ -1,0 +1,128 @@
+"""The checkpoint: a plain torch.save archive with its sha256, verified before every resume."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from job.checkpoint import COMMENT, load_checkpoint, save_state
+from job.contract import CHECKPOINT
+from job.errors import ConfigError
+from job.model import ResNet9
+from job.resources import checkpoint_bytes
+from tests.tmpfs import fill, leftovers, small_volume
+
+FINGERPRINT = {"epochs": 2, "model_width": 0.125}
+
+
+def _state(width: float = 0.125, epoch: int = 1) -> dict:
+    """A checkpoint's state as training writes it, with Adam's moments filled by one step."""
+    torch.manual_seed(0)
+    model = ResNet9(10, width)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    return {
+        "fingerprint": FINGERPRINT,
+        "epoch": epoch,
+        "history": [{"epoch": 0, "val_acc": 0.1}],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+    }
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The bytes of one checkpoint, saved once for the module."""
+    folder = tmp_path_factory.mktemp("saved")
+    save_state(folder / CHECKPOINT, _state())
+    return (folder / CHECKPOINT).read_bytes()
+
+
+def test_a_saved_checkpoint_resumes_with_its_state(saved: bytes, tmp_path: Path) -> None:
+    (tmp_path / CHECKPOINT).write_bytes(saved)
+    state = load_checkpoint(tmp_path, FINGERPRINT)
+    assert state is not None and state["epoch"] == 1
+    expected = _state()["model"]
+    assert all(torch.equal(state["model"][k], v) for k, v in expected.items())
+
+
+def test_the_checkpoint_stays_a_torch_archive_carrying_its_sha256(
+    saved: bytes, tmp_path: Path
+) -> None:
+    (tmp_path / CHECKPOINT).write_bytes(saved)
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["epoch"] == 1
+    assert zipfile.ZipFile(tmp_path / CHECKPOINT).comment.startswith(COMMENT)
+
+
+def test_no_checkpoint_means_a_fresh_start(tmp_path: Path) -> None:
+    assert load_checkpoint(tmp_path, FINGERPRINT) is None
+
+
+def _flip(at: Callable[[int], int]) -> Callable[[bytes], bytes]:
+    def damage(data: bytes) -> bytes:
+        i = at(len(data))
+        return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :]
+
+    return damage
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        pytest.param(_flip(lambda n: n // 2), "do not match their sha256", id="flip-middle"),
+        pytest.param(_flip(lambda n: 100), "do not match their sha256", id="flip-first-record"),
+        pytest.param(_flip(lambda n: n - 1), "do not match their sha256", id="flip-checksum"),
+        pytest.param(_flip(lambda n: n - 92), "do not match their sha256", id="flip-eocd"),
+        pytest.param(_flip(lambda n: n - 70), "does not end with its checksum", id="flip-tag"),
+        pytest.param(lambda d: d[: len(d) // 2], "does not end with its checksum", id="half"),
+        pytest.param(lambda d: d[:-1], "does not end with its checksum", id="last-byte-cut"),
+        pytest.param(lambda d: b"", "does not end with its checksum", id="empty"),
+    ],
+)
+def test_a_damaged_checkpoint_is_refused_with_one_sentence(
+    saved: bytes, tmp_path: Path, damage: Callable[[bytes], bytes], why: str
+) -> None:
+    (tmp_path / CHECKPOINT).write_bytes(damage(saved))
+    with pytest.raises(ConfigError) as refused:
+        load_checkpoint(tmp_path, FINGERPRINT)
+    message = refused.value.message
+    assert f"holds a damaged {CHECKPOINT}" in message and why in message
+    assert f"delete {CHECKPOINT} to start over, or point OUTPUT_DIR elsewhere" in message
+
+
+def test_a_checkpoint_without_checksum_is_refused_as_unverifiable(tmp_path: Path) -> None:
+    torch.save(_state(), tmp_path / CHECKPOINT)  # what versions before checksums wrote
+    with pytest.raises(ConfigError, match=f"an unverifiable {CHECKPOINT} .*no checksum"):
+        load_checkpoint(tmp_path, FINGERPRINT)
+
+
+def test_a_checkpoint_from_another_configuration_is_refused(saved: bytes, tmp_path: Path) -> None:
+    (tmp_path / CHECKPOINT).write_bytes(saved)
+    with pytest.raises(ConfigError, match=r"different configuration \(EPOCHS 2 → 3\)"):
+        load_checkpoint(tmp_path, {**FINGERPRINT, "epochs": 3})
+
+
+@pytest.mark.parametrize("width", [0.125, 0.5, 1.0])
+def test_the_size_estimate_bounds_a_real_checkpoint(tmp_path: Path, width: float) -> None:
+    save_state(tmp_path / CHECKPOINT, _state(width))
+    actual = (tmp_path / CHECKPOINT).stat().st_size
+    assert actual <= checkpoint_bytes(width) <= 1.1 * actual + (2 << 20)
+
+
+def test_a_full_volume_keeps_the_last_checkpoint_whole(tmp_path: Path) -> None:
+    with small_volume(tmp_path / "output", 8 << 20) as out:
+        save_state(out / CHECKPOINT, _state(epoch=1))
+        before = (out / CHECKPOINT).read_bytes()
+        fill(out)
+        with pytest.raises(OSError, match="No space left") as full:
+            save_state(out / CHECKPOINT, _state(epoch=2))
+        assert full.value.filename == str(out / CHECKPOINT)
+        assert (out / CHECKPOINT).read_bytes() == before and leftovers(out) == []
+        state = load_checkpoint(out, FINGERPRINT)
+        assert state is not None and state["epoch"] == 1
