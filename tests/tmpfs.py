@@ -15,13 +15,15 @@ from pathlib import Path
 from tests.conftest import need
 
 
-def _mount(folder: Path, size_bytes: int) -> str | None:
-    """Mount a tmpfs of ``size_bytes`` on ``folder``; the reason it failed, or None."""
+def _mount(folder: Path, size_bytes: int, inodes: int | None) -> str | None:
+    """Mount a tmpfs of ``size_bytes`` (and ``inodes`` files) on ``folder``; the reason it
+    failed, or None."""
     if os.geteuid() != 0:
         return "mounting a small tmpfs for disk-full tests needs root"
     folder.mkdir(parents=True, exist_ok=True)
+    options = f"size={size_bytes},mode=0777" + (f",nr_inodes={inodes}" if inodes else "")
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0777", "tmpfs", str(folder)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
         capture_output=True,
         text=True,
     )
@@ -31,13 +33,14 @@ def _mount(folder: Path, size_bytes: int) -> str | None:
 
 
 @contextlib.contextmanager
-def small_volume(folder: Path, size_bytes: int) -> Iterator[Path]:
-    """Mount a fresh tmpfs of ``size_bytes`` on ``folder`` for the ``with`` block.
+def small_volume(folder: Path, size_bytes: int, inodes: int | None = None) -> Iterator[Path]:
+    """Mount a fresh tmpfs of ``size_bytes`` on ``folder`` for the ``with`` block; ``inodes``
+    limits how many files and folders it holds (its root counts as one).
 
     Skips the test (fails it under RESNET_JOB_REQUIRE_ALL=1) where it cannot be mounted; the
     volume is unmounted at the end, whatever was left on it.
     """
-    reason = _mount(folder, size_bytes)
+    reason = _mount(folder, size_bytes, inodes)
     need(reason is None, reason or "")
     try:
         yield folder

@@ -12,6 +12,7 @@ from job.config import from_env
 from job.data import CIFAR_CLASSES, decode_archive, load_dataset, sha256_file
 from job.errors import DataError
 from tests.archives import make_images
+from tests.tmpfs import leftovers, small_volume
 
 
 def _cfg(tmp_path: Path, url: str, **extra: str):
@@ -175,7 +176,9 @@ def test_train_limit_takes_a_fixed_seeded_subset(archives, tmp_path: Path, limit
 # --- over a real HTTP server ------------------------------------------------------------
 
 
-def _handler(archive: Path, failures: int = 0, truncate: bool = False, status: int = 503):
+def _handler(
+    archive: Path, failures: int = 0, truncate: bool = False, status: int = 503, length: bool = True
+):
     state = {"requests": 0}
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -186,7 +189,10 @@ def _handler(archive: Path, failures: int = 0, truncate: bool = False, status: i
                 return
             body = archive.read_bytes()
             self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+            if length:
+                self.send_header("Content-Length", str(len(body)))
+            else:  # the size is unknown until the server closes the connection
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body[: len(body) // 2] if truncate else body)
 
@@ -242,3 +248,61 @@ def test_download_is_cached_and_sha_mismatch_removes_it(
     with pytest.raises(DataError, match="the download was removed"):
         load_dataset(_cfg(tmp_path, url, DATA_SHA256="f" * 64))
     assert not list((tmp_path / "data" / "downloads").iterdir())
+
+
+# --- a full DATA_DIR: exit 3 naming the folder and the sizes, nothing half-written -----------
+
+
+def test_an_archive_larger_than_the_free_space_is_refused_before_downloading(
+    archives, tmp_path: Path, http_server
+) -> None:
+    handler, state = _handler(archives["python"])  # 1.9 MiB, announced by Content-Length
+    url = _serve(http_server, handler) + "/cifar-10-python.tar.gz"
+    with small_volume(tmp_path / "data", 1 << 20) as data_dir:
+        with pytest.raises(DataError) as refused:
+            load_dataset(_cfg(tmp_path, url))
+        assert leftovers(data_dir) == []
+    message = refused.value.message
+    assert f"DATA_DIR={str(data_dir)!r} has 1.0 MiB free" in message
+    assert f"the archive from {url} needs 1.9 MiB" in message
+    assert state["requests"] == 1  # a full volume is never retried
+
+
+def test_a_volume_filling_up_during_the_download_fails_at_once(
+    archives, tmp_path: Path, http_server
+) -> None:
+    handler, state = _handler(archives["python"], length=False)
+    url = _serve(http_server, handler) + "/cifar-10-python.tar.gz"
+    with small_volume(tmp_path / "data", 1 << 20) as data_dir:
+        with pytest.raises(DataError) as refused:
+            load_dataset(_cfg(tmp_path, url))
+        assert leftovers(data_dir) == []
+    message = refused.value.message
+    assert f"DATA_DIR={str(data_dir)!r} ran out of space while downloading" in message
+    assert "free with the partial download removed" in message
+    assert state["requests"] == 1
+
+
+def test_a_cache_larger_than_the_free_space_is_refused_before_writing(
+    archives, tmp_path: Path
+) -> None:
+    with small_volume(tmp_path / "data", 1 << 20) as data_dir:
+        with pytest.raises(DataError) as refused:
+            load_dataset(_cfg(tmp_path, archives["python"].as_uri()))
+        assert not list(data_dir.glob("cifar10-*")) and leftovers(data_dir) == []
+    message = refused.value.message
+    assert f"DATA_DIR={str(data_dir)!r} has 1.0 MiB free" in message
+    assert "the decoded cache cifar10-" in message and "needs 1.8 MiB" in message
+
+
+def test_a_volume_out_of_files_fails_the_cache_with_nothing_half_written(
+    archives, tmp_path: Path
+) -> None:
+    # Room for bytes but not for files: the volume's root and the lock use both inodes, so
+    # the cache cannot be created (ENOSPC, as a full volume).
+    with small_volume(tmp_path / "data", 16 << 20, inodes=2) as data_dir:
+        with pytest.raises(DataError) as refused:
+            load_dataset(_cfg(tmp_path, archives["python"].as_uri()))
+        assert not list(data_dir.glob("cifar10-*")) and leftovers(data_dir) == []
+    message = refused.value.message
+    assert f"DATA_DIR={str(data_dir)!r} ran out of space while writing the decoded cache" in message
