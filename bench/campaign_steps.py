@@ -1,0 +1,443 @@
+"""The GPU campaign's steps, each run as its own process by ``bench/campaign.py``.
+
+``python -m bench.campaign_steps STEP --work W --out O --result R [--dry-run] [--subset S]
+[--limit SECONDS]`` runs one step and writes its figures to ``R`` as JSON; a failure exits
+non-zero with one sentence on stderr (a step that stops at its time limit still writes what
+it measured). Big files (archives, decoded caches, trial folders) stay in ``W``; the small
+records worth keeping (histories, metrics, trials.csv, nvidia-smi samples) are copied to ``O``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from job.contract import HISTORY_JSON, METRICS_JSON
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SUBSET = REPO / ".gl" / "cifar10-subset.tgz"
+
+
+class StepError(Exception):
+    """The step failed; the message says why in one sentence."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each step is: the real campaign on a GPU, or the dry run on a CPU."""
+
+    synthetic_train: int
+    synthetic_test: int
+    width: float
+    epochs: int
+    batch_size: int
+    tutorial_steps: int
+    tutorial_warmup: int
+    search_trials: int
+    job_env: dict[str, str] = field(default_factory=dict)
+    """Extra job variables for every job the campaign starts (the dry run's DEVICE=cpu)."""
+
+
+REAL = Sizes(50_000, 10_000, 1.0, 8, 400, 60, 5, 12)
+DRY = Sizes(200, 100, 0.125, 2, 50, 2, 1, 2, {"DEVICE": "cpu"})
+TRAINING_TARGET_S = 5.0
+"""(b): the job's 8 epochs on 50,000 images should train in at most this many seconds."""
+SPEEDUP_TARGET = 8.0
+"""(c): the job's training throughput should be at least this multiple of the tutorial's."""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every step gets: the sizes, the folders, the subset archive and the time limit."""
+
+    sizes: Sizes
+    dry_run: bool
+    work: Path
+    out: Path
+    subset: Path
+    limit: float
+
+    @property
+    def synthetic_archive(self) -> Path:
+        """The generated 50,000/10,000 archive of (b) and (c)."""
+        return self.work / "synthetic" / "cifar10.tgz"
+
+    @property
+    def search_archive(self) -> Path:
+        """The real subset (a generated tiny one in the dry run) that (d) searches on."""
+        return self.work / "tiny-subset.tgz" if self.dry_run else self.subset
+
+
+# ---------------------------------------------------------------------------- (a)
+
+
+def gpu_tests(ctx: Context) -> dict[str, Any]:
+    """``pytest -m gpu tests/gpu``: counts of passed, failed, skipped tests."""
+    report = ctx.out / "gpu-tests.xml"
+    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/gpu", "-q"]
+    cmd += ["-p", "no:cacheprovider", f"--junitxml={report}"]
+    proc = subprocess.run(cmd, cwd=REPO, check=False)
+    if not report.is_file():
+        raise StepError(f"pytest exited {proc.returncode} without writing {report.name}")
+    suite = ET.parse(report).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")  # type: ignore[assignment]
+    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    failed = [
+        f"{case.get('classname')}::{case.get('name')}"
+        for case in suite.iter("testcase")
+        if case.find("failure") is not None or case.find("error") is not None
+    ]
+    result = {
+        **counts,
+        "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
+        "failed_tests": failed,
+    }
+    if proc.returncode != 0:
+        raise _Partial(result, f"{len(failed)} CUDA test(s) failed: {', '.join(failed)[:300]}")
+    if not ctx.dry_run and counts["skipped"] == counts["tests"]:
+        raise _Partial(result, "every CUDA test skipped: this machine has no usable CUDA device")
+    return result
+
+
+# ---------------------------------------------------------------------------- (b), (c)
+
+
+def synthetic_data(ctx: Context) -> dict[str, Any]:
+    """Generate the CIFAR-shaped archive and decode it once into the job's cache."""
+    from bench import synthetic
+
+    s = ctx.sizes
+    t0 = time.perf_counter()
+    synthetic.write_archive(ctx.synthetic_archive, s.synthetic_train, s.synthetic_test)
+    written = time.perf_counter() - t0
+    decoded = _decode(ctx.synthetic_archive, ctx.work / "synthetic-cache")
+    return {
+        "train_images": s.synthetic_train,
+        "test_images": s.synthetic_test,
+        "archive_mb": ctx.synthetic_archive.stat().st_size / 1e6,
+        "write_seconds": written,
+        "decode_seconds": decoded,
+    }
+
+
+def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
+    """The full recipe on the generated data as ``python -m job``; its training seconds."""
+    from bench.wall import WallConfig, run_job
+
+    s = ctx.sizes
+    name = "job-compile" if compile_ else "job"
+    env = dict(s.job_env)
+    if compile_:
+        env["COMPILE"] = "1"
+        if ctx.dry_run:
+            # The code path is the same; compiling on a 2-core CPU would take minutes.
+            env["TORCHDYNAMO_DISABLE"] = "1"
+    cfg = WallConfig(s.width, 0, 0, s.epochs, s.batch_size)
+    res = run_job(
+        ctx.synthetic_archive, cfg, ctx.work / name, env, data_dir=ctx.work / "synthetic-cache"
+    )
+    (ctx.out / name).mkdir(parents=True, exist_ok=True)
+    for file in (METRICS_JSON, HISTORY_JSON):
+        shutil.copy2(ctx.work / name / "output" / file, ctx.out / name / file)
+    metrics, history = res.details["metrics"], res.details["history"]
+    epochs = [h for h in history if "train_seconds" in h]
+    later = epochs[1:]
+    train_s = float(metrics["train_seconds"])
+    n = int(metrics["n_train"])
+    return {
+        "compile": compile_,
+        "train_seconds": train_s,
+        "epoch_train_seconds": [h["train_seconds"] for h in epochs],
+        "images_per_sec": n * len(epochs) / train_s,
+        "steady_images_per_sec": (
+            n * len(later) / sum(h["train_seconds"] for h in later) if later else None
+        ),
+        "eval_seconds": sum(h.get("eval_seconds", 0.0) for h in history),
+        "wall_seconds": res.seconds,
+        "val_acc": res.val_acc,
+        "precision": metrics["precision"],
+        "device_name": metrics["device_name"],
+        "torch_version": metrics["torch_version"],
+        "target_seconds": TRAINING_TARGET_S,
+        "target_met": train_s <= TRAINING_TARGET_S,
+    }
+
+
+def tutorial(ctx: Context) -> dict[str, Any]:
+    """The tutorial pipeline's steady-state training images/s on the same data and device."""
+    from bench import tutorial as tut
+    from bench.training import tutorial_images_per_sec
+
+    s = ctx.sizes
+    t0 = time.perf_counter()
+    png_root = tut.extract(ctx.synthetic_archive, ctx.work / "tutorial-png")
+    extracted = time.perf_counter() - t0
+    device = tut.get_default_device()
+    if ctx.dry_run:
+        import torch
+
+        device = torch.device("cpu")
+    rate = tutorial_images_per_sec(
+        png_root, s.width, s.batch_size, s.tutorial_steps, s.tutorial_warmup, device
+    )
+    return {
+        "images_per_sec": rate,
+        "device": str(device),
+        "steps": s.tutorial_steps,
+        "warmup": s.tutorial_warmup,
+        "extract_seconds": extracted,
+        "speedup_target": SPEEDUP_TARGET,
+    }
+
+
+# ---------------------------------------------------------------------------- (d)
+
+
+def search_data(ctx: Context) -> dict[str, Any]:
+    """Decode the search's archive into the cache every trial shares (untimed by the search)."""
+    archive = ctx.search_archive
+    if ctx.dry_run:
+        from bench import synthetic
+
+        synthetic.write_archive(archive, ctx.sizes.synthetic_train, ctx.sizes.synthetic_test)
+    elif not archive.is_file():
+        raise StepError(
+            f"no subset archive at {archive}: make it with `python -m bench.subset` and carry "
+            ".gl/ to this machine"
+        )
+    seconds = _decode(archive, ctx.work / "search-cache")
+    return {"archive": str(archive), "mb": archive.stat().st_size / 1e6, "decode_seconds": seconds}
+
+
+def search(ctx: Context, per_gpu: int) -> dict[str, Any]:
+    """A study of ``search_trials`` trials at ``per_gpu`` trials per GPU: rate, GPU use, best."""
+    s = ctx.sizes
+    output = ctx.work / f"search-{per_gpu}"
+    shutil.rmtree(output, ignore_errors=True)
+    cmd = [sys.executable, "-m", "search", "run", "--trials", str(s.search_trials)]
+    cmd += ["--launcher", "local", "--seed", "0", "--study-name", f"campaign-{per_gpu}"]
+    cmd += ["--output", str(output)]
+    if ctx.dry_run:
+        cmd += ["--gpus", "none", "--parallel", str(per_gpu)]
+    else:
+        _require_option("--trials-per-gpu")
+        cmd += ["--trials-per-gpu", str(per_gpu)]
+    job_env = {
+        "DATA_URL": ctx.search_archive.resolve().as_uri(),
+        "DATA_DIR": str((ctx.work / "search-cache").resolve()),
+        **s.job_env,
+    }
+    if ctx.dry_run:
+        job_env.update({"MODEL_WIDTH": f"{s.width:g}", "EPOCHS": str(s.epochs)})
+    for key, value in job_env.items():
+        cmd += ["--job-env", f"{key}={value}"]
+    record = ctx.out / f"search-{per_gpu}"
+    record.mkdir(parents=True, exist_ok=True)
+    samples = record / "nvidia-smi.csv"
+    sampler = None if ctx.dry_run else _start_sampler(samples)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO)
+    # Stop the study in time to collect what it did: SIGTERM makes the driver stop its trials
+    # and write trials.csv (exit 143), well before the campaign's hard limit for the step.
+    stopped = _wait(proc, max(10.0, ctx.limit - 30.0))
+    wall = time.perf_counter() - t0
+    if sampler is not None:
+        sampler.terminate()
+        sampler.wait()
+    for name in ("trials.csv", "best_params.json"):
+        if (output / name).is_file():
+            shutil.copy2(output / name, record / name)
+    rows = _trials(output / "trials.csv")
+    finished = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
+    best = _json(output / "best_params.json")
+    baseline = next((r for r in rows if r["number"] == "0"), None)
+    launch = [float(r["launch_seconds"]) for r in rows if r.get("launch_seconds")]
+    result = {
+        "trials_per_gpu": per_gpu,
+        "trials_asked": s.search_trials,
+        "finished": len(finished),
+        "complete": sum(r["state"] == "COMPLETE" for r in rows),
+        "pruned": sum(r["state"] == "PRUNED" for r in rows),
+        "failed": sum(r["state"] == "FAIL" for r in rows),
+        "wall_seconds": wall,
+        "trials_per_minute": len(finished) / (wall / 60) if wall > 0 else None,
+        "best_val_acc": best.get("val_acc"),
+        "best_trial": best.get("trial"),
+        "best_params": best.get("params"),
+        "baseline_val_acc": _float(baseline.get("val_acc")) if baseline else None,
+        "baseline_state": baseline.get("state") if baseline else None,
+        "launch_seconds_median": statistics.median(launch) if launch else None,
+        "gpu": _utilisation(samples) if sampler is not None else None,
+        "exit_code": proc.returncode,
+        "stopped_at_limit": stopped,
+    }
+    if stopped:
+        raise _Partial(result, f"stopped at the step's limit after {len(finished)} trials")
+    if proc.returncode != 0:
+        raise _Partial(result, f"python -m search run exited {proc.returncode}")
+    return result
+
+
+def _require_option(option: str) -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "search", "run", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    if option not in help_text:
+        raise StepError(f"`python -m search run` has no {option} option in this checkout")
+
+
+def _start_sampler(path: Path) -> subprocess.Popen[bytes] | None:
+    """nvidia-smi sampling GPU utilisation every 500 ms into ``path`` (None: no nvidia-smi)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    query = "--query-gpu=timestamp,index,utilization.gpu,memory.used"
+    with path.open("wb") as f:
+        return subprocess.Popen(
+            [exe, query, "--format=csv,noheader,nounits", "-lms", "500"], stdout=f
+        )
+
+
+def _utilisation(path: Path) -> dict[str, Any] | None:
+    """Mean, median, p90 and max of the sampled utilisation (%), and peak memory (MiB)."""
+    util, memory = [], []
+    if path.is_file():
+        for row in csv.reader(path.read_text().splitlines()):
+            try:
+                util.append(float(row[2]))
+                memory.append(float(row[3]))
+            except (IndexError, ValueError):
+                continue  # a partial last line when the sampler was stopped
+    if not util:
+        return None
+    ordered = sorted(util)
+    return {
+        "samples": len(util),
+        "mean_percent": statistics.fmean(util),
+        "median_percent": statistics.median(util),
+        "p90_percent": ordered[int(0.9 * (len(ordered) - 1))],
+        "max_percent": ordered[-1],
+        "busy_fraction": sum(u > 0 for u in util) / len(util),
+        "max_memory_mib": max(memory),
+    }
+
+
+def _wait(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Wait up to ``seconds``; then SIGTERM, 25 s grace, SIGKILL. True when it was stopped."""
+    try:
+        proc.wait(timeout=seconds)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return True
+
+
+def _trials(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _decode(archive: Path, data_dir: Path) -> float:
+    """Decode ``archive`` into the job's cache in ``data_dir``; return the seconds it took."""
+    from job.config import from_env
+    from job.data import load_dataset
+
+    t0 = time.perf_counter()
+    load_dataset(from_env({"DATA_URL": archive.resolve().as_uri(), "DATA_DIR": str(data_dir)}))
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------- driver
+
+
+class _Partial(StepError):
+    """A failure that still measured something: the result is written, the step fails."""
+
+    def __init__(self, result: dict[str, Any], message: str) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+STEPS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "gpu_tests": gpu_tests,
+    "synthetic_data": synthetic_data,
+    "job": job,
+    "tutorial": tutorial,
+    "search_data": search_data,
+    "search_1": lambda ctx: search(ctx, 1),
+    "search_2": lambda ctx: search(ctx, 2),
+    "job_compile": lambda ctx: job(ctx, compile_=True),
+}
+"""Every step by name, in the campaign's order (compiling last: the most likely to overrun)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one step; write its result JSON; 0 on success, 1 on failure (sentence on stderr)."""
+    p = argparse.ArgumentParser(prog="python -m bench.campaign_steps")
+    p.add_argument("step", choices=list(STEPS))
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--result", type=Path, required=True)
+    p.add_argument("--subset", type=Path, default=DEFAULT_SUBSET)
+    p.add_argument("--limit", type=float, default=600.0, help="the step's time limit, s")
+    p.add_argument("--dry-run", action="store_true")
+    args = p.parse_args(argv)
+    ctx = Context(
+        DRY if args.dry_run else REAL,
+        args.dry_run,
+        args.work,
+        args.out,
+        args.subset.resolve(),
+        args.limit,
+    )
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    code = 0
+    try:
+        result = STEPS[args.step](ctx)
+    except _Partial as exc:
+        result, code = {**exc.result, "error": str(exc)}, 1
+        print(f"campaign step {args.step}: {exc}.", file=sys.stderr)
+    except StepError as exc:
+        result, code = {"error": str(exc)}, 1
+        print(f"campaign step {args.step}: {exc}.", file=sys.stderr)
+    args.result.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""``bench/gpu_campaign.sh``: the dry run does every step on the CPU; failures are recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.campaign import STEPS
+from tests.conftest import REPO
+
+ALL_STEPS = ["wheels", *(s.name for s in STEPS)]
+
+
+def _campaign(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    # One BLAS thread per process: the dry run starts several jobs on a small machine.
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        ["bash", "bench/gpu_campaign.sh", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One whole dry run: its exit code, stdout and campaign.json."""
+    out = tmp_path_factory.mktemp("campaign")
+    proc = _campaign("--dry-run", "--out", str(out))
+    record = json.loads((out / "campaign.json").read_text())
+    return {"code": proc.returncode, "stdout": proc.stdout, "record": record, "out": out}
+
+
+@pytest.mark.slow
+def test_dry_run_exits_0(dry_run: dict[str, Any]) -> None:
+    assert dry_run["code"] == 0, dry_run["stdout"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ALL_STEPS)
+def test_dry_run_step_is_ok(dry_run: dict[str, Any], step: str) -> None:
+    record = dry_run["record"]["steps"][step]
+    assert record["status"] == "ok", record
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", [s.name for s in STEPS])
+def test_dry_run_step_leaves_its_log_and_a_table_row(dry_run: dict[str, Any], step: str) -> None:
+    assert (dry_run["out"] / "logs" / f"{step}.log").is_file()
+    assert any(line.startswith(f"{step} ") for line in dry_run["stdout"].splitlines())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("step", "figure"),
+    [
+        ("job", "train_seconds"),
+        ("job_compile", "train_seconds"),
+        ("tutorial", "images_per_sec"),
+        ("search_1", "trials_per_minute"),
+        ("search_2", "trials_per_minute"),
+    ],
+)
+def test_dry_run_step_measures_its_figure(dry_run: dict[str, Any], step: str, figure: str) -> None:
+    assert dry_run["record"]["steps"][step]["result"][figure] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["search_1", "search_2"])
+def test_dry_run_search_finishes_its_trials(dry_run: dict[str, Any], step: str) -> None:
+    result = dry_run["record"]["steps"][step]["result"]
+    assert result["finished"] == result["trials_asked"]
+    assert result["baseline_val_acc"] is not None
+    assert (dry_run["out"] / step.replace("_", "-") / "trials.csv").is_file()
+
+
+def test_failed_steps_are_recorded_and_the_rest_still_run(tmp_path: Path) -> None:
+    # Not a dry run, on a machine without CUDA and without the subset: both steps fail.
+    missing = tmp_path / "no-subset.tgz"
+    proc = _campaign(
+        "--out", str(tmp_path), "--only", "gpu_tests,search_data", "--subset", str(missing)
+    )
+    steps = json.loads((tmp_path / "campaign.json").read_text())["steps"]
+    assert proc.returncode == 1
+    assert steps["search_data"]["status"] == "failed"
+    assert str(missing) in steps["search_data"]["error"]
+    assert steps["gpu_tests"]["status"] == ("ok" if _cuda() else "failed")
+
+
+def test_a_step_past_its_limit_is_stopped_and_recorded(tmp_path: Path) -> None:
+    proc = _campaign(
+        "--dry-run", "--out", str(tmp_path), "--only", "gpu_tests", "--limit", "gpu_tests=0.5"
+    )
+    steps = json.loads((tmp_path / "campaign.json").read_text())["steps"]
+    assert proc.returncode == 1
+    assert steps["gpu_tests"]["status"] == "timeout"
+
+
+@pytest.mark.parametrize(
+    "args", [["--only", "nope"], ["--limit", "job=abc"], ["--limit", "nope=3"], []]
+)
+def test_bad_usage_exits_2(tmp_path: Path, args: list[str]) -> None:
+    out = ["--out", str(tmp_path)] if args else []
+    proc = _campaign(*out, *args)
+    assert proc.returncode == 2
+    assert "usage:" in proc.stderr
+
+
+def _cuda() -> bool:
+    probe = [sys.executable, "-c", "import torch, sys; sys.exit(not torch.cuda.is_available())"]
+    return subprocess.run(probe, check=False).returncode == 0
