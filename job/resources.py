@@ -248,7 +248,9 @@ def disk_full(exc: OSError, output_dir: Path, data_dir: Path, promote_dir: Path 
     OUTPUT_DIR, PROMOTE_DIR or any other folder: exit 5, reason disk. DATA_DIR: exit 3, as
     every other problem with the data.
     """
-    if not exc.filename:  # shutil's sendfile copy, for one, does not say which file
+    # A copy (shutil) names its source first and the file it was writing second.
+    target = exc.filename2 or exc.filename
+    if not target:
         folders = [("OUTPUT_DIR", output_dir), ("PROMOTE_DIR", promote_dir)]
         frees = "; ".join(
             f"{name}={str(folder)!r} has {_free(folder)}" for name, folder in folders if folder
@@ -258,7 +260,7 @@ def disk_full(exc: OSError, output_dir: Path, data_dir: Path, promote_dir: Path 
             "the same command.",
             REASON_DISK,
         )
-    path = Path(exc.filename)
+    path = Path(target)
     free = _free(path.parent)
     if _within(path, data_dir):
         return DataError(

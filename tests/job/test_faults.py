@@ -5,6 +5,7 @@ how a full disk or a failed allocation becomes exit 5 (or 3 in DATA_DIR) with on
 from __future__ import annotations
 
 import errno
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -149,6 +150,18 @@ def test_a_full_volume_maps_to_its_exit_code_naming_folder_and_file(
     assert fault is not None and fault.exit_code == code
     assert all(s in fault.message for s in says), fault.message
     assert getattr(fault, "reason", REASON_DISK) == REASON_DISK
+
+
+def test_a_full_promote_dir_during_a_copy_names_the_destination(env: Path) -> None:
+    source, target = env / "output_dir" / MODEL, env / "promote_dir" / "runs" / "1" / MODEL
+    target.parent.mkdir(parents=True)
+    source.write_bytes(b"\0" * (2 << 20))
+    with small_volume(env / "promote_dir" / "runs" / "1", 1 << 20):
+        with pytest.raises(OSError) as full:
+            shutil.copy2(source, target)
+        fault = _fault(full.value)
+    assert fault is not None and fault.exit_code == ExitCode.RESOURCES
+    assert "PROMOTE_DIR=" in fault.message and f"runs/1/{MODEL}" in fault.message
 
 
 def test_a_full_output_dir_says_the_checkpoint_is_intact_when_there_is_one(env: Path) -> None:
