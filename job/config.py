@@ -232,8 +232,18 @@ def resolve_device(cfg: Config) -> Any:
     return device
 
 
-def resolve_precision(cfg: Config, device: Any) -> str:
-    """The arithmetic to train in: bf16 autocast on CUDA and fp32 on CPU unless chosen."""
+def resolve_precision(cfg: Config, device: Any, cpu_bf16: bool | None = None) -> str:
+    """The arithmetic to train in, unless PRECISION chooses one.
+
+    ``auto`` is bf16 autocast on CUDA and on CPUs that compute bf16 natively (``cpu_bf16``;
+    detected from /proc/cpuinfo when None), fp32 elsewhere: emulated bf16 is slower than fp32.
+    """
     if cfg.precision != "auto":
         return cfg.precision
-    return "bf16" if device.type == "cuda" else "fp32"
+    if device.type == "cuda":
+        return "bf16"
+    if cpu_bf16 is None:
+        from job.cpuinfo import native_bf16
+
+        cpu_bf16 = native_bf16()
+    return "bf16" if cpu_bf16 else "fp32"

@@ -54,7 +54,8 @@ VARIABLES: tuple[VariableSpec, ...] = (
     VariableSpec(
         "PRECISION",
         "auto",
-        "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16",
+        "auto (bf16 autocast on CUDA and on CPUs with avx512_bf16 or amx_bf16, else fp32), "
+        "fp32, bf16 or fp16",
     ),
     VariableSpec("COMPILE", "0", "1 uses torch.compile"),
     VariableSpec("MODEL_WIDTH", "1.0", "channel multiplier; 1.0 is the tutorial's ResNet9"),

@@ -52,11 +52,30 @@ def test_model_learns_far_above_chance(archives, tmp_path) -> None:
     assert result.of("done")[0]["val_acc"] > 0.6  # chance is 0.1
 
 
-def test_same_seed_gives_identical_history_on_cpu(archives, tmp_path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_same_seed_gives_identical_history_on_cpu(archives, tmp_path, precision) -> None:
     url = archives["python"].as_uri()
     for name in ("a", "b"):
-        assert run_job(job_env(tmp_path / name, DATA_URL=url, EPOCHS=2, SEED=7)).code == 0
+        env = job_env(tmp_path / name, DATA_URL=url, EPOCHS=2, SEED=7, PRECISION=precision)
+        assert run_job(env).code == 0
     assert _history(tmp_path / "a" / "output") == _history(tmp_path / "b" / "output")
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
+def test_resolved_precision_is_in_the_start_event_config_and_metrics(
+    archives, tmp_path, precision
+) -> None:
+    from job.cpuinfo import native_bf16
+
+    expected = ("bf16" if native_bf16() else "fp32") if precision == "auto" else precision
+    env = job_env(tmp_path, DATA_URL=archives["fastai"].as_uri(), EPOCHS=1, PRECISION=precision)
+    result = run_job(env)
+    assert result.code == 0, result.stderr
+    out = tmp_path / "output"
+    config = json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (config["precision"], config["resolved_precision"]) == (precision, expected)
+    assert result.of("start")[0]["precision"] == metrics["precision"] == expected
 
 
 def test_saved_weights_load_into_the_model(archives, tmp_path) -> None:

@@ -78,11 +78,23 @@ def test_cuda_without_cuda_is_a_config_error(device: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("precision", "expected"), [("auto", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")]
+    ("precision", "device", "cpu_bf16", "expected"),
+    [
+        ("auto", "cpu", False, "fp32"),
+        ("auto", "cpu", True, "bf16"),
+        ("auto", "cuda", False, "bf16"),
+        ("auto", "cuda", True, "bf16"),
+        ("fp32", "cpu", True, "fp32"),
+        ("fp32", "cuda", True, "fp32"),
+        ("bf16", "cpu", False, "bf16"),
+        ("fp16", "cpu", True, "fp16"),
+    ],
 )
-def test_precision_resolves_per_device(precision: str, expected: str) -> None:
+def test_precision_resolves_per_device_and_cpu(
+    precision: str, device: str, cpu_bf16: bool, expected: str
+) -> None:
     cfg = from_env({"PRECISION": precision})
-    assert resolve_precision(cfg, torch.device("cpu")) == expected
+    assert resolve_precision(cfg, torch.device(device), cpu_bf16=cpu_bf16) == expected
 
 
 def test_fingerprint_ignores_where_and_how_not_what() -> None:
