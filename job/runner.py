@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from job import signals
+from job import cpuinfo, signals
 from job.config import Config, resolve_device, resolve_precision
 from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL, atomic_write, write_json
 from job.data import load_dataset
@@ -100,7 +99,7 @@ def run(cfg: Config) -> dict[str, Any]:
         "n_test": n_test,
         "parameters": sum(p.numel() for p in result.model.parameters()),
         "device": str(device),
-        "device_name": _device_name(device),
+        "device_name": device_name(device),
         "precision": precision,
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
@@ -148,7 +147,8 @@ def _prepare_output(output_dir: Path) -> None:
         ) from None
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
+    """The GPU's name on CUDA, the CPU model (from /proc/cpuinfo) on a CPU."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+    return cpuinfo.model_name()  # "Intel(R) Xeon(R) …", not platform's bare "x86_64"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from job import cpuinfo
+from tests.conftest import need
 
 _XEON = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -45,3 +46,13 @@ def test_native_bf16_from_the_flags(text: str, native: bool) -> None:
 def test_without_cpuinfo_the_model_falls_back_to_the_platform() -> None:
     assert cpuinfo.model_name({}) != ""
     assert cpuinfo.flags({}) == frozenset()
+
+
+def test_a_cpu_runs_device_name_is_the_cpu_model() -> None:
+    import torch
+
+    need(cpuinfo.CPUINFO.is_file(), "no /proc/cpuinfo (not Linux)")
+    from job.runner import device_name
+
+    name = device_name(torch.device("cpu"))
+    assert name == cpuinfo.parse(cpuinfo.CPUINFO.read_text())["model name"]
