@@ -151,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     events = [_event(line) for line in proc.stdout.splitlines()]
     done = next((e for e in events if e and e.get("event") == "done"), None)
     if proc.returncode != 0 or done is None:
-        print(f"reproduce: the job exited {proc.returncode}; see its message above.")
+        message = f"reproduce: the job exited {proc.returncode}; see its message above."
+        print(message, file=sys.stderr)
         return proc.returncode or 1
     metrics = json.loads((args.output / METRICS_JSON).read_text())
     low, high = TUTORIAL_VAL_ACC

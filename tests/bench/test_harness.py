@@ -46,13 +46,48 @@ def test_missing_archive_is_a_usage_error(tmp_path: Path) -> None:
     assert "no archive" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--only", "a,f"], "--only takes"),
+        (["--fixed-config", "1:2"], "WIDTH:TRAIN:TEST:EPOCHS"),
+        (["--search-config", "1:2:3:1,1:2:3:1"], "take one config"),
+        (["--search-trials", "0"], "--search-trials"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    archives: dict[str, Path], args: list[str], message: str
+) -> None:
+    proc = _bench("--archive", str(archives["fastai"]), *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+@pytest.mark.slow
+def test_fixed_cost_and_search_launch_rows(archives: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    tiny = ["--batch-size", "50", "--fixed-config", "0.125:100:50:1"]
+    tiny += ["--search-config", "0.125:100:50:1", "--search-trials", "2"]
+    proc = _bench("--archive", str(archives["fastai"]), "--only", "d,e", "--json", str(out), *tiny)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    rows = {r["figure"][:3]: r for r in results["rows"]}
+    assert rows["(d)"]["job"] > 0
+    assert rows["(e)"]["job"] > 0
+    fixed = results["details"]["fixed_cost"]
+    assert fixed["fixed_seconds"] == pytest.approx(
+        fixed["wall_seconds"] - fixed["train_seconds"] - fixed["eval_seconds"]
+    )
+    assert results["details"]["search_launch"]["trials"] == 2
+
+
 @pytest.mark.slow
 def test_all_parts_run_on_a_tiny_archive(archives: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     tiny = ["--batch-size", "32", "--pipeline-batches", "3", "--pipeline-warmup", "1"]
     tiny += ["--train-width", "0.125", "--train-steps", "2", "--train-warmup", "1"]
     tiny += ["--train-test-images", "50", "--precisions", "bf16"]
-    tiny += ["--wall-configs", "0.125:100:50:1"]
+    tiny += ["--wall-configs", "0.125:100:50:1", "--only", "a,b,c"]
     proc = _bench("--archive", str(archives["fastai"]), "--json", str(out), *tiny)
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())["rows"]
