@@ -17,7 +17,7 @@ import argparse
 import json
 import tarfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +250,8 @@ def fit_one_cycle(
     val_loader: Any,
     weight_decay: float = 0,
     grad_clip: float | None = None,
-    opt_func: type[torch.optim.Optimizer] = torch.optim.SGD,
+    # Any optimizer class taking (params, lr, weight_decay=…), as the tutorial passes Adam.
+    opt_func: Callable[..., torch.optim.Optimizer] = torch.optim.SGD,
 ) -> list[dict[str, Any]]:
     """The tutorial's training loop: one-cycle LR stepped per batch, value clipping."""
     torch.cuda.empty_cache()
@@ -335,9 +336,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = extract(args.archive, args.data_dir)
     t_extract = time.perf_counter()
     train_ds, valid_ds = datasets(data_dir, args.train_limit, args.test_limit, args.seed)
-    train_dl, valid_dl = loaders(train_ds, valid_ds, args.batch_size, args.num_workers)
-    train_dl = DeviceDataLoader(train_dl, device)
-    valid_dl = DeviceDataLoader(valid_dl, device)
+    train_loader, valid_loader = loaders(train_ds, valid_ds, args.batch_size, args.num_workers)
+    train_dl = DeviceDataLoader(train_loader, device)
+    valid_dl = DeviceDataLoader(valid_loader, device)
     model = to_device(ResNet9(3, 10, args.width), device)
     t_setup = time.perf_counter()
     history = [evaluate(model, valid_dl)]

@@ -26,7 +26,7 @@ def _batch(device: torch.device, n: int = 64) -> tuple[torch.Tensor, torch.Tenso
 
 def test_bf16_autocast_step_computes_in_bf16_and_updates_fp32_weights(cuda) -> None:
     torch.manual_seed(0)
-    model = ResNet9(10, 0.25).to(cuda, memory_format=torch.channels_last)
+    model = ResNet9(10, 0.25).to(cuda).to(memory_format=torch.channels_last)
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-4)
     images, labels = _batch(cuda)
