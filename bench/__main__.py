@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="resnet-bench-") as tmp:
             rows, results = run(args, Path(tmp))
-    bf16 = " (avx512_bf16)" if machine["avx512_bf16"] else ""
+    bf16 = " (native bf16)" if machine["native_bf16"] else ""
     print(f"machine: {machine['cpu']}, {cpus} CPUs{bf16}, GPU: {machine['gpu'] or 'none'}")
     print(f"torch {machine['torch']}, {machine['torch_threads']} threads, load {load:.2f}")
     print()

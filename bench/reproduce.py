@@ -2,9 +2,9 @@
 
 Runs ``python -m job`` as a real subprocess on the real archive — all 50,000/10,000 images,
 ``MODEL_WIDTH=1``, 8 epochs, ``SEED=0``, the recipe's defaults — and prints its final val_acc
-beside the tutorial's published 0.9050–0.9059. On a CPU with native bf16 (avx512_bf16 or
-amx_bf16) and no GPU it sets ``PRECISION=bf16`` (about 2.5× faster there); otherwise the job's
-default applies (bf16 autocast on CUDA). About 28 minutes on the 2-core development CPU.
+beside the tutorial's published 0.9050–0.9059. Precision is the job's ``auto``: bf16 autocast
+on CUDA and on a CPU with native bf16 (avx512_bf16 or amx_bf16, about 2.5× faster there than
+fp32), fp32 elsewhere. About 28 minutes on the 2-core development CPU.
 
 A job variable already set in the environment wins over the recipe, and the run then says it
 is *not* the full recipe: that is how to try it small, e.g.
@@ -44,19 +44,6 @@ RECIPE: dict[str, str] = {
 """The full recipe's sizes; every other variable keeps the job's default (the tutorial's)."""
 
 
-def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512_BF16 or AMX-BF16 in /proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return bool(flags & {"avx512_bf16", "amx_bf16"})
-    return False
-
-
 _NOT_RECIPE = frozenset(
     {"DATA_URL", "DATA_SHA256", "DATA_DIR", "OUTPUT_DIR", "DEVICE", "PRECISION", "COMPILE"}
     | {"PROMOTE_DIR"}
@@ -65,18 +52,16 @@ _NOT_RECIPE = frozenset(
 
 
 def job_env(
-    environ: Mapping[str, str], data_url: str, output: Path, *, cuda: bool, bf16_cpu: bool
+    environ: Mapping[str, str], data_url: str, output: Path
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The job's environment, and the changes to the recipe that ``environ`` asks for.
 
-    The recipe, ``DATA_URL``, ``OUTPUT_DIR`` and the precision chosen here are the base; a job
-    variable already in ``environ`` replaces them (``DATA_URL`` and ``OUTPUT_DIR`` come from
-    the arguments, whose defaults read the environment). A variable that changes what is
-    trained to something other than the recipe is returned as an override.
+    The recipe, ``DATA_URL`` and ``OUTPUT_DIR`` are the base; a job variable already in
+    ``environ`` replaces them (``DATA_URL`` and ``OUTPUT_DIR`` come from the arguments, whose
+    defaults read the environment). A variable that changes what is trained to something other
+    than the recipe is returned as an override.
     """
     base = {**RECIPE, "DATA_URL": data_url, "OUTPUT_DIR": str(output)}
-    if bf16_cpu and not cuda and environ.get("DEVICE", "auto") in ("auto", "cpu"):
-        base["PRECISION"] = "bf16"
     given = {
         k: v
         for k, v in environ.items()
@@ -125,19 +110,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job, stream its progress, print the comparison; return the job's exit code."""
     args = _parser().parse_args(argv)
-    import torch  # only here: --help answers at once
-
-    cuda = torch.cuda.is_available()
-    env, overrides = job_env(
-        os.environ, args.data_url, args.output.resolve(), cuda=cuda, bf16_cpu=native_bf16()
-    )
+    env, overrides = job_env(os.environ, args.data_url, args.output.resolve())
     if args.fresh:
         shutil.rmtree(args.output, ignore_errors=True)
     what = "the full recipe" if not overrides else "NOT the full recipe"
     shown = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
     print(
         f"reproduce: {what}{f' ({shown} from the environment)' if shown else ''}; "
-        f"DATA_URL={env['DATA_URL']}, PRECISION={env.get('PRECISION', 'auto')}, "
+        f"DATA_URL={env['DATA_URL']}, PRECISION={env.get('PRECISION', default('PRECISION'))}, "
         f"output {args.output}",
         file=sys.stderr,
         flush=True,

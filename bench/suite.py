@@ -32,21 +32,13 @@ def log(message: str) -> None:
 
 def machine_info() -> dict[str, Any]:
     """CPU, GPU, versions and current load, for the table header and the JSON."""
-    cpu = platform.processor() or platform.machine()
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("", platform.machine()):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = line
-    except OSError:
-        pass
+    from job.cpuinfo import model_name, native_bf16
+
     return {
-        "cpu": cpu,
+        "cpu": model_name(),
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "avx512_bf16": " avx512_bf16" in flags,
+        "native_bf16": native_bf16(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -96,7 +88,7 @@ def _part_b(args: argparse.Namespace, work: Path, device: torch.device) -> list[
             device=str(device),
             test_images=args.train_test_images,
         )
-        default = "" if precision != "fp32" or device.type != "cpu" else " (CPU default)"
+        default = " (auto here)" if precision == _auto_precision(device) else ""
         rows.append(
             Row(
                 f"(b) training, width {width:g}, job {precision}{default}",
@@ -112,6 +104,13 @@ def _part_b(args: argparse.Namespace, work: Path, device: torch.device) -> list[
             )
         )
     return rows
+
+
+def _auto_precision(device: torch.device) -> str:
+    """What the job's PRECISION=auto resolves to on ``device`` (this machine's CPU flags)."""
+    from job.config import from_env, resolve_precision
+
+    return resolve_precision(from_env({"DEVICE": str(device)}), device)
 
 
 def _part_c(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:

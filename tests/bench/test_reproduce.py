@@ -13,8 +13,8 @@ from bench.reproduce import RECIPE, job_env
 from tests.conftest import REPO
 
 
-def _env(environ: dict[str, str], *, cuda: bool = False, bf16_cpu: bool = False) -> tuple:
-    return job_env(environ, "file:///a.tgz", Path("/out"), cuda=cuda, bf16_cpu=bf16_cpu)
+def _env(environ: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    return job_env(environ, "file:///a.tgz", Path("/out"))
 
 
 def test_recipe_is_the_full_data_width_1_8_epochs_seed_0() -> None:
@@ -29,20 +29,11 @@ def test_recipe_is_the_full_data_width_1_8_epochs_seed_0() -> None:
     assert overrides == {}
 
 
-@pytest.mark.parametrize(
-    ("cuda", "bf16_cpu", "environ", "precision"),
-    [
-        (False, True, {}, "bf16"),
-        (False, False, {}, None),
-        (True, True, {}, None),
-        (False, True, {"DEVICE": "cuda"}, None),
-        (False, True, {"PRECISION": "fp32"}, "fp32"),
-    ],
-)
-def test_precision_is_bf16_only_on_a_native_bf16_cpu(
-    cuda: bool, bf16_cpu: bool, environ: dict[str, str], precision: str | None
+@pytest.mark.parametrize(("environ", "precision"), [({}, None), ({"PRECISION": "fp32"}, "fp32")])
+def test_precision_is_the_jobs_auto_unless_set(
+    environ: dict[str, str], precision: str | None
 ) -> None:
-    env, _ = _env(environ, cuda=cuda, bf16_cpu=bf16_cpu)
+    env, _ = _env(environ)
     assert env.get("PRECISION") == precision
 
 
