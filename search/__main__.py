@@ -5,16 +5,18 @@ Commands: ``run`` (the study), ``best`` (best parameters, env file, ConfigMap), 
 with one sentence on stderr; every exit code is :class:`job.contract.DriverExit`.
 
 Optuna, pandas and the launchers are imported inside the commands, so ``--help`` is quick.
+A storage URL's password is never printed: messages name the database by host and port.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +27,14 @@ from job.contract import DriverExit
 if TYPE_CHECKING:
     import optuna
 
+    from search.driver import Driver
+    from search.launchers.base import Launcher
+
 DEFAULT_OUTPUT = Path("output/search")
 DEFAULT_STUDY = "resnet-job"
 DEFAULT_IMAGE = "resnet-job:latest"
+DEFAULT_STORAGE_RETRY = 300.0
+"""Seconds (``--storage-retry``): the search.storage default, without importing Optuna."""
 
 
 class BadInput(click.ClickException):
@@ -36,24 +43,53 @@ class BadInput(click.ClickException):
     exit_code = DriverExit.BAD_INPUT
 
 
+class StorageLost(click.ClickException):
+    """The study's database stayed unreachable past ``--storage-retry``: exit 6."""
+
+    exit_code = DriverExit.STORAGE
+
+
 def _storage_url(storage: str | None, output: Path) -> str:
     if storage:
         return storage
     return f"sqlite:///{(output / 'study.db').resolve()}"
 
 
-def _load(storage: str | None, output: Path, study_name: str) -> optuna.Study:
+def _sqlite_file(url: str) -> Path | None:
+    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def _storage_errors(url: str) -> Iterator[None]:
+    """Turn the storage's failures into one-sentence exits: 6 when unreachable, 2 when it
+    refused us; other errors are reported without the URL's password."""
+    from search.storage import StorageRefused, StorageUnavailable, scrub
+
+    try:
+        yield
+    except StorageUnavailable as exc:
+        raise StorageLost(str(exc)) from None
+    except StorageRefused as exc:
+        raise BadInput(str(exc)) from None
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        raise BadInput(f"cannot open the study: {scrub(_first_line(exc), url)}") from None
+
+
+def _load(storage: str | None, output: Path, study_name: str, retry: float) -> optuna.Study:
+    from search.storage import describe
     from search.study import load_study
 
     url = _storage_url(storage, output)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
-        raise BadInput(f"no study database at {url[len('sqlite:///') :]}; run `search run` first.")
-    try:
-        return load_study(url, study_name)
-    except KeyError:
-        raise BadInput(f"no study named {study_name!r} in {url}.") from None
-    except Exception as exc:
-        raise BadInput(f"cannot open the storage {url}: {_first_line(exc)}") from None
+    sqlite = _sqlite_file(url)
+    if sqlite is not None and not sqlite.is_file():
+        raise BadInput(f"no study database at {sqlite}; run `search run` first.")
+    with _storage_errors(url):
+        try:
+            return load_study(url, study_name, retry_seconds=retry)
+        except KeyError:
+            raise BadInput(f"no study named {study_name!r} in {describe(url)}.") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -88,9 +124,19 @@ _output = click.option(
 _storage = click.option(
     "--storage",
     envvar="SEARCH_STORAGE",
-    help="Optuna storage URL (default: sqlite in --output); postgresql://… for several drivers.",
+    help="Optuna storage URL (default: sqlite in --output); postgresql://… for several "
+    "drivers. Prefer the SEARCH_STORAGE variable for a URL with a password.",
 )
 _study = click.option("--study-name", default=DEFAULT_STUDY, show_default=True)
+_storage_retry = click.option(
+    "--storage-retry",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_STORAGE_RETRY,
+    show_default=True,
+    metavar="SECONDS",
+    help="Ride out an unreachable database this long, retrying with backoff; then stop the "
+    "running trials (a rerun resumes them) and exit 6.",
+)
 
 
 @cli.command()
@@ -105,7 +151,7 @@ _study = click.option("--study-name", default=DEFAULT_STUDY, show_default=True)
 @click.option(
     "--parallel",
     type=click.IntRange(min=1),
-    help="Trials at once (default: one per GPU, 1 without GPUs).",
+    help="Trials at once (default: GPUs x --trials-per-gpu, 1 without GPUs).",
 )
 @click.option(
     "--launcher",
@@ -117,6 +163,7 @@ _study = click.option("--study-name", default=DEFAULT_STUDY, show_default=True)
 @_storage
 @_study
 @_output
+@_storage_retry
 @click.option(
     "--pruner",
     default="median",
@@ -139,6 +186,21 @@ _study = click.option("--study-name", default=DEFAULT_STUDY, show_default=True)
     help="Stop and fail a trial that emits no event for this many seconds.",
 )
 @click.option("--gpus", help="GPU ids to use, e.g. 0,1,2, or 'none' (default: all detected).")
+@click.option(
+    "--trials-per-gpu",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="K",
+    help="Trials sharing each GPU at once (local and docker; on Kubernetes it needs a "
+    "shared --gpu-resource).",
+)
+@click.option(
+    "--gpu-resource",
+    metavar="NAME",
+    help="Kubernetes resource each trial requests (default nvidia.com/gpu), e.g. a MIG or "
+    "time-sliced resource name.",
+)
 @click.option(
     "--job-env",
     multiple=True,
@@ -178,12 +240,15 @@ def run(
     storage: str | None,
     study_name: str,
     output: Path,
+    storage_retry: float,
     pruner: str,
     sampler: str,
     seed: int | None,
     space_file: Path | None,
     trial_timeout: float,
     gpus: str | None,
+    trials_per_gpu: int,
+    gpu_resource: str | None,
     job_env: tuple[str, ...],
     image: str,
     namespace: str,
@@ -193,9 +258,9 @@ def run(
 ) -> None:
     """Run the study until it holds TRIALS finished trials, then write the results."""
     _optuna_logging()
-    from search.driver import Driver, Settings, StudyStopped
+    from search.driver import Driver, Settings
     from search.jobvars import JobEnvError, parse_job_env
-    from search.launchers import detect_gpus, docker_ready, make_launcher
+    from search.launchers import detect_gpus
     from search.space import SpaceError, default_space, load_space
 
     try:
@@ -204,28 +269,27 @@ def run(
     except (SpaceError, JobEnvError) as exc:
         raise BadInput(str(exc)) from None
     gpu_ids = _gpus(gpus, detect_gpus)
-    if launcher_name == "auto":
-        ok, why = docker_ready(image)
-        launcher_name = "docker" if ok else "local"
-        click.echo(f"search: launcher {launcher_name} ({why})", err=True)
-    template = None
-    if job_template is not None:
-        template = _read_template(job_template)
-    try:
-        launcher = make_launcher(
-            launcher_name, image=image, namespace=namespace, gpus=bool(gpu_ids), template=template
-        )
-    except Exception as exc:
-        raise BadInput(f"the {launcher_name} launcher cannot start: {_first_line(exc)}") from None
+    launcher_name = _choose_launcher(launcher_name, image)
+    slots = _slots(launcher_name, gpu_ids, trials_per_gpu, parallel, gpu_resource)
+    launcher = _launcher(
+        launcher_name,
+        image=image,
+        namespace=namespace,
+        gpus=bool(gpu_ids),
+        template=_read_template(job_template) if job_template is not None else None,
+        gpu_resource=gpu_resource,
+        trials_per_gpu=trials_per_gpu,
+    )
     data_dir = Path(fixed.pop("DATA_DIR", os.environ.get("DATA_DIR", "data"))).resolve()
+    url = _storage_url(storage, output)
     settings = Settings(
         trials=trials,
         output=output.resolve(),
-        storage=_storage_url(storage, output),
+        storage=url,
         study_name=study_name,
         space=space,
         launcher=launcher,
-        parallel=parallel or max(1, len(gpu_ids)),
+        parallel=slots,
         gpus=gpu_ids,
         job_env=fixed,
         data_dir=data_dir,
@@ -235,27 +299,97 @@ def run(
         trial_timeout=trial_timeout,
         retries=retries,
         heartbeat=heartbeat,
+        storage_retry=storage_retry,
     )
     output.mkdir(parents=True, exist_ok=True)
-    try:
+    with _storage_errors(url):
         driver = Driver(settings)
-    except Exception as exc:
-        raise BadInput(f"cannot open the study: {_first_line(exc)}") from None
+    sys.exit(_drive(driver, trials, output))
+
+
+def _drive(driver: Driver, trials: int, output: Path) -> int:
+    """Run the driver with progress lines, write the results; the exit code."""
+    from search.errors import StudyStopped
+    from search.progress import Progress
+    from search.storage import StorageUnavailable
+
     signal.signal(signal.SIGTERM, lambda *_: driver.stop())
     code: int = DriverExit.DONE
     try:
-        driver.run()
+        driver.run(on_trial=Progress(driver.study, trials, _say))
     except StudyStopped as exc:
-        click.echo(f"search: {exc}", err=True)
+        _say(str(exc))
         code = exc.code
     except KeyboardInterrupt:
-        click.echo("search: interrupted; rerun the same command to continue.", err=True)
+        _say("interrupted; rerun the same command to continue.")
         code = DriverExit.INTERRUPTED
-    if driver.stopping and code == DriverExit.DONE and driver.finished() < trials:
-        click.echo("search: stopped; rerun the same command to continue.", err=True)
-        code = DriverExit.STOPPED
-    _results(driver.study, output)
-    sys.exit(code)
+    if code == DriverExit.STORAGE:
+        return code  # the database is gone: nothing to read the results from
+    try:
+        if driver.stopping and code == DriverExit.DONE and driver.finished() < trials:
+            _say("stopped; rerun the same command to continue.")
+            code = DriverExit.STOPPED
+        _results(driver.study, output)
+    except StorageUnavailable as exc:
+        _say(str(exc))
+        code = DriverExit.STORAGE
+    return code
+
+
+def _say(text: str) -> None:
+    click.echo(f"search: {text}", err=True)
+
+
+def _choose_launcher(name: str, image: str) -> str:
+    """``auto``: docker when a daemon answers and has the image, else local (said aloud)."""
+    if name != "auto":
+        return name
+    from search.launchers import docker_ready
+
+    ok, why = docker_ready(image)
+    chosen = "docker" if ok else "local"
+    _say(f"launcher {chosen} ({why})")
+    return chosen
+
+
+def _slots(
+    launcher: str,
+    gpu_ids: list[str],
+    trials_per_gpu: int,
+    parallel: int | None,
+    gpu_resource: str | None,
+) -> int:
+    """Trials at once: ``--parallel``, by default GPUs × K; refuse what cannot be honoured."""
+    if gpu_resource is not None and launcher != "kubernetes":
+        raise BadInput(
+            f"--gpu-resource names a Kubernetes resource and applies to --launcher kubernetes "
+            f"only, not {launcher}; drop it."
+        )
+    if trials_per_gpu > 1 and not gpu_ids:
+        raise BadInput(
+            f"--trials-per-gpu {trials_per_gpu} needs GPUs, and --gpus lists none (nor were "
+            "any detected); use --parallel to run several trials at once without GPUs."
+        )
+    slots = len(gpu_ids) * trials_per_gpu
+    if parallel is None:
+        return max(1, slots)
+    if gpu_ids and launcher != "kubernetes" and parallel > slots:
+        raise BadInput(
+            f"--parallel {parallel} exceeds {len(gpu_ids)} GPU(s) x --trials-per-gpu "
+            f"{trials_per_gpu} = {slots} slots; raise --trials-per-gpu or lower --parallel."
+        )
+    return parallel
+
+
+def _launcher(name: str, **options: Any) -> Launcher:
+    from search.launchers import make_launcher
+
+    try:
+        return make_launcher(name, **options)
+    except ValueError as exc:  # a setting the launcher refuses: its message is the sentence
+        raise BadInput(str(exc)) from None
+    except Exception as exc:
+        raise BadInput(f"the {name} launcher cannot start: {_first_line(exc)}") from None
 
 
 def _gpus(option: str | None, detect: Callable[[], list[str]]) -> list[str]:
@@ -283,67 +417,82 @@ def _read_template(path: Path) -> dict[str, Any]:
 
 
 def _results(study: optuna.Study, output: Path) -> None:
-    from search.report import write_best, write_report
+    from search.report import summary_table, write_best, write_report
 
     best = write_best(study, output)
     for note in write_report(study, output):
-        click.echo(f"search: plot {note}", err=True)
+        _say(f"plot {note}")
     if best is None:
-        click.echo("search: no trial completed yet; no best parameters.", err=True)
+        _say("no trial completed yet; no best parameters.")
         return
-    click.echo(
-        f"search: best trial {best.number}: val_acc {best.value:.4f} "
-        + " ".join(f"{k}={v}" for k, v in best.params.items()),
-        err=True,
+    table = summary_table(study)
+    _say("top trials and the baseline (vs_best: val_acc minus the best's):")
+    click.echo(table, err=True)
+    _say(
+        f"best trial {best.number}: val_acc {best.value:.4f} "
+        + " ".join(f"{k}={v}" for k, v in best.params.items())
     )
-    click.echo(f"search: results in {output}", err=True)
+    _say(f"results in {output}")
 
 
 @cli.command()
 @_storage
 @_study
 @_output
+@_storage_retry
 @click.option(
     "--configmap",
     metavar="NAME",
     help="Also write <output>/configmap.yaml: a ConfigMap NAME of the best parameters.",
 )
-def best(storage: str | None, study_name: str, output: Path, configmap: str | None) -> None:
+def best(
+    storage: str | None,
+    study_name: str,
+    output: Path,
+    storage_retry: float,
+    configmap: str | None,
+) -> None:
     """Print the best trial; (re)write best_params.json and best.env."""
     _optuna_logging()
     from search.report import write_best, write_configmap
 
-    study = _load(storage, output, study_name)
-    trial = write_best(study, output)
-    if trial is None:
-        raise BadInput(f"the study {study_name!r} has no COMPLETE trial yet.")
-    click.echo(json.dumps({"trial": trial.number, "val_acc": trial.value, "params": trial.params}))
-    if configmap:
-        path = write_configmap(study, output, configmap)
-        click.echo(f"search: wrote {path}", err=True)
+    study = _load(storage, output, study_name, storage_retry)
+    with _storage_errors(_storage_url(storage, output)):
+        trial = write_best(study, output)
+        if trial is None:
+            raise BadInput(f"the study {study_name!r} has no COMPLETE trial yet.")
+        summary = {"trial": trial.number, "val_acc": trial.value, "params": trial.params}
+        click.echo(json.dumps(summary))
+        if configmap:
+            _say(f"wrote {write_configmap(study, output, configmap)}")
 
 
 @cli.command()
 @_storage
 @_study
 @_output
-def report(storage: str | None, study_name: str, output: Path) -> None:
+@_storage_retry
+def report(storage: str | None, study_name: str, output: Path, storage_retry: float) -> None:
     """(Re)write trials.csv and the study's plots."""
     _optuna_logging()
-    from search.report import write_report
+    from search.report import TRIALS_CSV, write_report
 
-    study = _load(storage, output, study_name)
-    for note in write_report(study, output):
-        click.echo(f"search: plot {note}", err=True)
-    click.echo(f"search: wrote {output / 'trials.csv'} and {output / 'plots'}", err=True)
+    study = _load(storage, output, study_name, storage_retry)
+    with _storage_errors(_storage_url(storage, output)):
+        for note in write_report(study, output):
+            _say(f"plot {note}")
+    _say(f"wrote {output / TRIALS_CSV} and {output / 'plots'}")
 
 
 @cli.command()
 @_storage
 @_output
+@_storage_retry
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-def dashboard(storage: str | None, output: Path, port: int, host: str) -> None:
+def dashboard(
+    storage: str | None, output: Path, storage_retry: float, port: int, host: str
+) -> None:
     """Serve optuna-dashboard for the storage, with the trials' files as artifacts."""
     _optuna_logging()
     import optuna_dashboard
@@ -352,12 +501,15 @@ def dashboard(storage: str | None, output: Path, port: int, host: str) -> None:
     from search.storage import make_storage
 
     url = _storage_url(storage, output)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
-        raise BadInput(f"no study database at {url[len('sqlite:///') :]}; run `search run` first.")
+    sqlite = _sqlite_file(url)
+    if sqlite is not None and not sqlite.is_file():
+        raise BadInput(f"no study database at {sqlite}; run `search run` first.")
+    with _storage_errors(url):
+        storage_object = make_storage(url, retry_seconds=storage_retry)
     (output / "artifacts").mkdir(parents=True, exist_ok=True)
-    click.echo(f"search: dashboard on http://{host}:{port}/dashboard", err=True)
+    _say(f"dashboard on http://{host}:{port}/dashboard")
     optuna_dashboard.run_server(
-        make_storage(url),
+        storage_object.backend,  # the plain RDB storage: the dashboard checks for that type
         host=host,
         port=port,
         artifact_store=FileSystemArtifactStore(output / "artifacts"),
@@ -372,10 +524,10 @@ def main() -> None:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(0)
     except click.UsageError as exc:
-        click.echo(f"search: {exc.format_message().rstrip('.')}.", err=True)
+        _say(f"{exc.format_message().rstrip('.')}.")
         sys.exit(DriverExit.BAD_INPUT)
     except click.ClickException as exc:
-        click.echo(f"search: {exc.format_message()}", err=True)
+        _say(exc.format_message())
         sys.exit(exc.exit_code)
     except click.Abort:
         sys.exit(DriverExit.INTERRUPTED)

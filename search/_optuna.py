@@ -1,12 +1,18 @@
-"""The one place that reaches into Optuna's private attributes, and why.
+"""The one place that reaches into Optuna's private parts, and why.
 
 The driver runs each trial's job in another process (a container, a pod) and records the
 trial's heartbeat from its own thread, so that the budget stays exact: a trial counts as
 running from the moment it is asked for until it is told, whoever runs it. Optuna only does
-this inside ``Study.optimize``, and offers no public accessor for what it needs: the study's
-storage (``Study._storage``) and a trial's storage id (``Trial._trial_id``). Keeping every such
-access here means an Optuna upgrade that renames them breaks this module and its test, not
-the driver.
+this inside ``Study.optimize``, and offers no public name for what it needs:
+
+- a trial's storage id (``Trial._trial_id``), which heartbeats and system attributes take;
+- the heartbeat interface (``optuna.storages._heartbeat.BaseHeartbeat``), which
+  :class:`search.storage.RetryingStorage` implements so that ``fail_stale_trials`` and the
+  heartbeat callbacks keep working through it (they call its ``_get_stale_trial_ids``), and
+  ``FrozenStudy`` (``optuna.study._frozen``), a type in the storage interface it forwards.
+
+Keeping every such access here means an Optuna upgrade that renames them breaks this module
+(and ``tests/search/test_storage.py``), not the driver.
 """
 
 from __future__ import annotations
@@ -16,22 +22,11 @@ import warnings
 from collections.abc import Iterator
 
 import optuna
-from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial
 
-
-def storage_of(study: optuna.Study) -> BaseStorage:
-    """The storage object the study reads and writes through."""
-    return study._storage
-
-
-def heartbeat_of(study: optuna.Study) -> BaseHeartbeat:
-    """The study's storage as the heartbeat interface (RDB storages implement it)."""
-    storage = study._storage
-    if not isinstance(storage, BaseHeartbeat):
-        raise TypeError(f"the study's storage {type(storage).__name__} records no heartbeats")
-    return storage
+__all__ = ["BaseHeartbeat", "FrozenStudy", "quiet_experimental", "trial_id"]
 
 
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:

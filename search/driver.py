@@ -10,10 +10,12 @@ trials alive in the storage; trials whose driver is gone are failed and queued a
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,12 +24,12 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from job.contract import DriverExit
-from search._optuna import heartbeat_of, quiet_experimental, storage_of, trial_id
+from search._optuna import quiet_experimental, trial_id
 from search.errors import StudyStopped
 from search.settings import Settings
-from search.storage import Requeue
+from search.storage import Requeue, StorageUnavailable
 from search.study import FINISHED, open_study
-from search.trial import TrialRunner
+from search.trial import DOES_NOT_FIT, TrialRunner
 
 log = logging.getLogger("search")
 
@@ -35,6 +37,10 @@ __all__ = ["Driver", "Settings", "StudyStopped", "driver_id"]
 
 _WAIT_FOR_BUDGET = 2.0
 """Seconds between looks at the study while other drivers' runs may still meet the budget."""
+
+_ORPHAN_AFTER = 600.0
+"""Seconds after which a RUNNING trial that no driver ever claimed (its driver died between
+asking for it and labelling it) is failed."""
 
 
 def driver_id() -> str:
@@ -64,7 +70,7 @@ class Driver:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.study = open_study(
+        self.study, self.storage = open_study(
             settings.storage,
             settings.study_name,
             pruner=settings.pruner,
@@ -72,9 +78,8 @@ class Driver:
             seed=settings.seed,
             heartbeat=settings.heartbeat,
             retries=settings.retries,
+            retry_seconds=settings.storage_retry,
         )
-        self.storage = storage_of(self.study)
-        self.heartbeat = heartbeat_of(self.study)
         self.requeue = Requeue(settings.retries)
         self.id = driver_id()
         self._lock = threading.Lock()
@@ -89,17 +94,29 @@ class Driver:
         """True once the driver was asked to stop (or a trial stopped the study)."""
         return self._stopping.is_set()
 
+    @property
+    def storage_lost(self) -> bool:
+        """True when the study's database stayed unreachable past ``--storage-retry``."""
+        return isinstance(self._error, StorageUnavailable)
+
     # -- the study loop ---------------------------------------------------------------
 
     def run(self, on_trial: Callable[[FrozenTrial], None] | None = None) -> None:
-        """Run trials until the study holds ``settings.trials`` finished ones.
+        """Run trials until the study holds ``settings.trials`` finished ones; call
+        ``on_trial`` with each trial this driver recorded.
 
         Raises :class:`StudyStopped` when a trial shows the study cannot succeed (bad
-        configuration, data unavailable); the other running trials are stopped first.
+        configuration, data unavailable, a full disk, too many failures in a row) or the
+        database stayed unreachable; the other running trials are stopped first.
         """
         self.settings.output.mkdir(parents=True, exist_ok=True)
-        self._reap()
-        self._enqueue_baseline()
+        try:
+            with self._lock:
+                self._reap()
+            self._enqueue_baseline()
+        except StudyStopped as exc:
+            self._stop_study(exc)
+            raise
         beat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         beat.start()
         workers = [
@@ -130,6 +147,12 @@ class Driver:
         """How many trials of the study are COMPLETE or PRUNED."""
         return len(self.study.get_trials(deepcopy=False, states=FINISHED))
 
+    def _stop_study(self, exc: StudyStopped) -> None:
+        """Keep the first reason the study stopped and stop every worker."""
+        with self._lock:
+            self._error = self._error or exc
+        self._stopping.set()
+
     def _enqueue_baseline(self) -> None:
         with self._lock:
             if not self.study.get_trials(deepcopy=False):
@@ -138,51 +161,61 @@ class Driver:
     def _work(self, slot: int, on_trial: Callable[[FrozenTrial], None] | None) -> None:
         gpus = self.settings.gpus
         gpu = gpus[slot % len(gpus)] if gpus else None
-        while not self._stopping.is_set():
-            trial = self._next_trial()
-            if trial is None:
-                return
-            try:
-                frozen = self.runner.run(trial, gpu)
-            except StudyStopped as exc:
-                with self._lock:
-                    self._error = self._error or exc
-                self._stopping.set()
-                return
-            except Exception as exc:  # a bug or a storage error: fail this trial, go on
-                log.exception("trial %d: the driver failed to run it", trial.number)
-                frozen = self._fail(trial, f"driver error: {type(exc).__name__}: {exc}")
-            finally:
-                with self._lock:
-                    self._active.pop(trial.number, None)
-            if frozen is not None:
-                self._count(frozen)
-                if on_trial is not None:
-                    on_trial(frozen)
+        try:
+            while not self._stopping.is_set():
+                trial = self._next_trial()
+                if trial is None:
+                    return
+                frozen = self._run(trial, gpu)
+                if frozen is not None:
+                    self._count(frozen)
+                    if on_trial is not None:
+                        on_trial(frozen)
+        except StudyStopped as exc:
+            self._stop_study(exc)
+
+    def _run(self, trial: optuna.Trial, gpu: str | None) -> FrozenTrial | None:
+        """Run one trial; a bug in the driver fails that trial and the study goes on."""
+        try:
+            return self.runner.run(trial, gpu)
+        except StudyStopped:
+            raise
+        except Exception as exc:
+            log.exception("trial %d: the driver failed to run it", trial.number)
+            return self._fail(trial, f"driver error: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._active.pop(trial.number, None)
 
     def _fail(self, trial: optuna.Trial, reason: str) -> FrozenTrial | None:
         try:
             trial.set_user_attr("fail_reason", reason[:500])
             return self.study.tell(trial, state=TrialState.FAIL)
+        except StudyStopped:
+            raise
         except Exception:
             log.exception("trial %d: could not record the failure", trial.number)
             return None
 
     def _count(self, frozen: FrozenTrial) -> None:
-        """Stop the study after too many failures in a row: something is broken."""
+        """Stop the study after too many failures in a row: something is broken. A trial
+        too big for the machine's memory says nothing about the others, so it is not counted."""
         with self._lock:
             if frozen.state != TrialState.FAIL:
                 self._failures_in_a_row = 0
                 return
+            if frozen.user_attrs.get("fail_reason") == DOES_NOT_FIT:
+                return
             self._failures_in_a_row += 1
-            if self._failures_in_a_row >= self.settings.max_failures and self._error is None:
-                self._error = StudyStopped(
-                    DriverExit.FAILURES,
-                    f"{self._failures_in_a_row} trials failed in a row (last: trial "
-                    f"{frozen.number}, {frozen.user_attrs.get('fail_reason', '?')}); see its "
-                    f"log {frozen.user_attrs.get('log', '')}.",
-                )
-                self._stopping.set()
+            if self._failures_in_a_row < self.settings.max_failures or self._error is not None:
+                return
+            self._error = StudyStopped(
+                DriverExit.FAILURES,
+                f"{self._failures_in_a_row} trials failed in a row (last: trial "
+                f"{frozen.number}, {frozen.user_attrs.get('fail_reason', '?')}); see its "
+                f"log {frozen.user_attrs.get('log', '')}.",
+            )
+            self._stopping.set()
 
     def _next_trial(self) -> optuna.Trial | None:
         """Ask for a trial while finished + running < budget; None once the budget is met."""
@@ -197,29 +230,53 @@ class Driver:
                 if done + running < self.settings.trials:
                     with quiet_experimental():  # heartbeats come from our own thread
                         trial = self.study.ask()
-                    self._active[trial.number] = trial_id(trial)
-                    self.heartbeat.record_heartbeat(trial_id(trial))
                     trial.set_user_attr("driver", self.id)
+                    self._active[trial.number] = trial_id(trial)
+                    self.storage.record_heartbeat(trial_id(trial))
                     return trial
             self._stopping.wait(_WAIT_FOR_BUDGET)
         return None
 
     def _reap(self) -> None:
-        """Fail (and queue again) running trials whose driver is gone."""
-        with quiet_experimental():
-            fail_stale_trials(self.study)
+        """Fail (and queue again) running trials whose driver is gone.
+
+        A trial is gone when its heartbeat is stale, when its driver ran on this host and is
+        no longer running, or when no driver ever claimed it. Staleness is judged only once
+        the database has been reachable for a whole grace period: after an outage, every
+        driver's heartbeats are old, and each must get the chance to beat again first.
+        """
+        if time.monotonic() - self.storage.reachable_since >= self.storage.grace_period:
+            with quiet_experimental():
+                fail_stale_trials(self.study)
+        now = datetime.datetime.now()
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = t.user_attrs.get("driver")
-            if owner and owner != self.id and not _alive_here(owner):
-                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                    if self.storage.set_trial_state_values(trial_id(t), state=TrialState.FAIL):
-                        log.warning("trial %d: its driver died; queued again", t.number)
-                        self.requeue(self.study, self.storage.get_trial(trial_id(t)))
+            if owner == self.id:
+                continue
+            if owner:
+                gone = not _alive_here(owner)
+            else:
+                started = t.datetime_start or now
+                gone = (now - started).total_seconds() > _ORPHAN_AFTER
+            if gone:
+                self._requeue_running(t)
+
+    def _requeue_running(self, trial: FrozenTrial) -> None:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            if self.storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL):
+                log.warning("trial %d: its driver is gone; queued again", trial.number)
+                self.requeue(self.study, self.storage.get_trial(trial_id(trial)))
 
     def _beat(self) -> None:
+        """Record a heartbeat for every running trial of this driver, every ``heartbeat`` s."""
         while not self._stopping.wait(self.settings.heartbeat):
             with self._lock:
                 ids = list(self._active.values())
             for active_id in ids:
-                with contextlib.suppress(Exception):
-                    self.heartbeat.record_heartbeat(active_id)
+                try:
+                    self.storage.record_heartbeat(active_id)
+                except StorageUnavailable as exc:  # may be the first to notice: stop the study
+                    self._stop_study(exc)
+                    return
+                except Exception:
+                    log.debug("heartbeat of trial id %d failed", active_id, exc_info=True)

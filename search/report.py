@@ -40,18 +40,44 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return study.best_trial
 
 
+def baseline_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The COMPLETE run of the baseline: the study's first trial (the tutorial's recipe), or
+    the first retry of it with the same parameters; None when it has not completed."""
+    trials = study.get_trials(deepcopy=False)
+    if not trials:
+        return None
+    recipe = trials[0].params
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE and trial.params == recipe:
+            return trial
+    return None
+
+
 def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | None:
-    """Write ``best_params.json`` and ``best.env``; return the best trial (None: nothing)."""
+    """Write ``best_params.json`` and ``best.env``; return the best trial (None: nothing).
+
+    ``best_params.json`` also holds the baseline trial's ``val_acc`` and the best trial's
+    improvement over it (``null`` until the baseline completed).
+    """
     best = best_trial(study)
     if best is None:
         return None
     output.mkdir(parents=True, exist_ok=True)
+    baseline = baseline_trial(study)
     summary = {
         "study": study.study_name,
         "trial": best.number,
         "val_acc": best.value,
         "params": best.params,
         "env": to_env(best.params),
+        "baseline": (
+            None if baseline is None else {"trial": baseline.number, "val_acc": baseline.value}
+        ),
+        "improvement": (
+            None
+            if baseline is None or best.value is None or baseline.value is None
+            else best.value - baseline.value
+        ),
     }
     write_json(output / BEST_PARAMS, summary)
     write_text(output / BEST_ENV, env_file(study.study_name, best))
@@ -62,6 +88,34 @@ def env_file(study_name: str, best: optuna.trial.FrozenTrial) -> str:
     """``NAME=value`` lines of the best parameters (``docker run --env-file`` format)."""
     head = f"# best of study {study_name}: trial {best.number}, val_acc {best.value:.4f}\n"
     return head + "".join(f"{k}={v}\n" for k, v in to_env(best.params).items())
+
+
+def summary_table(study: optuna.Study, top: int = 5) -> str:
+    """The ``top`` COMPLETE trials by ``val_acc`` and the baseline, each against the best
+    (``vs_best``: its val_acc minus the best's), as a text table; "" when none completed."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return ""
+    ranked = sorted(complete, key=lambda t: (-(t.value or 0.0), t.number))
+    best_value = ranked[0].value or 0.0
+    rows = [(str(rank), t) for rank, t in enumerate(ranked[:top], start=1)]
+    baseline = baseline_trial(study)
+    if baseline is not None:
+        rows.append(("baseline", baseline))
+    frame = pd.DataFrame(
+        [
+            {
+                "": label,
+                "trial": t.number,
+                "val_acc": f"{t.value:.4f}",
+                "vs_best": f"{(t.value or 0.0) - best_value:+.4f}",
+                "epochs": t.user_attrs.get("epochs", ""),
+                **{k: f"{v:.3g}" if isinstance(v, float) else v for k, v in t.params.items()},
+            }
+            for label, t in rows
+        ]
+    )
+    return frame.to_string(index=False)
 
 
 def configmap(study: optuna.Study, name: str) -> str:

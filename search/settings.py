@@ -15,7 +15,9 @@ class Settings:
     """Everything one driver run needs; the CLI builds it from its options.
 
     Times are in seconds. ``trials`` is the study's total of finished trials, shared by every
-    driver of the study; ``parallel`` is this driver's trials at once.
+    driver of the study; ``parallel`` is this driver's trials at once, worker ``i`` pinned to
+    ``gpus[i % len(gpus)]`` (so ``parallel = len(gpus) * K`` puts K trials on each GPU).
+    ``storage_retry`` bounds how long one database outage is ridden out.
     """
 
     trials: int
@@ -36,3 +38,4 @@ class Settings:
     heartbeat: int = 10
     stop_grace: float = 30.0
     max_failures: int = 5
+    storage_retry: float = 300.0

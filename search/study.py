@@ -10,7 +10,12 @@ import optuna
 from optuna.trial import TrialState
 
 from search._optuna import quiet_experimental
-from search.storage import make_storage
+from search.storage import (
+    DEFAULT_RETRY_SECONDS,
+    RetryingStorage,
+    create_or_load_study,
+    make_storage,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 """The states that count toward the budget."""
@@ -25,25 +30,31 @@ def open_study(
     seed: int | None = None,
     heartbeat: int = 10,
     retries: int = 2,
-) -> optuna.Study:
-    """Create or load the study (maximising ``val_acc``) on a crash-safe RDB storage.
+    retry_seconds: float = DEFAULT_RETRY_SECONDS,
+) -> tuple[optuna.Study, RetryingStorage]:
+    """Create or load the study (maximising ``val_acc``) and return it with its storage.
 
     The storage records a heartbeat for every running trial; a trial whose driver stops
-    beating is failed and its parameters are queued again (up to ``retries`` times).
+    beating is failed and its parameters are queued again (up to ``retries`` times). Calls
+    that find the database unreachable are retried for up to ``retry_seconds`` (see
+    :mod:`search.storage`); drivers starting together on an empty database take turns to
+    create the schema and the study.
     """
-    return optuna.create_study(
-        storage=make_storage(storage_url, heartbeat=heartbeat, retries=retries),
-        study_name=study_name,
-        direction="maximize",
-        sampler=make_sampler(sampler, seed),
-        pruner=make_pruner(pruner),
-        load_if_exists=True,
+    storage = make_storage(
+        storage_url, heartbeat=heartbeat, retries=retries, retry_seconds=retry_seconds
     )
+    study = create_or_load_study(
+        storage, study_name, sampler=make_sampler(sampler, seed), pruner=make_pruner(pruner)
+    )
+    return study, storage
 
 
-def load_study(storage_url: str, study_name: str) -> optuna.Study:
+def load_study(
+    storage_url: str, study_name: str, *, retry_seconds: float = DEFAULT_RETRY_SECONDS
+) -> optuna.Study:
     """Load an existing study to read it; KeyError when the storage has no such study."""
-    return optuna.load_study(study_name=study_name, storage=make_storage(storage_url))
+    storage = make_storage(storage_url, retry_seconds=retry_seconds)
+    return storage.call(lambda: optuna.load_study(study_name=study_name, storage=storage))
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:

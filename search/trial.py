@@ -24,6 +24,8 @@ from job.contract import (
     ARTIFACTS,
     CHECKPOINT,
     EXIT_MEANINGS,
+    REASON_DISK,
+    REASON_MEMORY,
     DoneEvent,
     DriverExit,
     EpochEvent,
@@ -42,6 +44,11 @@ log = logging.getLogger("search")
 
 _RETRIED_EXITS = (ExitCode.STOPPED, LOST)
 """Exits of a run that was preempted (SIGTERM, or the container/pod vanished): relaunched."""
+
+DOES_NOT_FIT = "does not fit in memory"
+"""``fail_reason`` of a trial whose job ran out of memory (exit 5, reason memory): its
+parameters (a large batch, a wide model) are too big for the machine; other trials may fit,
+so it does not count toward the failures in a row that stop the study."""
 
 
 class TrialRunner:
@@ -112,7 +119,11 @@ class TrialRunner:
         return self._record(trial, outcome, code, run)
 
     def _launch(self, outcome: _Outcome, spec: TrialSpec) -> tuple[int, Run | _NotStarted]:
-        """Start one run, follow its events, return its exit code and the run."""
+        """Start one run, follow its events, return its exit code and the run.
+
+        Whatever ends the following early (pruning, silence, the driver stopping, the
+        database lost for good) stops the run first: SIGTERM, so the job checkpoints.
+        """
         settings = self.settings
         started = time.monotonic()
         try:
@@ -134,6 +145,11 @@ class TrialRunner:
             outcome.interrupted = True
             outcome.reason = "the driver was stopped"
             run.stop(settings.stop_grace)
+        except BaseException:
+            outcome.interrupted = True
+            run.stop(settings.stop_grace)
+            run.wait()
+            raise
         return run.wait(), run
 
     def _carry_checkpoint(self, trial: optuna.Trial, out: Path) -> bool:
@@ -165,26 +181,25 @@ class TrialRunner:
             trial.set_user_attr("stderr", tail[-500:])
         if outcome.state == TrialState.PRUNED:
             self._upload(trial)
-            frozen = self.study.tell(trial, state=TrialState.PRUNED)
-            log.info("trial %d: pruned after %d epochs", trial.number, outcome.epochs)
-            return frozen
+            return self.study.tell(trial, state=TrialState.PRUNED)
         if code == ExitCode.DONE and outcome.val_acc is not None:
             trial.set_user_attr("val_acc", outcome.val_acc)
             self._upload(trial)
-            frozen = self.study.tell(trial, outcome.val_acc)
-            log.info("trial %d: val_acc %.4f", trial.number, outcome.val_acc)
-            return frozen
-        reason = outcome.reason or _why(code)
+            return self.study.tell(trial, outcome.val_acc)
+        out_of = outcome.resource if code == ExitCode.RESOURCES else None
+        reason = DOES_NOT_FIT if out_of == REASON_MEMORY else outcome.reason or _why(code)
         trial.set_user_attr("fail_reason", reason)
         frozen = self.study.tell(trial, state=TrialState.FAIL)
         log.warning("trial %d: failed: %s%s", trial.number, reason, f" ({tail})" if tail else "")
         if self.stopping.is_set() and outcome.interrupted:
             self.requeue(self.study, frozen)  # stopped by us: its parameters run again later
-        elif code in (ExitCode.BAD_CONFIG, ExitCode.NO_DATA):
-            what = "rejected its configuration" if code == ExitCode.BAD_CONFIG else "found no data"
+            return frozen
+        stop = _STOPS_THE_STUDY.get(REASON_DISK if out_of == REASON_DISK else code)
+        if stop is not None:
+            exit_code, what = stop
             detail = outcome.error or tail or f"see {run.log_path}"
             raise StudyStopped(
-                DriverExit.BAD_INPUT if code == ExitCode.BAD_CONFIG else DriverExit.NO_DATA,
+                exit_code,
                 f"trial {trial.number}: the job {what} ({detail}); every trial would fail "
                 "the same way, so the study stopped.",
             )
@@ -202,6 +217,15 @@ class TrialRunner:
                     )
 
 
+_STOPS_THE_STUDY: dict[int | str, tuple[DriverExit, str]] = {
+    ExitCode.BAD_CONFIG: (DriverExit.BAD_INPUT, "rejected its configuration"),
+    ExitCode.NO_DATA: (DriverExit.NO_DATA, "found no data"),
+    REASON_DISK: (DriverExit.RESOURCES, "ran out of disk space"),
+}
+"""Job failures that every trial would repeat (by exit code, or exit 5's reason): the
+driver's exit code and what happened, in words."""
+
+
 class _Outcome:
     """What one trial's runs showed across its (re)launches: events, pruning, timing."""
 
@@ -214,26 +238,34 @@ class _Outcome:
         self.state: TrialState | None = None
         self.reason: str | None = None
         self.error: str | None = None
+        self.resource: str | None = None  # exit 5's reason: what ran out
         self.interrupted = False
         self.launch_seconds: float | None = None
 
     def on_event(self, event: Mapping[str, Any]) -> bool:
-        """Handle one event; True when the run must be stopped (pruned)."""
+        """Handle one event; True when the run must be stopped (pruned).
+
+        The pruner is not consulted after the run's final epoch: a run that trained all its
+        epochs is a COMPLETE trial, never a discarded one.
+        """
         kind = event.get("event")
         if kind == "epoch":
             epoch_event = cast(EpochEvent, event)
             epoch, acc = int(epoch_event["epoch"]), float(epoch_event["val_acc"])
+            final = epoch >= int(epoch_event.get("epochs") or 0) > 0
             self.epochs = max(self.epochs, epoch)
             if epoch not in self.reported:  # a resumed run repeats nothing, but be safe
                 self.reported.add(epoch)
                 self.trial.report(acc, epoch)
-                if self.trial.should_prune():
+                if not final and self.trial.should_prune():
                     self.state = TrialState.PRUNED
                     return True
         elif kind == "done":
             self.val_acc = float(cast(DoneEvent, event)["val_acc"])
         elif kind == "error":
-            self.error = str(cast(ErrorEvent, event).get("message", ""))
+            error = cast(ErrorEvent, event)
+            self.error = str(error.get("message", ""))
+            self.resource = error.get("reason")
         return False
 
 

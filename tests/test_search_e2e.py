@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,15 @@ import yaml
 
 from search.space import TUTORIAL_DEFAULTS
 from tests.conftest import REPO, need
-from tests.search.helpers import clean_env, load, run_search, search_args, states
+from tests.search.helpers import (
+    clean_env,
+    empty_database,
+    load,
+    run_search,
+    search_args,
+    states,
+)
+from tests.search.postgres import PASSWORD, Server, throwaway_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -287,6 +296,118 @@ def test_two_drivers_share_one_postgresql_study(archives, tmp_path) -> None:
     assert "RUNNING" not in states(study)
     drivers = {t.user_attrs["driver"] for t in study.trials}
     assert len(drivers) == 2, "both drivers should have run trials"
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[Server]:
+    yield from throwaway_postgres()
+
+
+def _finished(study) -> int:
+    return sum(s in ("COMPLETE", "PRUNED") for s in states(study))
+
+
+def _drivers(args_of, count: int) -> list[subprocess.Popen[str]]:
+    """Start ``count`` drivers at once; ``args_of(i)`` gives driver i's command line."""
+    return [
+        subprocess.Popen(
+            args_of(i),
+            cwd=REPO,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from empty_database(request.param, tmp_path)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_drivers_started_at_once_on_an_empty_database_share_one_study(
+    archives, tmp_path, database_url: str
+) -> None:
+    url = database_url
+    trials, workers = 3, 3
+    procs = _drivers(
+        lambda i: search_args(
+            tmp_path / f"driver{i}",
+            archives["fastai"],
+            trials=trials,
+            epochs=1,
+            extra=["--storage", url, "--study-name", "fresh"],
+        ),
+        workers,
+    )
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    study = load(tmp_path, study="fresh", storage=url)
+    assert trials <= _finished(study) <= trials + workers - 1
+    assert "RUNNING" not in states(study)
+
+
+def test_a_database_outage_mid_study_loses_no_trial(archives, tmp_path, postgres_server) -> None:
+    url = postgres_server.url()
+    trials, workers = 6, 2
+    procs = _drivers(
+        lambda i: search_args(
+            tmp_path / f"driver{i}",
+            archives["fastai"],
+            trials=trials,
+            epochs=3,
+            extra=["--storage", url, "--study-name", "outage", "--storage-retry", "120"],
+        ),
+        workers,
+    )
+    for _ in range(3000):  # until a trial finished and both drivers run one
+        assert all(p.poll() is None for p in procs), "a driver ended before the outage"
+        study = load(tmp_path, study="outage", storage=url)
+        running = [t for t in study.trials if t.state.name == "RUNNING"]
+        if _finished(study) >= 1 and len({t.user_attrs.get("driver") for t in running}) == 2:
+            break
+        time.sleep(0.2)
+    postgres_server.stop()
+    time.sleep(20)  # the outage: running trials finish meanwhile and wait to be recorded
+    postgres_server.start()
+    errors = []
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        errors.append(err)
+    assert all("reachable again" in err for err in errors), errors
+    study = load(tmp_path, study="outage", storage=url)
+    assert trials <= _finished(study) <= trials + workers - 1
+    assert "RUNNING" not in states(study)
+    for metrics in tmp_path.glob("driver*/trials/*/metrics.json"):  # every run that ended
+        trial = study.trials[int(metrics.parent.name)]
+        assert trial.state.name == "COMPLETE", (trial.number, trial.state, trial.user_attrs)
+
+
+def test_the_storage_password_appears_nowhere(archives, tmp_path, postgres_server) -> None:
+    output = tmp_path / "search"
+    args = search_args(
+        output,
+        archives["fastai"],
+        trials=2,
+        extra=["--storage", postgres_server.url(), "--study-name", "secret"],
+    )
+    proc = run_search(args)
+    assert proc.returncode == 0, proc.stderr
+    study = load(output, study="secret", storage=postgres_server.url())
+    attrs = json.dumps(
+        [[t.user_attrs, t.system_attrs] for t in study.trials]
+        + [study.user_attrs, study.system_attrs],
+        default=str,
+    )
+    written = [path.read_bytes() for path in output.rglob("*") if path.is_file()]
+    assert len(written) > 10  # trials.csv, best_params.json, each trial's files and log, ...
+    for text in (proc.stdout.encode(), proc.stderr.encode(), attrs.encode(), *written):
+        assert PASSWORD.encode() not in text
 
 
 # -- helpers ------------------------------------------------------------------------------

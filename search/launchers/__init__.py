@@ -12,7 +12,12 @@ __all__ = ["LOST", "Launcher", "Run", "TrialSpec", "detect_gpus", "docker_ready"
 
 
 def make_launcher(name: str, **options: Any) -> Launcher:
-    """Build the launcher ``name`` (local, docker, kubernetes) with its options."""
+    """Build the launcher ``name`` (local, docker, kubernetes) with its options.
+
+    Options: ``image`` (docker, kubernetes); ``namespace``, ``gpus`` (whether trials get a
+    GPU), ``template``, ``gpu_resource`` and ``trials_per_gpu`` (kubernetes). A setting the
+    launcher refuses raises ValueError with one sentence saying what to do.
+    """
     if name == "local":
         from search.launchers.local import LocalLauncher
 
@@ -24,11 +29,15 @@ def make_launcher(name: str, **options: Any) -> Launcher:
     if name == "kubernetes":
         from search.launchers.kubernetes import KubernetesLauncher
 
+        shared: dict[str, Any] = {"trials_per_gpu": int(options.get("trials_per_gpu") or 1)}
+        if options.get("gpu_resource"):  # else the launcher's default, nvidia.com/gpu
+            shared["gpu_resource"] = options["gpu_resource"]
         return KubernetesLauncher(
             image=options["image"],
             namespace=options.get("namespace") or "default",
             gpu=bool(options.get("gpus", True)),
             template=options.get("template"),
+            **shared,
         )
     raise ValueError(f"unknown launcher {name!r}")
 

@@ -1,9 +1,11 @@
 """Run the job as a Docker container, through the Docker Engine API (docker SDK).
 
-Each trial is a container of the image, as the image's own non-root user, with the data
-cache mounted at /data, the trial's folder at /output and a host ``file://`` archive
-read-only under /archive, pinned to one GPU with
-``--gpus device=N``, labelled with study, trial and driver, and removed once it ended.
+Each trial is a container of the image, run as the invoking user's uid with group 0
+(``--user UID:0``, which the image supports), so the files it writes on the host belong to
+that user and no host folder's ownership is ever changed. The data cache is mounted at
+/data, the trial's folder at /output and a host ``file://`` archive read-only under
+/archive; the container is pinned to one GPU with ``--gpus device=N``, labelled with study,
+trial and driver, and removed once it ended.
 ``stop`` is ``docker stop`` (SIGTERM, so the job checkpoints). A watchdog process removes
 this driver's containers when the driver dies, even by SIGKILL.
 """
@@ -35,12 +37,9 @@ def _host_archive(url: str) -> Path | None:
     return path.resolve() if path.is_file() else None
 
 
-def _ownership(image_user: str) -> tuple[int, int] | None:
-    """(uid, gid) of a numeric image user such as ``10001:0``; None if not numeric."""
-    uid, _, gid = (image_user or "").partition(":")
-    if uid.isdigit():
-        return int(uid), int(gid) if gid.isdigit() else 0
-    return None
+def invoking_user() -> str:
+    """``UID:0``: this process's uid with group 0, the image's group for writable folders."""
+    return f"{os.getuid()}:0"
 
 
 class DockerRun:
@@ -107,17 +106,18 @@ class DockerLauncher:
 
     name = "docker"
 
-    def __init__(self, image: str, client: Any = None, shm_size: str = "2g") -> None:
+    def __init__(
+        self, image: str, client: Any = None, shm_size: str = "2g", user: str | None = None
+    ) -> None:
         import docker
 
         self.client = client or docker.from_env()
         self.image = image
+        self.client.images.get(image)  # fails here, with the reason, when it is missing
         self.shm_size = shm_size
-        config = self.client.images.get(image).attrs.get("Config") or {}
-        self.owner = _ownership(config.get("User", ""))
+        self.user = user or invoking_user()
         self.driver = uuid.uuid4().hex
         self._watchdog = _start_watchdog(self.driver)
-        self._prepared: set[Path] = set()
 
     def start(self, spec: TrialSpec) -> DockerRun:
         """Create and start the trial's container."""
@@ -125,8 +125,6 @@ class DockerLauncher:
 
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         spec.data_dir.mkdir(parents=True, exist_ok=True)
-        self._writable(spec.output_dir)
-        self._writable(spec.data_dir)
         env = dict(spec.env)
         env.update({"OUTPUT_DIR": "/output", "DATA_DIR": "/data"})
         if spec.gpu is None:
@@ -148,6 +146,7 @@ class DockerLauncher:
             environment=env,
             labels=labels,
             volumes=volumes,
+            user=self.user,
             device_requests=(
                 [DeviceRequest(device_ids=[spec.gpu], capabilities=[["gpu"]])]
                 if spec.gpu is not None
@@ -157,18 +156,6 @@ class DockerLauncher:
             name=f"{spec.name}-{uuid.uuid4().hex[:6]}",
         )
         return DockerRun(container, spec.output_dir / JOB_LOG)
-
-    def _writable(self, folder: Path) -> None:
-        """Let the image's non-root user write ``folder`` (a host bind mount)."""
-        if folder in self._prepared:
-            return
-        if os.geteuid() == 0 and self.owner is not None:
-            for root, dirs, files in os.walk(folder):
-                for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
-                    os.lchown(name, *self.owner)
-        else:
-            folder.chmod(0o777)
-        self._prepared.add(folder)
 
 
 def _start_watchdog(driver: str) -> subprocess.Popen[bytes]:

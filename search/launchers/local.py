@@ -19,6 +19,10 @@ from pathlib import Path
 from job.contract import JOB_LOG, VARIABLE_NAMES
 from search.launchers.base import TrialSpec, last_line
 
+_DRIVER_ONLY = frozenset({"CUDA_VISIBLE_DEVICES", "SEARCH_STORAGE"})
+"""Variables of the driver's environment that a trial never inherits: the GPU pin is set per
+trial, and the storage URL may hold a password."""
+
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -84,11 +88,7 @@ class LocalLauncher:
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         # The trial's settings come from ``spec.env`` only, as for containers: job variables
         # exported in the driver's shell do not leak into trials.
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in VARIABLE_NAMES and k != "CUDA_VISIBLE_DEVICES"
-        }
+        env = {k: v for k, v in os.environ.items() if k not in VARIABLE_NAMES | _DRIVER_ONLY}
         env.update(spec.env)
         env.update(
             {

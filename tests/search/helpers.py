@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import optuna
 
+from search.driver import Driver
+from search.launchers.local import LocalLauncher
+from search.settings import Settings
+from search.space import build_space
 from search.storage import postgres_driver
-from tests.conftest import _JOB_VARS, REPO
+from tests.conftest import _JOB_VARS, REPO, need
+
+STUB = Path(__file__).with_name("stub_job.py")
+"""The stand-in job (see its docstring for the plans it takes)."""
 
 SMALL_JOB = {
     "DEVICE": "cpu",
@@ -89,3 +97,46 @@ def load(output: Path, study: str = "resnet-job", storage: str | None = None) ->
 def states(study: optuna.Study) -> list[str]:
     """The state names of the study's trials, in trial order."""
     return [t.state.name for t in study.get_trials(deepcopy=False)]
+
+
+def stub_driver(tmp_path: Path, plan: str, trials: int = 2, **overrides: object) -> Driver:
+    """A driver whose trials run the stand-in job with ``plan``, on SQLite in ``tmp_path``;
+    trials write to ``tmp_path/out/trials/<n>``."""
+    settings = Settings(
+        trials=trials,
+        output=tmp_path / "out",
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        study_name="t",
+        space=build_space({"max_lr": {"low": 1e-3, "high": 1e-1, "log": True}}),
+        launcher=LocalLauncher([sys.executable, str(STUB), plan]),
+        data_dir=tmp_path / "data",
+        seed=0,
+        stop_grace=5,
+        **overrides,  # type: ignore[arg-type]
+    )
+    return Driver(settings)
+
+
+def empty_database(kind: str, folder: Path) -> Iterator[str]:
+    """The URL of a new, empty database, for a fixture to ``yield from``: ``sqlite`` (a file
+    in ``folder``) or ``postgresql`` (created on the shared server of
+    RESNET_JOB_POSTGRES_URL, dropped afterwards)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'study.db'}"
+        return
+    import psycopg2
+
+    base = os.environ.get("RESNET_JOB_POSTGRES_URL")
+    need(bool(base), "RESNET_JOB_POSTGRES_URL is not set (start one with .ci/postgres.sh)")
+    assert base is not None
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(base.replace("postgresql+psycopg2://", "postgresql://"))
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        yield base.rsplit("/", 1)[0] + f"/{name}"
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()

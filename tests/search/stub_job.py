@@ -2,8 +2,16 @@
 
 ``python stub_job.py PLAN``; PLAN maps trial numbers (the last part of OUTPUT_DIR) to a
 behaviour, e.g. ``0=exit4,1=preempt,*=done``:
-done (2 epochs then done), exitN (one epoch, then exit N with a sentence on stderr),
-preempt (exit 143 on the first run, done when rerun in the same OUTPUT_DIR), silent (hang).
+
+- ``done``: EPOCHS epochs (val_acc 0.5 + 0.1 × epoch), then done;
+- ``low``: the same with a poor val_acc (0.2 + 0.01 × epoch), a trial the pruner dislikes;
+- ``exitN`` or ``exitN-REASON``: one epoch, then exit N with a sentence on stderr and an
+  error event (carrying ``reason`` REASON when given, e.g. ``exit5-memory``);
+- ``preempt``: exit 143 on the first run, done when rerun in the same OUTPUT_DIR;
+- ``silent``: hang;
+- ``gatherN``: wait until N stub runs of the study are running at once (each leaves a
+  marker in ``<study output>/gather/``), then done; exit 9 if that never happens.
+
 It writes its environment to OUTPUT_DIR/env.json.
 """
 
@@ -15,9 +23,25 @@ import sys
 import time
 from pathlib import Path
 
+GATHER_LIMIT = 120.0
+"""Seconds a ``gatherN`` run waits for the others before it gives up (a failure, not a hang)."""
+
 
 def emit(event: str, **fields: object) -> None:
     print(json.dumps({"v": 1, "event": event, **fields}), flush=True)
+
+
+def gather(out: Path, count: int) -> bool:
+    """Leave a marker, then wait until ``count`` markers exist."""
+    folder = out.parent.parent / "gather"
+    folder.mkdir(exist_ok=True)
+    (folder / out.name).write_text(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    deadline = time.monotonic() + GATHER_LIMIT
+    while time.monotonic() < deadline:
+        if len(list(folder.iterdir())) >= count:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def main() -> int:
@@ -29,21 +53,31 @@ def main() -> int:
     emit("start", pid=os.getpid())
     if what == "silent":
         time.sleep(3600)
+    if what.startswith("gather") and not gather(out, int(what[len("gather") :])):
+        print("error: the other runs never started; nothing to do.", file=sys.stderr)
+        return 9
     epochs = int(os.environ.get("EPOCHS", "2"))
+    base, step = (0.2, 0.01) if what == "low" else (0.5, 0.1)
     runs = out / "runs"
     first_run = not runs.exists()
     runs.write_text("x")
     for epoch in range(1, epochs + 1):
-        emit("epoch", epoch=epoch, epochs=epochs, val_acc=0.5 + 0.1 * epoch)
+        emit("epoch", epoch=epoch, epochs=epochs, val_acc=base + step * epoch)
         if what.startswith("exit"):
-            code = int(what[4:])
+            number, _, reason = what[len("exit") :].partition("-")
+            code = int(number)
             print(f"error: stub failure with exit {code}; nothing to do.", file=sys.stderr)
-            emit("error", code=code, message=f"stub failure {code}")
+            emit(
+                "error",
+                code=code,
+                message=f"stub failure {code}",
+                **({"reason": reason} if reason else {}),
+            )
             return code
         if what == "preempt" and first_run:
             print("Stopped by SIGTERM; rerun to resume.", file=sys.stderr)
             return 143
-    emit("done", val_acc=0.5 + 0.1 * epochs)
+    emit("done", val_acc=base + step * epochs)
     return 0
 
 

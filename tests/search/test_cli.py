@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -33,6 +34,15 @@ def _search(*args: str, cwd=REPO) -> subprocess.CompletedProcess[str]:
         (["--job-env", "MAX_LR=0.1"], None, "tuned by the search space"),
         (["--trials", "0"], None, "--trials"),
         (["--gpus", "a,b"], None, "not a comma-separated list"),
+        (["--gpus", "none", "--trials-per-gpu", "2"], None, "needs GPUs"),
+        (["--gpus", "0", "--parallel", "3"], None, "exceeds 1 GPU(s) x --trials-per-gpu 1"),
+        (["--gpu-resource", "nvidia.com/mig-1g.10gb"], None, "--launcher kubernetes only"),
+        (
+            ["--launcher", "kubernetes", "--gpus", "0", "--trials-per-gpu", "2"],
+            None,
+            "needs a shared GPU resource",
+        ),
+        (["--storage", "postgresql://u:pw@host:notaport/db"], None, "not a valid SQLAlchemy URL"),
         ([], "momentum: {low: 0.1, high: 0.9}\n", "unknown parameter 'momentum'"),
         ([], "max_lr: {low: 0.1, high: 0.01, log: true}\n", "empty range"),
     ],
@@ -41,7 +51,7 @@ def test_bad_run_arguments_exit_2_with_one_sentence(tmp_path, args, space, messa
     if space is not None:
         (tmp_path / "space.yaml").write_text(space)
         args = [*args, "--space", str(tmp_path / "space.yaml")]
-    proc = _search("run", "--output", str(tmp_path / "out"), *args)
+    proc = _search("run", "--output", str(tmp_path / "out"), "--launcher", "local", *args)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -62,3 +72,56 @@ def test_help_lists_the_commands() -> None:
     assert proc.returncode == 0
     for command in ("run", "best", "report", "dashboard"):
         assert command in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("launcher", "gpus", "per_gpu", "parallel", "slots"),
+    [
+        ("local", ["0", "1"], 2, None, 4),
+        ("docker", ["3"], 3, None, 3),
+        ("local", ["0", "1"], 2, 3, 3),
+        ("local", [], 1, None, 1),
+        ("local", [], 1, 4, 4),
+        ("kubernetes", ["0", "1"], 1, 8, 8),  # the cluster places them, not the driver
+    ],
+)
+def test_parallel_defaults_to_gpus_times_trials_per_gpu(
+    launcher: str, gpus: list[str], per_gpu: int, parallel: int | None, slots: int
+) -> None:
+    from search.__main__ import _slots
+
+    assert _slots(launcher, gpus, per_gpu, parallel, None) == slots
+
+
+def test_an_unreachable_database_exits_6_with_one_sentence_and_no_password(tmp_path) -> None:
+    password = "Hunter2-Secret-77"
+    port = _closed_port()
+    url = f"postgresql://optuna:{password}@127.0.0.1:{port}/optuna"
+    output = tmp_path / "out"
+    proc = _search(
+        "run",
+        "--launcher",
+        "local",
+        "--output",
+        str(output),
+        "--storage",
+        url,
+        "--storage-retry",
+        "1",
+    )
+    assert proc.returncode == 6, proc.stderr
+    # A notice when the retrying starts, then the one sentence that ends the run.
+    waiting, sentence = proc.stderr.strip().splitlines()
+    assert "retrying for up to 1 s" in waiting
+    assert f"127.0.0.1:{port}" in sentence
+    assert "could not be reached for 1 s" in sentence
+    assert "Traceback" not in proc.stderr
+    written = [p.read_bytes() for p in output.rglob("*") if p.is_file()]
+    for text in (proc.stdout.encode(), proc.stderr.encode(), *written):
+        assert password.encode() not in text
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once the socket is closed

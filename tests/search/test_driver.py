@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
 
-from search.driver import Driver, Settings, StudyStopped
+from search.driver import Driver, StudyStopped
 from search.events import parse_event
-from search.launchers.local import LocalLauncher
-from search.space import build_space
-
-STUB = Path(__file__).with_name("stub_job.py")
+from tests.search.helpers import stub_driver
 
 
 def _driver(tmp_path: Path, plan: str, trials: int = 2, **overrides) -> Driver:
-    settings = Settings(
-        trials=trials,
-        output=tmp_path / "out",
-        storage=f"sqlite:///{tmp_path / 'study.db'}",
-        study_name="t",
-        space=build_space({"max_lr": {"low": 1e-3, "high": 1e-1, "log": True}}),
-        launcher=LocalLauncher([sys.executable, str(STUB), plan]),
-        data_dir=tmp_path / "data",
-        seed=0,
-        stop_grace=5,
-        **overrides,
-    )
-    return Driver(settings)
+    return stub_driver(tmp_path, plan, trials, **overrides)
 
 
 def _trials(driver: Driver) -> list:
@@ -56,6 +40,61 @@ def test_diverged_run_is_a_failed_result_not_retried(tmp_path) -> None:
     assert "exit 4" in first.user_attrs["stderr"]
     assert [t.state.name for t in _trials(driver)] == ["FAIL", "COMPLETE", "COMPLETE"]
     assert not any("failed_trial" in t.system_attrs for t in _trials(driver))
+
+
+@pytest.mark.parametrize("ending", ["exit4", "exit5", "exit7"])
+def test_a_failed_run_is_recorded_and_the_study_goes_on(tmp_path, ending: str) -> None:
+    driver = _driver(tmp_path, f"0={ending},*=done")
+    driver.run()
+    first, *rest = _trials(driver)
+    assert first.state.name == "FAIL"
+    assert first.user_attrs["exit_code"] == int(ending[len("exit") :])
+    assert [t.state.name for t in rest] == ["COMPLETE", "COMPLETE"]
+
+
+def test_a_run_out_of_memory_fails_with_its_reason_and_is_not_retried(tmp_path) -> None:
+    driver = _driver(tmp_path, "0=exit5-memory,*=done")
+    driver.run()
+    first = _trials(driver)[0]
+    assert first.state.name == "FAIL"
+    assert first.user_attrs["fail_reason"] == "does not fit in memory"
+    assert first.user_attrs["attempts"] == 1
+    assert not any("failed_trial" in t.system_attrs for t in _trials(driver))
+
+
+def test_runs_out_of_memory_do_not_count_as_failures_in_a_row(tmp_path) -> None:
+    plan = "0=exit5-memory,1=exit5-memory,2=exit5-memory,*=done"
+    driver = _driver(tmp_path, plan, trials=2, max_failures=2)
+    driver.run()
+    assert [t.state.name for t in _trials(driver)] == ["FAIL"] * 3 + ["COMPLETE"] * 2
+
+
+def test_a_full_disk_stops_the_study_with_the_jobs_sentence(tmp_path) -> None:
+    driver = _driver(tmp_path, "*=exit5-disk", trials=3)
+    with pytest.raises(StudyStopped, match=r"ran out of disk space.*stub failure 5") as err:
+        driver.run()
+    assert err.value.code == 5
+    assert len(_trials(driver)) == 1
+
+
+def test_a_run_that_trained_every_epoch_is_complete_whatever_the_pruner_says(tmp_path) -> None:
+    # The median pruner looks from epoch 2 on, once 2 trials finished: the poor trials'
+    # epoch 2 is their last, so it must not be consulted there.
+    driver = _driver(tmp_path, "0=done,1=done,*=low", trials=4)
+    driver.run()
+    for t in _trials(driver):
+        assert t.state.name == "COMPLETE"
+        assert t.value == pytest.approx(t.intermediate_values[2])
+
+
+def test_pruned_trials_ran_fewer_epochs_than_the_budget(tmp_path) -> None:
+    driver = _driver(tmp_path, "0=done,1=done,*=low", trials=4, job_env={"EPOCHS": "4"})
+    driver.run()
+    pruned = [t for t in _trials(driver) if t.state.name == "PRUNED"]
+    assert len(pruned) == 2
+    for t in pruned:
+        assert t.user_attrs["epochs"] < 4
+        assert sorted(t.intermediate_values) == list(range(1, t.user_attrs["epochs"] + 1))
 
 
 def test_bad_configuration_stops_the_study(tmp_path) -> None:
@@ -99,6 +138,17 @@ def test_each_worker_is_pinned_to_one_gpu(tmp_path, gpus) -> None:
         env = json.loads((Path(t.user_attrs["output_dir"]) / "env.json").read_text())
         assert env["CUDA_VISIBLE_DEVICES"] == t.user_attrs["gpu"]
         assert t.user_attrs["gpu"] in gpus
+
+
+@pytest.mark.parametrize(("gpus", "per_gpu"), [(("0", "1"), 2), (("5",), 3)])
+def test_k_trials_run_at_once_on_each_listed_gpu(tmp_path, gpus, per_gpu: int) -> None:
+    slots = len(gpus) * per_gpu
+    driver = _driver(tmp_path, f"*=gather{slots}", trials=slots, gpus=gpus, parallel=slots)
+    driver.run()  # a gather run only finishes once all `slots` runs were up at once
+    trials = _trials(driver)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * slots
+    pins = [(tmp_path / "out" / "gather" / str(t.number)).read_text() for t in trials]
+    assert sorted(pins) == sorted(list(gpus) * per_gpu)
 
 
 def test_trial_environment_carries_params_and_fixed_settings(tmp_path) -> None:

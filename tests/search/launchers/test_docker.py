@@ -51,20 +51,57 @@ def _containers(client, study: str) -> list:
     return client.containers.list(all=True, filters={"label": f"resnet-job/study={study}"})
 
 
-def test_auto_launcher_runs_a_two_trial_study_in_containers(docker_client, archives, tmp_path):
+HOST_OWNER = (4242, 4343)
+"""A uid and gid the test gives its host folders: the launcher must leave them as they are."""
+
+
+@pytest.fixture(scope="module")
+def docker_study(docker_client, archives, tmp_path_factory):
+    """A 2-trial study run with --launcher auto, on host folders owned by HOST_OWNER (when
+    the tests run as root; else by the tests' user). Returns the folder, the study name, the
+    finished driver and the folders' (uid, gid) before the run."""
+    tmp_path = tmp_path_factory.mktemp("docker")
+    owners = {}
+    for name in ("search", "data"):
+        folder = tmp_path / name
+        folder.mkdir()
+        if os.geteuid() == 0:
+            os.chown(folder, *HOST_OWNER)
+        owners[name] = (folder.stat().st_uid, folder.stat().st_gid)
     study = f"docker-{uuid.uuid4().hex[:6]}"
     proc = run_search(_args(tmp_path, archives, study, trials=2, launcher="auto"))
+    return tmp_path, study, proc, owners
+
+
+def test_auto_launcher_runs_a_two_trial_study_in_containers(docker_client, docker_study):
+    tmp_path, study, proc, _ = docker_study
     assert proc.returncode == 0, proc.stderr
     assert "launcher docker" in proc.stderr
     trials = load(tmp_path / "search", study=study).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     for t in trials:
         folder = tmp_path / "search" / "trials" / str(t.number)
-        assert (folder / "history.json").is_file()  # written by the image's non-root user
+        assert (folder / "history.json").is_file()
         assert "done" in (folder / "job.log").read_text()  # the container's stderr
         assert t.user_attrs["launcher"] == "docker"
         assert t.user_attrs["launch_seconds"] > 0
     assert _containers(docker_client, study) == []  # removed afterwards
+
+
+def test_trial_files_belong_to_the_invoking_user(docker_study):
+    tmp_path, _, proc, _ = docker_study
+    assert proc.returncode == 0, proc.stderr
+    written = list((tmp_path / "search" / "trials").rglob("*"))
+    assert any(p.name == "model.pt" for p in written)
+    assert {p.stat().st_uid for p in written} == {os.getuid()}
+
+
+@pytest.mark.parametrize("folder", ["search", "data"])
+def test_host_folders_keep_their_owner(docker_study, folder: str):
+    tmp_path, _, proc, owners = docker_study
+    assert proc.returncode == 0, proc.stderr
+    info = (tmp_path / folder).stat()
+    assert (info.st_uid, info.st_gid) == owners[folder]
 
 
 def test_killed_driver_leaves_no_container_behind(docker_client, archives, tmp_path):
