@@ -7,6 +7,7 @@ the old champion or the new one, never a mix, and two runs promoting at once tak
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -51,7 +52,14 @@ def promote(
         }
         record(decision)
         if decision["promoted"]:
-            _install(output_dir, promote_dir, run_id)
+            try:
+                _install(output_dir, promote_dir, run_id)
+            except BaseException:
+                # The run's metrics.json must not claim a promotion that did not happen; the
+                # original error (a full PROMOTE_DIR, say) is what the caller reports.
+                with contextlib.suppress(OSError):
+                    record({**decision, "promoted": False})
+                raise
         return decision
 
 
@@ -61,10 +69,14 @@ def _install(output_dir: Path, promote_dir: Path, run_id: str) -> None:
     staging = runs / f".{run_id}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    for name in PROMOTED:
-        if (output_dir / name).is_file():
-            shutil.copy2(output_dir / name, staging / name)
-    os.replace(staging, runs / run_id)
+    try:
+        for name in PROMOTED:
+            if (output_dir / name).is_file():
+                shutil.copy2(output_dir / name, staging / name)
+        os.replace(staging, runs / run_id)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a half-copied run is never left behind
+        raise
     # Build the new link beside the old one, then rename over it: an atomic swap.
     link = promote_dir / f".champion.{os.getpid()}"
     link.unlink(missing_ok=True)

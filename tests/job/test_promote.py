@@ -63,3 +63,16 @@ def test_concurrent_promotions_leave_the_best_whole_champion(tmp_path) -> None:
     assert (champion / "model.pt").read_bytes() == b"run1"
     assert json.loads((champion / "metrics.json").read_text())["val_acc"] == 0.77
     assert not list((promote_dir / "runs").glob(".*staging"))
+
+
+def test_a_failed_promotion_leaves_no_staging_and_records_no_promotion(tmp_path) -> None:
+    from tests.tmpfs import small_volume
+
+    out = _run_dir(tmp_path, "big", 0.9)
+    (out / "model.pt").write_bytes(b"\0" * (2 << 20))  # 2 MiB: larger than the volume
+    with small_volume(tmp_path / "promote", 1 << 20) as promote_dir:
+        with pytest.raises(OSError):
+            _promote(out, promote_dir, 0.9, "big")
+        assert not list((promote_dir / "runs").glob("*"))
+        assert not (promote_dir / "champion").exists()
+    assert json.loads((out / "metrics.json").read_text())["promotion"]["promoted"] is False
