@@ -1,8 +1,9 @@
 """What pruning saves: the same study with and without the median pruner.
 
 Runs ``python -m search run`` twice on a small real-data configuration (same sampler seed,
-same job seed), then reports per study the epochs spent, the best val_acc found, and the
-driver's overhead per trial (launch to the job's first event). Expensive: 2 × TRIALS runs.
+same job seed), then reports per study the epochs spent, the best val_acc found, the
+baseline's (trial 0, the tutorial's recipe) and the driver's overhead per trial (launch to
+the job's first event). Expensive: 2 × TRIALS runs.
 
     python bench/search_pruning.py                       # 20 trials each, ../shared/data
     python bench/search_pruning.py --trials 2 --epochs 2 --train-limit 200 --archive x.tgz
@@ -68,6 +69,7 @@ def _run(args: argparse.Namespace, pruner: str) -> dict:
     wall = time.monotonic() - t0
     study = optuna.load_study(study_name="bench", storage=storage)
     trials = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    baseline = study.trials[0]
     launch = [t.user_attrs["launch_seconds"] for t in trials if "launch_seconds" in t.user_attrs]
     return {
         "pruner": pruner,
@@ -77,6 +79,7 @@ def _run(args: argparse.Namespace, pruner: str) -> dict:
         "epochs_budget": len(trials) * args.epochs,
         "best_val_acc": study.best_value,
         "best_params": study.best_params,
+        "baseline_val_acc": baseline.value if baseline.state.name == "COMPLETE" else None,
         "wall_seconds": round(wall, 1),
         "launch_to_first_event_s": {
             "median": round(statistics.median(launch), 3) if launch else None,
@@ -108,12 +111,14 @@ def main() -> None:
     (args.output / "search_pruning.json").write_text(json.dumps(results, indent=2) + "\n")
     print(
         f"{'pruner':8} {'trials':>6} {'pruned':>6} {'epochs':>11} {'best val_acc':>12} "
-        f"{'launch→event (median s)':>24} {'wall s':>7}"
+        f"{'baseline':>8} {'launch→event (median s)':>24} {'wall s':>7}"
     )
     for r in results:
+        baseline = r["baseline_val_acc"]
         print(
             f"{r['pruner']:8} {r['trials']:6d} {r['pruned']:6d} "
             f"{r['epochs_spent']:5d}/{r['epochs_budget']:<5d} {r['best_val_acc']:12.4f} "
+            f"{'-' if baseline is None else f'{baseline:.4f}':>8} "
             f"{r['launch_to_first_event_s']['median']!s:>24} {r['wall_seconds']:7.1f}"
         )
     print(f"written: {args.output / 'search_pruning.json'}")

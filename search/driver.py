@@ -79,6 +79,7 @@ class Driver:
             heartbeat=settings.heartbeat,
             retries=settings.retries,
             retry_seconds=settings.storage_retry,
+            first_params=settings.space.baseline(),
         )
         self.requeue = Requeue(settings.retries)
         self.id = driver_id()
@@ -113,7 +114,6 @@ class Driver:
         try:
             with self._lock:
                 self._reap()
-            self._enqueue_baseline()
         except StudyStopped as exc:
             self._stop_study(exc)
             raise
@@ -152,11 +152,6 @@ class Driver:
         with self._lock:
             self._error = self._error or exc
         self._stopping.set()
-
-    def _enqueue_baseline(self) -> None:
-        with self._lock:
-            if not self.study.get_trials(deepcopy=False):
-                self.study.enqueue_trial(self.settings.space.baseline(), skip_if_exists=True)
 
     def _work(self, slot: int, on_trial: Callable[[FrozenTrial], None] | None) -> None:
         gpus = self.settings.gpus

@@ -43,37 +43,49 @@ def parse_event(line: str | bytes) -> dict[str, Any] | None:
     return event if event.get("v") == EVENT_VERSION else None
 
 
-def follow(run: Run, timeout: float, stop: threading.Event) -> Iterator[dict[str, Any]]:
-    """The run's events as they come.
+class EventStream:
+    """A run's events as they come (iterate over it), read by a thread of its own.
 
-    Raises :class:`Silent` after ``timeout`` seconds without a line, and :class:`Interrupted`
-    (within a second) once ``stop`` is set. A reader thread drains the run's stdout into a
-    queue, so a slow consumer (a storage call that waits for the database) never blocks the
-    job on a full pipe.
+    Iterating raises :class:`Silent` after ``timeout`` seconds without a line, and
+    :class:`Interrupted` (within a second) once ``stop`` is set. The reader thread drains the
+    run's stdout into a queue, so a slow consumer (a storage call that waits for the database)
+    never blocks the job on a full pipe; :meth:`behind` tells the consumer that the job has
+    already written more than it has read.
     """
-    lines: queue.Queue[str | None] = queue.Queue()
 
-    def pump() -> None:
+    def __init__(self, run: Run, timeout: float, stop: threading.Event) -> None:
+        self.timeout = timeout
+        self.stop = stop
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._run = run
+        threading.Thread(target=self._pump, daemon=True, name="pump").start()
+
+    def _pump(self) -> None:
         try:
-            for line in run.lines():
-                lines.put(line)
+            for line in self._run.lines():
+                self._lines.put(line)
         finally:
-            lines.put(None)
+            self._lines.put(None)
 
-    threading.Thread(target=pump, daemon=True, name="pump").start()
-    deadline = time.monotonic() + timeout
-    while True:
-        if stop.is_set():
-            raise Interrupted
-        try:
-            line = lines.get(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
-        except queue.Empty:
-            if time.monotonic() >= deadline:
-                raise Silent from None
-            continue
-        if line is None:
-            return
-        deadline = time.monotonic() + timeout
-        event = parse_event(line)
-        if event is not None:
-            yield event
+    def behind(self) -> bool:
+        """True when more output (or its end) is already waiting to be read."""
+        return not self._lines.empty()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if self.stop.is_set():
+                raise Interrupted
+            try:
+                wait = min(1.0, max(0.01, deadline - time.monotonic()))
+                line = self._lines.get(timeout=wait)
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    raise Silent from None
+                continue
+            if line is None:
+                return
+            deadline = time.monotonic() + self.timeout
+            event = parse_event(line)
+            if event is not None:
+                yield event

@@ -10,7 +10,8 @@ once, so a stopping driver does not wait out the bound again for each trial.
 
 Creating the schema and the study is serialised between drivers that start at the same
 moment on an empty database: a PostgreSQL advisory lock, or a lock file beside a SQLite
-database, is held while one of them creates it.
+database, is held while one of them creates it. A client that does not take the lock (plain
+Optuna, another tool) can still race us; losing such a race is retried a few times.
 
 A URL's password is never shown: :func:`describe` names the database by host and port,
 and :func:`scrub` removes the password from any message that could quote it.
@@ -25,7 +26,7 @@ import logging
 import threading
 import time
 import zlib
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote
@@ -159,16 +160,33 @@ def make_storage(
             )
 
     outage = _Outage(url, retry_seconds)
+    races = 0
     while True:
         try:
             with creation_lock(url):
                 backend = create()
             break
         except Exception as exc:
+            if _creation_race(exc) and races < _CREATION_RACES:
+                races += 1  # a client outside the lock created the schema at the same time
+                time.sleep(_BACKOFF_FIRST * races)
+                continue
             if _refused(exc) or sqlite or not _unreachable(exc):
                 raise StorageRefused(_refusal(url, exc)) from None
             outage.failed(exc, starting=True)
     return RetryingStorage(backend, url, outage)
+
+
+_CREATION_RACES = 5
+"""Attempts to open the storage again after losing a race to create the schema."""
+
+
+def _creation_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is what creating the schema concurrently with another client gives: a
+    duplicate key (the catalog or the schema version) or a table that already exists."""
+    from sqlalchemy import exc as sa
+
+    return isinstance(exc, sa.IntegrityError) or "already exists" in str(exc)
 
 
 def _check_url(url: str) -> None:
@@ -233,13 +251,16 @@ def create_or_load_study(
     study_name: str,
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
+    first_params: Mapping[str, Any] | None = None,
 ) -> optuna.Study:
     """Create the study (maximising) or load it if another driver already did, under the
-    creation lock; retried while the database is unreachable."""
+    creation lock; retried while the database is unreachable. A new study gets
+    ``first_params`` as its first trial, queued under the same lock, so drivers starting
+    together queue it once."""
 
     def create() -> optuna.Study:
         with creation_lock(storage.url):
-            return optuna.create_study(
+            study = optuna.create_study(
                 storage=storage,
                 study_name=study_name,
                 direction="maximize",
@@ -247,6 +268,9 @@ def create_or_load_study(
                 pruner=pruner,
                 load_if_exists=True,
             )
+            if first_params is not None and not study.get_trials(deepcopy=False):
+                study.enqueue_trial(dict(first_params))
+            return study
 
     return storage.call(create)
 

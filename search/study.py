@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import optuna
 from optuna.trial import TrialState
 
@@ -31,8 +34,10 @@ def open_study(
     heartbeat: int = 10,
     retries: int = 2,
     retry_seconds: float = DEFAULT_RETRY_SECONDS,
+    first_params: Mapping[str, Any] | None = None,
 ) -> tuple[optuna.Study, RetryingStorage]:
-    """Create or load the study (maximising ``val_acc``) and return it with its storage.
+    """Create or load the study (maximising ``val_acc``) and return it with its storage; a
+    new study's first trial gets ``first_params`` (the baseline).
 
     The storage records a heartbeat for every running trial; a trial whose driver stops
     beating is failed and its parameters are queued again (up to ``retries`` times). Calls
@@ -44,7 +49,11 @@ def open_study(
         storage_url, heartbeat=heartbeat, retries=retries, retry_seconds=retry_seconds
     )
     study = create_or_load_study(
-        storage, study_name, sampler=make_sampler(sampler, seed), pruner=make_pruner(pruner)
+        storage,
+        study_name,
+        sampler=make_sampler(sampler, seed),
+        pruner=make_pruner(pruner),
+        first_params=first_params,
     )
     return study, storage
 

@@ -34,7 +34,7 @@ from job.contract import (
 )
 from search._optuna import quiet_experimental, trial_id
 from search.errors import StudyStopped
-from search.events import Interrupted, Silent, follow
+from search.events import EventStream, Interrupted, Silent
 from search.launchers.base import LOST, Run, TrialSpec
 from search.settings import Settings
 from search.space import to_env
@@ -132,10 +132,11 @@ class TrialRunner:
             outcome.reason = f"the launcher could not start the run: {exc}"
             return LOST, _NotStarted()
         try:
-            for event in follow(run, settings.trial_timeout, self.stopping):
+            events = EventStream(run, settings.trial_timeout, self.stopping)
+            for event in events:
                 if outcome.launch_seconds is None:
                     outcome.launch_seconds = time.monotonic() - started
-                if outcome.on_event(event):
+                if outcome.on_event(event, latest=not events.behind()):
                     run.stop(settings.stop_grace)
                     break
         except Silent:
@@ -242,11 +243,12 @@ class _Outcome:
         self.interrupted = False
         self.launch_seconds: float | None = None
 
-    def on_event(self, event: Mapping[str, Any]) -> bool:
+    def on_event(self, event: Mapping[str, Any], latest: bool = True) -> bool:
         """Handle one event; True when the run must be stopped (pruned).
 
-        The pruner is not consulted after the run's final epoch: a run that trained all its
-        epochs is a COMPLETE trial, never a discarded one.
+        The pruner is consulted only on the run's latest epoch (``latest``: nothing more is
+        waiting to be read) and never after its final one: a run that trained all its epochs
+        is COMPLETE, even when the driver read its events late (the database was down).
         """
         kind = event.get("event")
         if kind == "epoch":
@@ -257,7 +259,7 @@ class _Outcome:
             if epoch not in self.reported:  # a resumed run repeats nothing, but be safe
                 self.reported.add(epoch)
                 self.trial.report(acc, epoch)
-                if not final and self.trial.should_prune():
+                if latest and not final and self.trial.should_prune():
                     self.state = TrialState.PRUNED
                     return True
         elif kind == "done":

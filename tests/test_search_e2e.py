@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from search.space import TUTORIAL_DEFAULTS
+from search.storage import make_storage
 from tests.conftest import REPO, need
 from tests.search.helpers import (
     clean_env,
@@ -365,8 +366,13 @@ def test_a_database_outage_mid_study_loses_no_trial(archives, tmp_path, postgres
         workers,
     )
     for _ in range(3000):  # until a trial finished and both drivers run one
-        assert all(p.poll() is None for p in procs), "a driver ended before the outage"
-        study = load(tmp_path, study="outage", storage=url)
+        ended = [p.communicate()[1] for p in procs if p.poll() is not None]
+        assert not ended, f"a driver ended before the outage: {ended}"
+        try:
+            study = load(tmp_path, study="outage", storage=url)
+        except KeyError:  # not created yet
+            time.sleep(0.2)
+            continue
         running = [t for t in study.trials if t.state.name == "RUNNING"]
         if _finished(study) >= 1 and len({t.user_attrs.get("driver") for t in running}) == 2:
             break
@@ -399,9 +405,11 @@ def test_the_storage_password_appears_nowhere(archives, tmp_path, postgres_serve
     proc = run_search(args)
     assert proc.returncode == 0, proc.stderr
     study = load(output, study="secret", storage=postgres_server.url())
+    storage = make_storage(postgres_server.url())
+    study_id = storage.get_study_id_from_name("secret")
     attrs = json.dumps(
         [[t.user_attrs, t.system_attrs] for t in study.trials]
-        + [study.user_attrs, study.system_attrs],
+        + [study.user_attrs, storage.get_study_system_attrs(study_id)],
         default=str,
     )
     written = [path.read_bytes() for path in output.rglob("*") if path.is_file()]

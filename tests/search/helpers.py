@@ -15,7 +15,7 @@ from search.driver import Driver
 from search.launchers.local import LocalLauncher
 from search.settings import Settings
 from search.space import build_space
-from search.storage import postgres_driver
+from search.study import load_study
 from tests.conftest import _JOB_VARS, REPO, need
 
 STUB = Path(__file__).with_name("stub_job.py")
@@ -89,9 +89,11 @@ def run_search(args: Sequence[str], timeout: float = 600) -> subprocess.Complete
 
 
 def load(output: Path, study: str = "resnet-job", storage: str | None = None) -> optuna.Study:
-    """Load the study a search run left in ``output`` (or in ``storage``)."""
-    url = postgres_driver(storage) if storage else f"sqlite:///{output / 'study.db'}"
-    return optuna.load_study(study_name=study, storage=url)
+    """Load the study a search run left in ``output`` (or in ``storage``); KeyError when it
+    does not exist yet. It opens the storage as the drivers do (search.study), so a test
+    polling an empty database never races them to create the schema."""
+    url = storage or f"sqlite:///{output / 'study.db'}"
+    return load_study(url, study)
 
 
 def states(study: optuna.Study) -> list[str]:

@@ -4,7 +4,9 @@
 behaviour, e.g. ``0=exit4,1=preempt,*=done``:
 
 - ``done``: EPOCHS epochs (val_acc 0.5 + 0.1 × epoch), then done;
-- ``low``: the same with a poor val_acc (0.2 + 0.01 × epoch), a trial the pruner dislikes;
+- ``low``: the same with a poor val_acc (0.2 + 0.01 × epoch), a trial the pruner dislikes,
+  and an epoch's worth of time (LOW_EPOCH_SECONDS) between epochs, as a real run has: the
+  driver decides on pruning only on a run's latest epoch;
 - ``exitN`` or ``exitN-REASON``: one epoch, then exit N with a sentence on stderr and an
   error event (carrying ``reason`` REASON when given, e.g. ``exit5-memory``);
 - ``preempt``: exit 143 on the first run, done when rerun in the same OUTPUT_DIR;
@@ -22,6 +24,9 @@ import os
 import sys
 import time
 from pathlib import Path
+
+LOW_EPOCH_SECONDS = 1.5
+"""Seconds a ``low`` run spends between two epochs."""
 
 GATHER_LIMIT = 120.0
 """Seconds a ``gatherN`` run waits for the others before it gives up (a failure, not a hang)."""
@@ -77,6 +82,8 @@ def main() -> int:
         if what == "preempt" and first_run:
             print("Stopped by SIGTERM; rerun to resume.", file=sys.stderr)
             return 143
+        if what == "low" and epoch < epochs:
+            time.sleep(LOW_EPOCH_SECONDS)
     emit("done", val_acc=base + step * epochs)
     return 0
 

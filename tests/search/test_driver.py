@@ -204,8 +204,8 @@ def test_stopping_the_driver_fails_running_trials_and_queues_them_again(tmp_path
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_retried_trial_resumes_from_the_failed_trials_checkpoint(tmp_path) -> None:
     driver = _driver(tmp_path, "*=done", trials=1)
-    driver.study.enqueue_trial({"max_lr": 0.05})  # pretend trial 0 was killed with its driver
-    frozen = driver.study.ask()
+    frozen = driver.study.ask()  # the queued baseline: pretend it was killed with its driver
+    frozen.suggest_float("max_lr", 1e-3, 1e-1, log=True)
     driver.study.tell(frozen, state=optuna.trial.TrialState.FAIL)
     ckpt = tmp_path / "out" / "trials" / "0" / "checkpoint.pt"
     ckpt.parent.mkdir(parents=True)
@@ -214,5 +214,5 @@ def test_a_retried_trial_resumes_from_the_failed_trials_checkpoint(tmp_path) -> 
     driver.run()
     retried = driver.study.get_trials()[1]
     assert retried.state.name == "COMPLETE"
-    assert retried.params == {"max_lr": 0.05}
+    assert retried.params == {"max_lr": 0.01}  # the killed trial's
     assert (tmp_path / "out" / "trials" / "1" / "checkpoint.pt").read_bytes() == b"state"

@@ -23,7 +23,7 @@ IMAGE = os.environ.get("RESNET_JOB_IMAGE", "resnet-job:latest")
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def docker_client():
     ok, why = docker_ready(IMAGE)
     need(ok, f"docker launcher: {why}")
