@@ -12,11 +12,13 @@ import io
 import os
 import pickle
 import re
+import struct
 import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,8 +28,8 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import torch
 from filelock import FileLock
-from PIL import Image, UnidentifiedImageError
 
+from job import digest as digests
 from job.config import Config
 from job.contract import atomic_write
 from job.errors import DataError
@@ -48,7 +50,7 @@ CIFAR_CLASSES = (
 )
 _ATTEMPTS = 4  # download tries; waits between them grow 1 s, 2 s, 4 s
 _TIMEOUT_S = 30.0  # per socket operation, so a stalled server cannot hang a job
-_CHUNK = 1 << 20  # bytes per read while downloading and hashing
+_CHUNK = 1 << 20  # bytes per read while downloading
 _CACHE_VERSION = 1
 
 
@@ -75,7 +77,7 @@ def load_dataset(cfg: Config) -> Dataset:
     # 0666: runs under other uids sharing DATA_DIR (group 0 on OpenShift) take the same lock.
     with FileLock(str(data_dir / ".cifar10.lock"), mode=0o666):
         archive, downloaded = _fetch(cfg.data_url, data_dir)
-        digest = sha256_file(archive)
+        digest = digests.sha256(archive, data_dir)  # in full only when the archive changed
         if cfg.data_sha256 and digest != cfg.data_sha256:
             if downloaded:
                 archive.unlink(missing_ok=True)
@@ -93,16 +95,8 @@ def load_dataset(cfg: Config) -> Dataset:
                     archive.unlink(missing_ok=True)
                 raise
             _save_cache(data_dir, digest, arrays)
-    return _limited(arrays, digest, cfg)
-
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        # Inside the lock: the cache is memory-mapped, and only the images used are read.
+        return _limited(arrays, digest, cfg)
 
 
 # --- fetching ---------------------------------------------------------------------------
@@ -293,6 +287,9 @@ def _decode_fastai(parts: dict[str, list[tuple[str, bytes]]], url: str) -> dict[
 
 
 def _decode_png(blob: bytes, url: str) -> np.ndarray:
+    # Imported here: only a run that decodes (a cold cache) needs PIL.
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(blob)) as img:
             pixels = np.asarray(img.convert("RGB"))
@@ -382,7 +379,7 @@ def _save_cache(data_dir: Path, digest: str, arrays: dict[str, np.ndarray]) -> N
     _check_room(data_dir, needed, f"the decoded cache {path.name}")
     try:
         atomic_write(path, lambda f: np.savez(f, **arrays))
-        checksum = sha256_file(path)
+        checksum = digests.sha256(path, data_dir)
         atomic_write(path.with_suffix(".sha256"), lambda f: f.write(checksum.encode()))
     except OSError as exc:
         if not is_no_space(exc):
@@ -396,28 +393,79 @@ def _save_cache(data_dir: Path, digest: str, arrays: dict[str, np.ndarray]) -> N
 
 
 def _load_cache(data_dir: Path, digest: str) -> dict[str, np.ndarray] | None:
-    """The cached arrays, or None when absent or not exactly what was written (then rebuilt)."""
+    """The cached arrays, or None when absent or not exactly what was written (then rebuilt).
+
+    The cache's sha256 must match the one written beside it; it is computed in full only when
+    the cache file changed since it was last verified (job/digest.py says why that is sound).
+    The large arrays are memory-mapped, so a run reads only the images it uses.
+    """
     path = _cache_path(data_dir, digest)
     check = path.with_suffix(".sha256")
     if not (path.is_file() and check.is_file()):
         return None
     try:
-        if check.read_text().strip() != sha256_file(path):
+        if check.read_text().strip() != digests.sha256(path, data_dir):
             raise ValueError("checksum mismatch")
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = _npz_arrays(path)
         for split in ("train", "test"):
             images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
             if images.dtype != np.uint8 or images.shape[1:] != (3, 32, 32):
                 raise ValueError(f"bad {split} images")
             if labels.shape != (len(images),):
                 raise ValueError(f"bad {split} labels")
-    except (OSError, ValueError, KeyError, zlib.error) as exc:
+    except (OSError, ValueError, KeyError, zlib.error, zipfile.BadZipFile) as exc:
         log(f"decoded cache {path.name} is invalid ({exc}); rebuilding it")
+        digests.forget(path, data_dir)
         path.unlink(missing_ok=True)
         check.unlink(missing_ok=True)
         return None
     return arrays
+
+
+_MMAP_MIN = 1 << 20  # bytes: smaller members are simply read
+_ZIP_LOCAL = struct.Struct("<4s22xHH")  # local file header: signature … name and extra lengths
+
+
+def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """An uncompressed .npz's arrays, the large ones memory-mapped read-only.
+
+    ``np.load`` cannot map the members of an .npz, so each stored (uncompressed) member's data
+    offset is found from its zip local header and its .npy header; any other member, or one
+    in a form this does not know, is read in full by numpy.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf, path.open("rb") as f:
+        for info in zf.infolist():
+            name = info.filename.removesuffix(".npy")
+            mapped = None
+            if info.compress_type == zipfile.ZIP_STORED and info.file_size >= _MMAP_MIN:
+                mapped = _map_member(path, f, info)
+            if mapped is None:
+                with zf.open(info) as member:
+                    mapped = np.lib.format.read_array(member, allow_pickle=False)
+            arrays[name] = mapped
+    return arrays
+
+
+def _map_member(path: Path, f: io.BufferedReader, info: zipfile.ZipInfo) -> np.ndarray | None:
+    f.seek(info.header_offset)
+    signature, name_len, extra_len = _ZIP_LOCAL.unpack(f.read(_ZIP_LOCAL.size))
+    if signature != b"PK\x03\x04":
+        raise ValueError(f"{info.filename} has no zip local header")
+    start = info.header_offset + _ZIP_LOCAL.size + name_len + extra_len
+    f.seek(start)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        return None
+    offset = f.tell()
+    if dtype.hasobject or offset - start + dtype.itemsize * int(np.prod(shape)) != info.file_size:
+        raise ValueError(f"{info.filename} does not match its zip entry")
+    order = "F" if fortran else "C"
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
 
 
 def _limited(arrays: dict[str, np.ndarray], digest: str, cfg: Config) -> Dataset:
@@ -429,7 +477,8 @@ def _limited(arrays: dict[str, np.ndarray], digest: str, cfg: Config) -> Dataset
         if limit and limit < len(images):
             idx = np.sort(rng.permutation(len(images))[:limit])
             images, labels = images[idx], labels[idx]
-        picked[split] = (torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels))
+        # Copies: the cache's arrays may be read-only memory maps.
+        picked[split] = (torch.from_numpy(np.array(images)), torch.from_numpy(np.array(labels)))
     return Dataset(
         train_images=picked["train"][0],
         train_labels=picked["train"][1],
