@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from job.loader import MEAN, STD, DeviceLoader
+from job.loader import MEAN, PAD, STD, DeviceLoader, _reflect_pad
 
 
 def _normalised(img: torch.Tensor) -> torch.Tensor:
@@ -67,3 +67,10 @@ def test_length_drops_only_a_training_batch_of_one(n, batch, train, expected) ->
     x = torch.zeros(n, 3, 32, 32, dtype=torch.uint8)
     loader = DeviceLoader(x, torch.zeros(n, dtype=torch.long), batch, train=train)
     assert len(loader) == expected == len(list(loader.epoch()))
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 32, 32), (2, 1, 9, 7), (1, 3, 5, 5)])
+def test_padding_is_torchs_reflect_pad(shape: tuple[int, ...]) -> None:
+    images = torch.randint(0, 256, shape, dtype=torch.uint8)
+    expected = F.pad(images.float(), (PAD,) * 4, mode="reflect").to(torch.uint8)
+    assert torch.equal(_reflect_pad(images.permute(0, 2, 3, 1), PAD), expected.permute(0, 2, 3, 1))
