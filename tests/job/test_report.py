@@ -15,6 +15,7 @@ from job.report import (
     plot_history,
     plot_samples,
     sample_indices,
+    samples_figure,
     write_history,
 )
 
@@ -97,3 +98,13 @@ def test_history_files_round_trip(tmp_path: Path) -> None:
     assert json.loads((tmp_path / HISTORY_JSON).read_text()) == history
     header = (tmp_path / HISTORY_CSV).read_text().splitlines()[0].split(",")
     assert {"epoch", "val_acc", "lr_first", "lr_last"} <= set(header) and "lrs" not in header
+
+
+@pytest.mark.parametrize("n", [1, 8, 13, 32])
+def test_each_sample_is_labelled_with_its_class(n: int) -> None:
+    classes = tuple(f"class{i}" for i in range(10))
+    labels = torch.arange(n) % 10
+    fig = samples_figure(torch.zeros(n, 3, 32, 32), labels, classes)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.texts] == [classes[int(label)] for label in labels]
+    assert ax.images[0].get_array().shape[1] == 8 * 34  # eight columns of 32 px and a gap
