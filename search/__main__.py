@@ -316,7 +316,8 @@ def _drive(driver: Driver, trials: int, output: Path) -> int:
     signal.signal(signal.SIGTERM, lambda *_: driver.stop())
     code: int = DriverExit.DONE
     try:
-        driver.run(on_trial=Progress(driver.study, trials, _say))
+        progress = Progress(driver.study, trials, _say)
+        driver.run(on_trial=progress)
     except StudyStopped as exc:
         _say(str(exc))
         code = exc.code
