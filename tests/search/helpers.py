@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -104,19 +105,18 @@ def states(study: optuna.Study) -> list[str]:
 def stub_driver(tmp_path: Path, plan: str, trials: int = 2, **overrides: object) -> Driver:
     """A driver whose trials run the stand-in job with ``plan``, on SQLite in ``tmp_path``;
     trials write to ``tmp_path/out/trials/<n>``."""
-    settings = Settings(
-        trials=trials,
-        output=tmp_path / "out",
-        storage=f"sqlite:///{tmp_path / 'study.db'}",
-        study_name="t",
-        space=build_space({"max_lr": {"low": 1e-3, "high": 1e-1, "log": True}}),
-        launcher=LocalLauncher([sys.executable, str(STUB), plan]),
-        data_dir=tmp_path / "data",
-        seed=0,
-        stop_grace=5,
-        **overrides,  # type: ignore[arg-type]
-    )
-    return Driver(settings)
+    settings: dict[str, Any] = {
+        "trials": trials,
+        "output": tmp_path / "out",
+        "storage": f"sqlite:///{tmp_path / 'study.db'}",
+        "study_name": "t",
+        "space": build_space({"max_lr": {"low": 1e-3, "high": 1e-1, "log": True}}),
+        "launcher": LocalLauncher([sys.executable, str(STUB), plan]),
+        "data_dir": tmp_path / "data",
+        "seed": 0,
+        "stop_grace": 5,
+    }
+    return Driver(Settings(**{**settings, **overrides}))
 
 
 def empty_database(kind: str, folder: Path) -> Iterator[str]:

@@ -14,7 +14,7 @@ behaviour, e.g. ``0=exit4,1=preempt,*=done``:
 - ``gatherN``: wait until N stub runs of the study are running at once (each leaves a
   marker in ``<study output>/gather/``), then done; exit 9 if that never happens.
 
-It writes its environment to OUTPUT_DIR/env.json.
+It writes its environment to OUTPUT_DIR/env.json and its pid to OUTPUT_DIR/pid.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def main() -> int:
     out = Path(os.environ["OUTPUT_DIR"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "env.json").write_text(json.dumps(dict(os.environ)))
+    (out / "pid").write_text(str(os.getpid()))
     plan = dict(item.split("=") for item in sys.argv[1].split(","))
     what = plan.get(out.name, plan.get("*", "done"))
     emit("start", pid=os.getpid())

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -11,6 +14,7 @@ import pytest
 from search.driver import Driver, StudyStopped
 from search.events import parse_event
 from tests.search.helpers import stub_driver
+from tests.search.postgres import Server, throwaway_postgres
 
 
 def _driver(tmp_path: Path, plan: str, trials: int = 2, **overrides) -> Driver:
@@ -216,3 +220,44 @@ def test_a_retried_trial_resumes_from_the_failed_trials_checkpoint(tmp_path) -> 
     assert retried.state.name == "COMPLETE"
     assert retried.params == {"max_lr": 0.01}  # the killed trial's
     assert (tmp_path / "out" / "trials" / "1" / "checkpoint.pt").read_bytes() == b"state"
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[Server]:
+    yield from throwaway_postgres()
+
+
+def test_a_lost_database_stops_the_running_trials_and_the_study(tmp_path, postgres_server):
+    driver = _driver(
+        tmp_path,
+        "*=silent",
+        trials=1,
+        storage=postgres_server.url(),
+        storage_retry=2,
+        heartbeat=1,
+    )
+    pid_file = tmp_path / "out" / "trials" / "0" / "pid"
+    stopper = threading.Thread(target=lambda: _wait_for(pid_file) and postgres_server.stop())
+    stopper.start()
+    with pytest.raises(StudyStopped, match=f"127.0.0.1:{postgres_server.port}") as err:
+        driver.run()
+    stopper.join()
+    assert err.value.code == 6
+    assert "stayed unreachable for 2 s" in str(err.value)
+    assert not _alive(int(pid_file.read_text()))  # stopped (SIGTERM), to resume on a rerun
+
+
+def _wait_for(path: Path) -> bool:
+    for _ in range(600):
+        if path.exists():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
