@@ -27,7 +27,7 @@ from job.contract import DriverExit
 from search._optuna import quiet_experimental, trial_id
 from search.errors import StudyStopped
 from search.settings import Settings
-from search.storage import Requeue, StorageUnavailable
+from search.storage import Requeue, StorageUnavailable, scrub
 from search.study import FINISHED, open_study
 from search.trial import DOES_NOT_FIT, TrialRunner
 
@@ -177,7 +177,8 @@ class Driver:
             raise
         except Exception as exc:
             log.exception("trial %d: the driver failed to run it", trial.number)
-            return self._fail(trial, f"driver error: {type(exc).__name__}: {exc}")
+            reason = scrub(f"driver error: {type(exc).__name__}: {exc}", self.settings.storage)
+            return self._fail(trial, reason)
         finally:
             with self._lock:
                 self._active.pop(trial.number, None)
