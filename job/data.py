@@ -378,7 +378,8 @@ def _save_cache(data_dir: Path, digest: str, arrays: dict[str, np.ndarray]) -> N
     needed = cache_bytes(sum(a.nbytes for a in arrays.values()))
     _check_room(data_dir, needed, f"the decoded cache {path.name}")
     try:
-        atomic_write(path, lambda f: np.savez(f, **arrays))
+        # numpy's stub reads **arrays as its allow_pickle flag.
+        atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
         checksum = digests.sha256(path, data_dir)
         atomic_write(path.with_suffix(".sha256"), lambda f: f.write(checksum.encode()))
     except OSError as exc:
@@ -464,8 +465,9 @@ def _map_member(path: Path, f: io.BufferedReader, info: zipfile.ZipInfo) -> np.n
     offset = f.tell()
     if dtype.hasobject or offset - start + dtype.itemsize * int(np.prod(shape)) != info.file_size:
         raise ValueError(f"{info.filename} does not match its zip entry")
-    order = "F" if fortran else "C"
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+    return np.memmap(
+        path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
+    )
 
 
 def _limited(arrays: dict[str, np.ndarray], digest: str, cfg: Config) -> Dataset:

@@ -12,7 +12,7 @@ import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -61,16 +61,15 @@ def fit(
     val_dl = DeviceLoader(
         data.test_images, data.test_labels, 2 * cfg.batch_size, train=False, device=device
     )
-    model = ResNet9(len(data.classes), cfg.model_width).to(
-        device, memory_format=torch.channels_last
-    )
+    model = ResNet9(len(data.classes), cfg.model_width).to(device)
+    model = model.to(memory_format=torch.channels_last)
     opt_cls = optimizer_class(cfg.optimizer, compiled=cfg.compile)
     optimizer = opt_cls(model.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, cfg.max_lr, epochs=cfg.epochs, steps_per_epoch=len(train_dl)
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     autocast = _autocast(device, precision)
 
     history: list[dict[str, Any]] = []
@@ -135,7 +134,10 @@ _GUARDED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
 """Optimizer methods torch wraps in ``torch._disable_dynamo``."""
 
 
-def optimizer_class(name: str, *, compiled: bool) -> type[torch.optim.Optimizer]:
+_OptimizerClass = type[torch.optim.Adam] | type[torch.optim.SGD]
+
+
+def optimizer_class(name: str, *, compiled: bool) -> _OptimizerClass:
     """The optimizer OPTIMIZER names; without COMPILE, one that never imports torch._dynamo.
 
     torch wraps ``step`` and a few other optimizer methods so that ``torch.compile`` leaves
@@ -145,7 +147,7 @@ def optimizer_class(name: str, *, compiled: bool) -> type[torch.optim.Optimizer]
     and the state_dict are identical. Should a torch version stop exposing ``__wrapped__``,
     the method is kept as it is (correct, only slower to start).
     """
-    base: type[torch.optim.Optimizer] = torch.optim.Adam if name == "adam" else torch.optim.SGD
+    base: _OptimizerClass = torch.optim.Adam if name == "adam" else torch.optim.SGD
     if compiled:
         return base
     namespace: dict[str, Any] = {}
@@ -162,7 +164,7 @@ def optimizer_class(name: str, *, compiled: bool) -> type[torch.optim.Optimizer]
                 return raw_step(self, closure)
 
         namespace["step"] = step
-    return type(f"Eager{base.__name__}", (base,), namespace)
+    return cast(_OptimizerClass, type(f"Eager{base.__name__}", (base,), namespace))
 
 
 def _autocast(
