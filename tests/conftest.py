@@ -26,8 +26,6 @@ from tests.archives import make_archive
 REPO = Path(__file__).resolve().parent.parent
 REAL_CIFAR = REPO.parent / "shared" / "data" / "cifar10.tgz"
 REQUIRE_ALL = os.environ.get("RESNET_JOB_REQUIRE_ALL") == "1"
-# Kept for tests/search/helpers.py, which imports it; new code uses job.contract.VARIABLE_NAMES.
-_JOB_VARS = VARIABLE_NAMES
 __all__ = ["OUTPUTS", "REAL_CIFAR", "JobResult", "job_env", "need", "run_job", "start_job"]
 
 

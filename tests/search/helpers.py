@@ -12,12 +12,13 @@ from typing import Any
 
 import optuna
 
+from job.contract import VARIABLE_NAMES
 from search.driver import Driver
 from search.launchers.local import LocalLauncher
 from search.settings import Settings
 from search.space import build_space
 from search.study import load_study
-from tests.conftest import _JOB_VARS, REPO, need
+from tests.conftest import REPO, need
 
 STUB = Path(__file__).with_name("stub_job.py")
 """The stand-in job (see its docstring for the plans it takes)."""
@@ -33,7 +34,7 @@ SMALL_JOB = {
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's environment minus job variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in _JOB_VARS and k != "TRIALS"}
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLE_NAMES and k != "TRIALS"}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

@@ -31,6 +31,8 @@ SEARCH_MODULES = (
     "search.launchers.local",
     "search.launchers.docker",
     "search.launchers.kubernetes",
+    "search.launchers.k8s_manifest",
+    "search.launchers.k8s_runtime",
 )
 
 
