@@ -1,10 +1,10 @@
 """``python -m bench``: the job side by side with the tutorial's pipeline; prints ratios.
 
 (a) input pipeline batches/s, (b) training images/s on CPU (job fp32 and bf16), (c) whole-job
-wall time from a cold start for small real-data configurations, (d) the job's fixed cost per
-run on a warm cache, (e) the search's launch-to-first-event time per trial — or, with
-``--gpu-synthetic``, the full recipe on generated CIFAR-shaped data. Run it on a quiet
-machine: every figure is a speed.
+wall time for small real-data configurations, from a cold start and as a warm repeat run, (d)
+the job's fixed cost per run on a warm cache, (e) the search's launch-to-first-event time per
+trial — or, with ``--gpu-synthetic``, the full recipe on generated CIFAR-shaped data. Run it
+on a quiet machine: every figure is a speed.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bench",
         description=(
             "Benchmark the job against the tutorial's own pipeline on the same data, settings "
-            "and machine: (a) input batches/s, (b) training images/s, (c) whole-job wall time; "
-            "(d) the job's fixed cost per run, (e) the search's launch-to-first-event time."
+            "and machine: (a) input batches/s, (b) training images/s, (c) whole-job wall time, "
+            "cold and warm; (d) the job's fixed cost per run, (e) the search's "
+            "launch-to-first-event time."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--train-warmup", type=int, default=3, help="tutorial's untimed steps")
     g.add_argument("--precisions", default="fp32,bf16", help="job PRECISION values to time")
     g.add_argument("--train-test-images", type=int, default=400, help="job's TEST_LIMIT")
-    g = p.add_argument_group("(c) whole-job wall time")
+    g = p.add_argument_group("(c) whole-job wall time, cold and warm")
     g.add_argument(
         "--wall-configs",
         default=DEFAULT_WALL_CONFIGS,

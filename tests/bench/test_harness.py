@@ -90,11 +90,14 @@ def test_all_parts_run_on_a_tiny_archive(archives: dict[str, Path], tmp_path: Pa
     tiny += ["--wall-configs", "0.125:100:50:1", "--only", "a,b,c"]
     proc = _bench("--archive", str(archives["fastai"]), "--json", str(out), *tiny)
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(out.read_text())["rows"]
+    results = json.loads(out.read_text())
+    rows = results["rows"]
     figures = [r["figure"] for r in rows]
-    assert [f[:3] for f in figures] == ["(a)", "(b)", "(c)", "   "]
+    starts = ["(a) inpu", "(b) trai", "(c) cold", "    fina", "(c) warm", "    fina"]
+    assert [f[:8] for f in figures] == starts
     assert all(r["tutorial"] > 0 and r["job"] > 0 for r in rows)
-    assert all(r["ratio"] > 0 for r in rows[:3])
+    assert all(r["ratio"] > 0 for r in rows if r["unit"])
+    assert set(results["details"]["wall"]["w0.125-100-50-e1"]) == {"cold", "warm"}
     assert "speed-up" in proc.stdout
     assert "job bf16" in proc.stdout
 
