@@ -174,7 +174,7 @@ def _part_c(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
 _C_HOW = {
     "cold": (
         "subprocess wall time from a cold start, archive to result; job: DATA_URL=file://… "
-        "python -m job with a fresh DATA_DIR (copy, verify, decode) and OUTPUT_DIR; tutorial: "
+        "python -m job with a fresh DATA_DIR (hash, decode) and OUTPUT_DIR; tutorial: "
         "python -m bench.tutorial into a fresh folder (extract, ImageFolder, train, evaluate)"
     ),
     "warm": (

@@ -1,12 +1,13 @@
 """(c) Whole-job wall time: both pipelines as real subprocesses, cold and then warm.
 
-"Cold" means nothing prepared: the job gets a fresh DATA_DIR (so it copies, verifies and
-decodes the archive) and a fresh OUTPUT_DIR; the tutorial extracts the archive into a fresh
-folder. "Warm" is the repeat run that follows, as in a search: the job again on the DATA_DIR
-its cold run filled (the decoded cache present; fresh OUTPUT_DIR), the tutorial again on the
-PNG folder its cold run extracted (no extraction; it still builds its ImageFolder and reads
-every PNG). The archive file itself is read once beforehand so that neither side pays for the
-operating system's first read from disk.
+"Cold" means nothing prepared: the job gets a fresh DATA_DIR (so it hashes the archive, read
+in place through its file:// URL, and decodes it into its cache) and a fresh OUTPUT_DIR; the
+tutorial extracts the archive into a fresh folder. "Warm" is the repeat run that follows, as
+in a search: the job again on the DATA_DIR its cold run filled (the decoded cache present;
+fresh OUTPUT_DIR), the tutorial again on the PNG folder its cold run extracted (no
+extraction; it still builds its ImageFolder and reads and decodes the PNGs it uses). The
+archive file itself is read once beforehand so that neither side pays for the operating
+system's first read from disk.
 """
 
 from __future__ import annotations
