@@ -26,6 +26,7 @@ from search.space import TUTORIAL_DEFAULTS
 from search.storage import make_storage
 from tests.conftest import REPO, need
 from tests.search.helpers import (
+    alive,
     clean_env,
     empty_database,
     load,
@@ -475,16 +476,8 @@ def _wait_for_jobs(output: Path, driver: subprocess.Popen, count: int) -> list[i
 def _wait_gone(pids: list[int]) -> list[int]:
     """The pids still alive after a bounded wait (the kernel delivers PDEATHSIG at once)."""
     for _ in range(150):
-        alive = [p for p in pids if _alive(p)]
-        if not alive:
+        running = [p for p in pids if alive(p)]
+        if not running:
             return []
         time.sleep(0.2)
-    return alive
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return running

@@ -13,7 +13,7 @@ import pytest
 
 from search.driver import Driver, StudyStopped
 from search.events import parse_event
-from tests.search.helpers import stub_driver
+from tests.search.helpers import alive, stub_driver
 from tests.search.postgres import Server, throwaway_postgres
 
 
@@ -244,7 +244,7 @@ def test_a_lost_database_stops_the_running_trials_and_the_study(tmp_path, postgr
     stopper.join()
     assert err.value.code == 6
     assert "stayed unreachable for 2 s" in str(err.value)
-    assert not _alive(int(pid_file.read_text()))  # stopped (SIGTERM), to resume on a rerun
+    assert not alive(int(pid_file.read_text()))  # stopped (SIGTERM), to resume on a rerun
 
 
 def _wait_for(path: Path) -> bool:
@@ -253,11 +253,3 @@ def _wait_for(path: Path) -> bool:
             return True
         time.sleep(0.1)
     return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
