@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from job.contract import DriverExit
+from search.errors import first_line
 
 if TYPE_CHECKING:
     import optuna
@@ -74,7 +75,7 @@ def _storage_errors(url: str) -> Iterator[None]:
     except click.ClickException:
         raise
     except Exception as exc:
-        raise BadInput(f"cannot open the study: {scrub(_first_line(exc), url)}") from None
+        raise BadInput(f"cannot open the study: {scrub(first_line(exc), url)}") from None
 
 
 def _load(storage: str | None, output: Path, study_name: str, retry: float) -> optuna.Study:
@@ -90,11 +91,6 @@ def _load(storage: str | None, output: Path, study_name: str, retry: float) -> o
             return load_study(url, study_name, retry_seconds=retry)
         except KeyError:
             raise BadInput(f"no study named {study_name!r} in {describe(url)}.") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -390,7 +386,7 @@ def _launcher(name: str, **options: Any) -> Launcher:
     except ValueError as exc:  # a setting the launcher refuses: its message is the sentence
         raise BadInput(str(exc)) from None
     except Exception as exc:
-        raise BadInput(f"the {name} launcher cannot start: {_first_line(exc)}") from None
+        raise BadInput(f"the {name} launcher cannot start: {first_line(exc)}") from None
 
 
 def _gpus(option: str | None, detect: Callable[[], list[str]]) -> list[str]:
@@ -410,7 +406,7 @@ def _read_template(path: Path) -> dict[str, Any]:
     try:
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     except (OSError, yaml.YAMLError) as exc:
-        raise BadInput(f"cannot read the Job template {path}: {_first_line(exc)}") from None
+        raise BadInput(f"cannot read the Job template {path}: {first_line(exc)}") from None
     jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Job"]
     if not jobs:
         raise BadInput(f"the Job template {path} holds no kind: Job document.")

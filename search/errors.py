@@ -1,4 +1,5 @@
-"""Why a study stops before its budget is met; the CLI turns each into its exit code."""
+"""Why a study stops before its budget is met (the CLI turns each into its exit code), and
+how an error is shortened to one line for a message."""
 
 from __future__ import annotations
 
@@ -11,3 +12,10 @@ class StudyStopped(RuntimeError):
     def __init__(self, code: DriverExit | int, message: str) -> None:
         super().__init__(message)
         self.code = int(code)
+
+
+def first_line(exc: BaseException, text: str | None = None) -> str:
+    """The first non-blank line of ``text`` (default: ``exc``'s message), or ``exc``'s type name
+    when there is none."""
+    lines = [line.strip() for line in (str(exc) if text is None else text).splitlines()]
+    return next((line for line in lines if line), type(exc).__name__)

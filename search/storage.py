@@ -39,7 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from job.contract import DriverExit
 from search._optuna import BaseHeartbeat, FrozenStudy, quiet_experimental
-from search.errors import StudyStopped
+from search.errors import StudyStopped, first_line
 
 log = logging.getLogger("search")
 
@@ -572,10 +572,9 @@ def _refused(exc: BaseException) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    """The first informative line of an error: SQLAlchemy's ``(driver.Error)`` prefix and
-    its background link dropped."""
+    """The first informative line of a database error: SQLAlchemy's ``(driver.Error)`` prefix
+    and its background link dropped."""
     text = str(exc).strip()
     if text.startswith("(") and ") " in text:
         text = text.split(") ", 1)[1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    return first_line(exc, text)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -34,7 +33,7 @@ from tests.search.helpers import (
     search_args,
     states,
 )
-from tests.search.postgres import PASSWORD, Server, throwaway_postgres
+from tests.search.postgres import PASSWORD, Server, free_port, throwaway_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +153,7 @@ def test_rerun_with_the_budget_met_runs_nothing(study_run) -> None:
 
 def test_dashboard_serves_the_study_and_a_trial_artifact(study_run) -> None:
     output = study_run[0]
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [*_cli("dashboard"), "--output", str(output), "--port", str(port)],
         cwd=REPO,
@@ -426,12 +425,6 @@ def _cli(command: str) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "search", command]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get_json(url: str, server: subprocess.Popen, tries: int = 120) -> dict:

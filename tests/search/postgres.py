@@ -28,7 +28,8 @@ def _bin_dir() -> Path | None:
     return Path(found[-1]) if found else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -41,7 +42,7 @@ class Server:
         self.bin_dir = bin_dir
         self.root = root
         self.data = root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._as_postgres = os.geteuid() == 0
         pwfile = root / "pw"
         pwfile.write_text(PASSWORD + "\n")
