@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import io
 import random
 import re
@@ -26,6 +25,10 @@ import tarfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
+
+from job.contract import atomic_write
+from job.digest import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10.tgz"
@@ -102,20 +105,12 @@ def write_subset(archive: Path, out: Path, n_train: int, n_test: int, seed: int 
         raise SubsetError(
             f"cannot read {archive} as a .tgz ({exc}); pass the fast.ai cifar10.tgz with --archive."
         ) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part")
-    try:
-        with tmp.open("wb") as raw:
-            _write_tar(raw, chosen, blobs)
-        tmp.replace(out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return hashlib.sha256(out.read_bytes()).hexdigest()
+    atomic_write(out, lambda raw: _write_tar(raw, chosen, blobs))
+    return sha256_file(out)
 
 
 def _write_tar(
-    raw: io.BufferedWriter, chosen: dict[str, dict[str, list[str]]], blobs: dict[str, bytes]
+    raw: IO[bytes], chosen: dict[str, dict[str, list[str]]], blobs: dict[str, bytes]
 ) -> None:
     # mtime=0 and an empty file name in the gzip header, zero times in the tar: reproducible.
     with (
