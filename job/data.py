@@ -11,16 +11,15 @@ import http.client
 import io
 import os
 import pickle
+import posixpath
 import re
 import struct
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
@@ -189,50 +188,50 @@ _FASTAI = re.compile(r"(?:^|/)(train|test)/([^/]+)/[^/]+\.png$", re.IGNORECASE)
 _BATCH = re.compile(r"(?:^|/)cifar-10-batches-py/(data_batch_[1-5]|test_batch|batches\.meta)$")
 
 
-def _check_member(member: tarfile.TarInfo, dest: str) -> None:
-    """Refuse anything that could land outside its target or is not a plain file or folder.
+def _check_member(member: tarfile.TarInfo) -> None:
+    """Refuse anything that is not a plain file or folder with a name inside the archive.
 
-    tarfile's "data" filter refuses paths that escape the destination, links pointing
-    outside it and device files; links of any kind and absolute names are refused on top.
+    Members are only ever read from the stream, never written, so the check is on names
+    alone: tarfile's "data" filter would resolve each name against the real disk (4 lstat
+    calls, ~55 µs a member, 3.2 s of a cold run over CIFAR's 60,000 PNGs) to protect an
+    extraction that never happens. With links refused, a name that stays inside after
+    lexical normalisation stays inside, so the refusals match the filter's.
     """
     if member.issym() or member.islnk():
         raise DataError(f"refusing link member {member.name!r}")
     if not (member.isfile() or member.isdir()):
         raise DataError(f"refusing special member {member.name!r}")
-    if member.name.startswith("/") or PurePosixPath(member.name).is_absolute():
+    if posixpath.isabs(member.name):
         raise DataError(f"refusing absolute member {member.name!r}")
-    if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4: the same check by hand
-        target = os.path.realpath(os.path.join(dest, member.name))
-        if os.path.commonpath([target, os.path.realpath(dest)]) != os.path.realpath(dest):
-            raise DataError(f"refusing unsafe member {member.name!r} (outside the destination)")
-        return
-    try:
-        tarfile.data_filter(member, dest)
-    except tarfile.FilterError as exc:
-        raise DataError(f"refusing unsafe member {member.name!r} ({exc})") from None
+    normal = posixpath.normpath(member.name)
+    if normal == ".." or normal.startswith("../"):
+        raise DataError(f"refusing unsafe member {member.name!r} (outside the archive's folder)")
 
 
 def decode_archive(archive: Path, url: str) -> dict[str, np.ndarray]:
     """Decode either supported layout into uint8 NCHW arrays, reading every member safely.
 
-    Members are validated by the extraction filter and read from the stream, never written
-    to disk, so nothing can land anywhere; pickles go through a restricted unpickler.
+    Members are checked by name and type and read from the stream, never written to disk,
+    so nothing can land anywhere; pickles go through a restricted unpickler.
     """
     log(f"decoding {archive.name} …")
-    fastai: dict[str, list[tuple[str, bytes]]] = {"train": [], "test": []}
+    # PNGs are decoded as they stream past, in this one thread: per 32×32 image PIL spends
+    # most of its ~85 µs in Python, so decoding threads only fight over the GIL (2 threads
+    # took 1.5× as long as 1 on 2 cores), and nothing waits for the whole tar to be read.
+    fastai: dict[str, list[tuple[str, np.ndarray]]] = {"train": [], "test": []}
     batches: dict[str, bytes] = {}
-    dest = tempfile.gettempdir()
     try:
         with tarfile.open(archive, mode="r|*") as tar:
             for member in tar:
                 try:
-                    _check_member(member, dest)
+                    _check_member(member)
                 except DataError as exc:
                     raise DataError(f"The archive from {url} is unsafe: {exc.message}.") from None
                 if not member.isfile():
                     continue
                 if m := _FASTAI.search(member.name):
-                    fastai[m.group(1).lower()].append((m.group(2), _read(tar, member)))
+                    pixels = _decode_png(_read(tar, member), url)
+                    fastai[m.group(1).lower()].append((m.group(2), pixels))
                 elif m := _BATCH.search(member.name):
                     batches[m.group(1)] = _read(tar, member)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
@@ -241,7 +240,7 @@ def decode_archive(archive: Path, url: str) -> dict[str, np.ndarray]:
             "it is corrupt, truncated or not a tar archive."
         ) from None
     if fastai["train"] and fastai["test"]:
-        return _decode_fastai(fastai, url)
+        return _stack_fastai(fastai, url)
     if all(f"data_batch_{i}" in batches for i in range(1, 6)) and "test_batch" in batches:
         return _decode_batches(batches, url)
     raise DataError(
@@ -256,8 +255,11 @@ def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     return f.read()
 
 
-def _decode_fastai(parts: dict[str, list[tuple[str, bytes]]], url: str) -> dict[str, np.ndarray]:
-    classes = sorted({cls for cls, _ in parts["train"]})  # ImageFolder's class order
+def _stack_fastai(
+    parts: dict[str, list[tuple[str, np.ndarray]]], url: str
+) -> dict[str, np.ndarray]:
+    """Stack decoded HWC images into NCHW arrays, labelled in ImageFolder's class order."""
+    classes = sorted({cls for cls, _ in parts["train"]})
     index = {c: i for i, c in enumerate(classes)}
     arrays: dict[str, np.ndarray] = {"classes": np.array(classes), "layout": np.array("fastai")}
     for split, items in parts.items():
@@ -266,38 +268,25 @@ def _decode_fastai(parts: dict[str, list[tuple[str, bytes]]], url: str) -> dict[
             raise DataError(
                 f"The archive from {url} has {split} classes missing from train: {sorted(unknown)}."
             )
-        images = np.empty((len(items), 3, 32, 32), dtype=np.uint8)
-
-        def decode(lo: int, hi: int, images: np.ndarray = images, items: list = items) -> None:
-            for i in range(lo, hi):
-                images[i] = _decode_png(items[i][1], url)
-
-        # PIL releases the GIL while inflating PNGs, so threads decode on every core.
-        step = 2048
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            chunks = [
-                pool.submit(decode, lo, min(lo + step, len(items)))
-                for lo in range(0, len(items), step)
-            ]
-            for chunk in chunks:
-                chunk.result()
-        arrays[f"{split}_images"] = images
+        hwc = np.stack([pixels for _, pixels in items])
+        arrays[f"{split}_images"] = np.ascontiguousarray(hwc.transpose(0, 3, 1, 2))
         arrays[f"{split}_labels"] = np.array([index[c] for c, _ in items], dtype=np.int64)
     return arrays
 
 
 def _decode_png(blob: bytes, url: str) -> np.ndarray:
+    """One PNG as uint8 HWC (32×32×3)."""
     # Imported here: only a run that decodes (a cold cache) needs PIL.
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(blob)) as img:
-            pixels = np.asarray(img.convert("RGB"))
+        with Image.open(io.BytesIO(blob), formats=("PNG",)) as img:
+            pixels = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise DataError(f"The archive from {url} holds an unreadable image ({exc}).") from None
     if pixels.shape != (32, 32, 3):
         raise DataError(f"The archive from {url} holds a {pixels.shape} image, not 32×32 RGB.")
-    return pixels.transpose(2, 0, 1)
+    return pixels
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
