@@ -4,7 +4,7 @@ Runs ``python -m job`` as a real subprocess on the real archive — all 50,000/1
 ``MODEL_WIDTH=1``, 8 epochs, ``SEED=0``, the recipe's defaults — and prints its final val_acc
 beside the tutorial's published 0.9050–0.9059. Precision is the job's ``auto``: bf16 autocast
 on CUDA and on a CPU with native bf16 (avx512_bf16 or amx_bf16, about 2.5× faster there than
-fp32), fp32 elsewhere. About 28 minutes on the 2-core development CPU.
+fp32), fp32 elsewhere. 28–39 minutes on the 2-core development CPU.
 
 A job variable already set in the environment wins over the recipe, and the run then says it
 is *not* the full recipe: that is how to try it small, e.g.
