@@ -41,7 +41,8 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _png(image: np.ndarray) -> bytes:
+def png(image: np.ndarray) -> bytes:
+    """One uint8 HWC image encoded as PNG bytes."""
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     return buf.getvalue()
@@ -58,7 +59,7 @@ def make_archive(
         if layout == "fastai":
             for split, (images, labels) in (("train", train), ("test", test)):
                 for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-                    _add_bytes(tar, f"cifar10/{split}/{CLASSES[label]}/{i}.png", _png(image))
+                    _add_bytes(tar, f"cifar10/{split}/{CLASSES[label]}/{i}.png", png(image))
             _add_bytes(tar, "cifar10/labels.txt", "\n".join(CLASSES).encode())
         elif layout == "python":
             chunks = np.array_split(np.arange(n_train), 5)

@@ -13,7 +13,7 @@ from job.config import from_env
 from job.data import CIFAR_CLASSES, decode_archive, load_dataset
 from job.digest import sha256_file
 from job.errors import DataError
-from tests.archives import make_images
+from tests.archives import make_images, png
 from tests.tmpfs import leftovers, small_volume
 
 
@@ -80,14 +80,6 @@ def test_hostile_member_is_refused(
     assert not (tmp_path.parent / "evil.png").exists()
 
 
-def _png(value: int) -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.new("RGB", (32, 32), (value, value, value)).save(out, format="PNG")
-    return out.getvalue()
-
-
 def test_harmless_relative_names_are_read(tmp_path: Path) -> None:
     # "./" prefixes (tar -C dir .) and a ".." that stays inside are not escapes.
     names = [
@@ -95,7 +87,10 @@ def test_harmless_relative_names_are_read(tmp_path: Path) -> None:
         "cifar10/x/../train/dog/1.png",
         "./cifar10/test/cat/2.png",
     ]
-    archive = _tar(tmp_path / "ok.tgz", [(_member(n), _png(i)) for i, n in enumerate(names)])
+    archive = _tar(
+        tmp_path / "ok.tgz",
+        [(_member(n), png(np.full((32, 32, 3), i, np.uint8))) for i, n in enumerate(names)],
+    )
     arrays = decode_archive(archive, "file://ok.tgz")
     assert tuple(arrays["classes"]) == ("cat", "dog")
     assert [int(img[0, 0, 0]) for img in arrays["train_images"]] == [0, 1]
