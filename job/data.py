@@ -258,7 +258,7 @@ def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
 def _stack_fastai(
     parts: dict[str, list[tuple[str, np.ndarray]]], url: str
 ) -> dict[str, np.ndarray]:
-    """Stack decoded HWC images into NCHW arrays, labelled in ImageFolder's class order."""
+    """Stack decoded CHW images into NCHW arrays, labelled in ImageFolder's class order."""
     classes = sorted({cls for cls, _ in parts["train"]})
     index = {c: i for i, c in enumerate(classes)}
     arrays: dict[str, np.ndarray] = {"classes": np.array(classes), "layout": np.array("fastai")}
@@ -268,14 +268,15 @@ def _stack_fastai(
             raise DataError(
                 f"The archive from {url} has {split} classes missing from train: {sorted(unknown)}."
             )
-        hwc = np.stack([pixels for _, pixels in items])
-        arrays[f"{split}_images"] = np.ascontiguousarray(hwc.transpose(0, 3, 1, 2))
+        images = np.empty((len(items), 3, 32, 32), dtype=np.uint8)
+        np.stack([pixels for _, pixels in items], out=images)  # one copy, C order
+        arrays[f"{split}_images"] = images
         arrays[f"{split}_labels"] = np.array([index[c] for c, _ in items], dtype=np.int64)
     return arrays
 
 
 def _decode_png(blob: bytes, url: str) -> np.ndarray:
-    """One PNG as uint8 HWC (32×32×3)."""
+    """One PNG as uint8 CHW (3×32×32), a view of PIL's HWC pixels."""
     # Imported here: only a run that decodes (a cold cache) needs PIL.
     from PIL import Image, UnidentifiedImageError
 
@@ -286,7 +287,7 @@ def _decode_png(blob: bytes, url: str) -> np.ndarray:
         raise DataError(f"The archive from {url} holds an unreadable image ({exc}).") from None
     if pixels.shape != (32, 32, 3):
         raise DataError(f"The archive from {url} holds a {pixels.shape} image, not 32×32 RGB.")
-    return pixels
+    return pixels.transpose(2, 0, 1)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
