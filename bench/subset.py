@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from job.contract import atomic_write
 from job.digest import sha256_file
+from job.files import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10.tgz"

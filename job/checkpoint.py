@@ -19,8 +19,9 @@ from typing import IO, Any, cast
 
 import torch
 
-from job.contract import CHECKPOINT, atomic_write
+from job.contract import CHECKPOINT
 from job.errors import ConfigError
+from job.files import atomic_write
 
 __all__ = ["CHECKPOINT", "COMMENT", "load_checkpoint", "save_state"]
 

@@ -30,9 +30,9 @@ from filelock import FileLock
 
 from job import digest as digests
 from job.config import Config
-from job.contract import atomic_write
 from job.errors import DataError
 from job.events import log
+from job.files import atomic_write
 from job.resources import cache_bytes, free_bytes, is_no_space, size
 
 CIFAR_CLASSES = (

@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from job.contract import write_json
+from job.files import write_json
 
 MEMO = ".verified.json"
 """The file in DATA_DIR recording ``{path: {"stamp": [...], "sha256": hex}}``."""

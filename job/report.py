@@ -18,9 +18,8 @@ from job.contract import (
     LOSSES_PNG,
     LRS_PNG,
     SAMPLES_PNG,
-    atomic_write,
-    write_json,
 )
+from job.files import atomic_write, write_json
 from job.loader import MEAN, STD
 
 if TYPE_CHECKING:

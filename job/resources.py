@@ -13,8 +13,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from job.contract import CHECKPOINT, MODEL, NO_SPACE_ERRNOS, REASON_DISK, REASON_MEMORY
+from job.contract import CHECKPOINT, MODEL, REASON_DISK, REASON_MEMORY
 from job.errors import DataError, JobError, ResourceError
+from job.files import NO_SPACE_ERRNOS
 
 _SMALL_FILES = 1 << 20  # bytes: the JSON, CSV and PNG outputs together, with room to spare
 _CHECKPOINT_OVERHEAD = 1 << 20  # bytes: zip entries, the history and the RNG state

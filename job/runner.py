@@ -13,10 +13,11 @@ import torch
 
 from job import cpuinfo, signals
 from job.config import Config, resolve_device, resolve_precision
-from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL, atomic_write, write_json
+from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL
 from job.data import load_dataset
 from job.errors import ConfigError
 from job.events import emit, log
+from job.files import atomic_write, write_json
 from job.loader import DeviceLoader
 from job.promote import promote
 from job.report import plot_history, plot_samples, sample_indices, write_history

@@ -1,6 +1,6 @@
 """Results of a study: best parameters, an env file, a ConfigMap, trials.csv and plots.
 
-Every file is written whole or not at all (:func:`job.contract.atomic_write`), so a reader
+Every file is written whole or not at all (:func:`job.files.atomic_write`), so a reader
 never sees half a result, even when the driver is stopped while writing.
 """
 
@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 from optuna.trial import TrialState
 
-from job.contract import atomic_write, write_json, write_text
+from job.files import atomic_write, write_json, write_text
 from search.space import to_env
 
 BEST_PARAMS = "best_params.json"

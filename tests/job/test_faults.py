@@ -22,9 +22,9 @@ from job.contract import (
     REASON_DISK,
     REASON_MEMORY,
     ExitCode,
-    atomic_write,
 )
 from job.errors import DataError, ResourceError
+from job.files import atomic_write
 from job.model import ResNet9
 from tests.tmpfs import fill, leftovers, small_volume
 
