@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import textwrap
 import traceback
@@ -14,6 +13,7 @@ import click
 from job.contract import EXIT_MEANINGS, OUTPUTS, VARIABLES, ExitCode
 from job.errors import JobError
 from job.events import emit, log
+from job.shortcuts import exit_now
 
 
 def _variables_help() -> str:
@@ -92,19 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         emit("error", code=ExitCode.UNEXPECTED, message=message)
         log(f"error: {message}")
         sys.exit(ExitCode.UNEXPECTED)
-    _done()
-
-
-def _done() -> NoReturn:
-    """Exit 0 at once, without the interpreter's teardown.
-
-    Tearing torch down (its modules, the CUDA libraries) takes ~0.4 s and does nothing a
-    finished run needs: every output is written and fsynced, the drawing thread joined, the
-    events flushed. Failures exit normally. An in-process caller of :func:`main` ends here too.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(ExitCode.DONE)
+    exit_now(ExitCode.DONE)  # every output is written and fsynced: skip the teardown
 
 
 def _fail(exc: JobError) -> NoReturn:

@@ -13,7 +13,6 @@ import os
 import pickle
 import posixpath
 import re
-import struct
 import tarfile
 import time
 import urllib.error
@@ -34,6 +33,7 @@ from job.errors import DataError
 from job.events import log
 from job.files import atomic_write
 from job.resources import cache_bytes, free_bytes, is_no_space, size
+from job.shortcuts import npz_arrays
 
 CIFAR_CLASSES = (
     "airplane",
@@ -397,7 +397,7 @@ def _load_cache(data_dir: Path, digest: str) -> dict[str, np.ndarray] | None:
     try:
         if check.read_text().strip() != digests.sha256(path, data_dir):
             raise ValueError("checksum mismatch")
-        arrays = _npz_arrays(path)
+        arrays = npz_arrays(path)
         for split in ("train", "test"):
             images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
             if images.dtype != np.uint8 or images.shape[1:] != (3, 32, 32):
@@ -411,53 +411,6 @@ def _load_cache(data_dir: Path, digest: str) -> dict[str, np.ndarray] | None:
         check.unlink(missing_ok=True)
         return None
     return arrays
-
-
-_MMAP_MIN = 1 << 20  # bytes: smaller members are simply read
-_ZIP_LOCAL = struct.Struct("<4s22xHH")  # local file header: signature … name and extra lengths
-
-
-def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
-    """An uncompressed .npz's arrays, the large ones memory-mapped read-only.
-
-    ``np.load`` cannot map the members of an .npz, so each stored (uncompressed) member's data
-    offset is found from its zip local header and its .npy header; any other member, or one
-    in a form this does not know, is read in full by numpy.
-    """
-    arrays: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(path) as zf, path.open("rb") as f:
-        for info in zf.infolist():
-            name = info.filename.removesuffix(".npy")
-            mapped = None
-            if info.compress_type == zipfile.ZIP_STORED and info.file_size >= _MMAP_MIN:
-                mapped = _map_member(path, f, info)
-            if mapped is None:
-                with zf.open(info) as member:
-                    mapped = np.lib.format.read_array(member, allow_pickle=False)
-            arrays[name] = mapped
-    return arrays
-
-
-def _map_member(path: Path, f: io.BufferedReader, info: zipfile.ZipInfo) -> np.ndarray | None:
-    f.seek(info.header_offset)
-    signature, name_len, extra_len = _ZIP_LOCAL.unpack(f.read(_ZIP_LOCAL.size))
-    if signature != b"PK\x03\x04":
-        raise ValueError(f"{info.filename} has no zip local header")
-    start = info.header_offset + _ZIP_LOCAL.size + name_len + extra_len
-    f.seek(start)
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
-        return None
-    offset = f.tell()
-    if dtype.hasobject or offset - start + dtype.itemsize * int(np.prod(shape)) != info.file_size:
-        raise ValueError(f"{info.filename} does not match its zip entry")
-    return np.memmap(
-        path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
-    )
 
 
 def _limited(arrays: dict[str, np.ndarray], digest: str, cfg: Config) -> Dataset:

@@ -8,7 +8,6 @@ accuracies accumulate on the device and are read once per epoch.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from job.data import Dataset
 from job.errors import DivergedError, StoppedError
 from job.loader import DeviceLoader
 from job.model import ResNet9
+from job.shortcuts import eager_optimizer_class
 
 _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -130,41 +130,14 @@ def fit(
     return FitResult(history=history, model=model, resumed_from=start_epoch)
 
 
-_GUARDED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
-"""Optimizer methods torch wraps in ``torch._disable_dynamo``."""
-
-
 _OptimizerClass = type[torch.optim.Adam] | type[torch.optim.SGD]
 
 
 def optimizer_class(name: str, *, compiled: bool) -> _OptimizerClass:
-    """The optimizer OPTIMIZER names; without COMPILE, one that never imports torch._dynamo.
-
-    torch wraps ``step`` and a few other optimizer methods so that ``torch.compile`` leaves
-    them alone; the wrappers import ``torch._dynamo`` (about 0.9 s, more than a small run's
-    whole setup) on first call even when nothing is compiled. An eager run calls the same
-    wrapped functions directly, with the grad mode the ``step`` wrapper sets: the arithmetic
-    and the state_dict are identical. Should a torch version stop exposing ``__wrapped__``,
-    the method is kept as it is (correct, only slower to start).
-    """
+    """The optimizer OPTIMIZER names; without COMPILE, one that never imports torch._dynamo
+    (:func:`job.shortcuts.eager_optimizer_class`)."""
     base: _OptimizerClass = torch.optim.Adam if name == "adam" else torch.optim.SGD
-    if compiled:
-        return base
-    namespace: dict[str, Any] = {}
-    for method in _GUARDED:
-        wrapped = getattr(base, method)
-        raw = inspect.unwrap(wrapped)
-        if raw is not wrapped:
-            namespace[method] = raw
-    raw_step = inspect.unwrap(base.step)
-    if raw_step is not base.step:
-
-        def step(self: torch.optim.Optimizer, closure: Callable[[], float] | None = None) -> Any:
-            with torch.set_grad_enabled(self.defaults["differentiable"]):
-                return raw_step(self, closure)
-
-        namespace["step"] = step
-    return cast(_OptimizerClass, type(f"Eager{base.__name__}", (base,), namespace))
+    return base if compiled else eager_optimizer_class(base)
 
 
 def _autocast(

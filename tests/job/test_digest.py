@@ -1,5 +1,4 @@
-"""Digests recomputed only when a file's stamp changed (job/digest.py), and the cache's
-memory-mapped arrays (job/data.py)."""
+"""Digests recomputed only when a file's stamp changed (job/digest.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +7,9 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from job import digest
-from job.data import _npz_arrays
 
 
 @pytest.fixture
@@ -115,43 +112,3 @@ def test_records_of_removed_files_are_dropped(tmp_path, settled) -> None:
 
 
 # --- the cache's arrays -----------------------------------------------------------------------
-
-
-def _arrays() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {
-        "big": rng.integers(0, 256, (700, 3, 32, 32), dtype=np.uint8),  # > 1 MiB: mapped
-        "fortran": np.asfortranarray(rng.random((400, 400))),
-        "small": np.arange(10),
-        "text": np.array(["airplane", "cat"]),
-        "scalar": np.array("fastai"),
-    }
-
-
-@pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored", "compressed"])
-def test_npz_arrays_equal_numpys_own_load(tmp_path: Path, save) -> None:
-    path = tmp_path / "cache.npz"
-    save(path, **_arrays())
-    loaded = _npz_arrays(path)
-    assert loaded.keys() == _arrays().keys()
-    for name, expected in _arrays().items():
-        assert loaded[name].dtype == expected.dtype
-        assert np.array_equal(loaded[name], expected)
-
-
-def test_large_stored_members_are_memory_mapped(tmp_path: Path) -> None:
-    path = tmp_path / "cache.npz"
-    np.savez(path, **_arrays())
-    loaded = _npz_arrays(path)
-    assert isinstance(loaded["big"], np.memmap) and not isinstance(loaded["small"], np.memmap)
-
-
-def test_a_member_whose_header_disagrees_with_the_zip_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "cache.npz"
-    np.savez(path, big=np.zeros((700, 3, 32, 32), np.uint8))
-    blob = bytearray(path.read_bytes())
-    at = blob.index(b"(700, 3, 32, 32)")
-    blob[at : at + 16] = b"(800, 3, 32, 32)"
-    path.write_bytes(bytes(blob))
-    with pytest.raises(ValueError, match="does not match its zip entry"):
-        _npz_arrays(path)

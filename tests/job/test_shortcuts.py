@@ -1,0 +1,119 @@
+"""The start-up shortcuts (job/shortcuts.py): each still takes effect with the installed
+libraries, and each computes what the plain library call computes.
+
+Should an upgrade of torch, numpy or CPython change the detail a shortcut leans on, a test here
+fails rather than the job silently falling back to the slow path. The optimizer's arithmetic
+and its never importing torch._dynamo are tested with the training loop (test_train.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from job.shortcuts import _GUARDED, eager_optimizer_class, npz_arrays
+from tests.conftest import REPO
+
+# -- optimizers without torch._dynamo ------------------------------------------------------
+
+
+@pytest.mark.parametrize("base", [torch.optim.Adam, torch.optim.SGD], ids=["adam", "sgd"])
+@pytest.mark.parametrize("method", ["step", *_GUARDED])
+def test_torch_still_wraps_what_the_eager_class_unwraps(base: type, method: str) -> None:
+    wrapped = getattr(base, method)
+    assert inspect.unwrap(wrapped) is not wrapped, f"torch no longer wraps {method}"
+    assert getattr(eager_optimizer_class(base), method) is not wrapped
+
+
+@pytest.mark.parametrize("base", [torch.optim.Adam, torch.optim.SGD], ids=["adam", "sgd"])
+def test_the_eager_class_is_a_subclass_of_torchs(base: type) -> None:
+    eager = eager_optimizer_class(base)
+    assert issubclass(eager, base) and eager.__name__ == f"Eager{base.__name__}"
+
+
+# -- memory-mapped .npz members ------------------------------------------------------------
+
+
+def _arrays() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "big": rng.integers(0, 256, (700, 3, 32, 32), dtype=np.uint8),  # > 1 MiB: mapped
+        "fortran": np.asfortranarray(rng.random((400, 400))),
+        "small": np.arange(10),
+        "text": np.array(["airplane", "cat"]),
+        "scalar": np.array("fastai"),
+    }
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored", "compressed"])
+def testnpz_arrays_equal_numpys_own_load(tmp_path: Path, save) -> None:
+    path = tmp_path / "cache.npz"
+    save(path, **_arrays())
+    loaded = npz_arrays(path)
+    assert loaded.keys() == _arrays().keys()
+    for name, expected in _arrays().items():
+        assert loaded[name].dtype == expected.dtype
+        assert np.array_equal(loaded[name], expected)
+
+
+def test_large_stored_members_are_memory_mapped(tmp_path: Path) -> None:
+    path = tmp_path / "cache.npz"
+    np.savez(path, **_arrays())
+    loaded = npz_arrays(path)
+    assert isinstance(loaded["big"], np.memmap) and not isinstance(loaded["small"], np.memmap)
+
+
+def test_a_member_whose_header_disagrees_with_the_zip_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cache.npz"
+    np.savez(path, big=np.zeros((700, 3, 32, 32), np.uint8))
+    blob = bytearray(path.read_bytes())
+    at = blob.index(b"(700, 3, 32, 32)")
+    blob[at : at + 16] = b"(800, 3, 32, 32)"
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="does not match its zip entry"):
+        npz_arrays(path)
+
+
+# -- exit without teardown -----------------------------------------------------------------
+
+_EXIT = """
+import atexit, sys, threading, time
+from job.shortcuts import exit_now
+atexit.register(lambda: print("teardown ran", flush=True))
+if {thread!r}:
+    def late():
+        time.sleep(0.3)
+        print("thread finished", flush=True)
+    threading.Thread(target=late).start()
+print("written", end="")  # no newline, no flush: exit_now must flush it
+exit_now({code})
+"""
+
+
+def _exit(code: int, thread: bool) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _EXIT.format(code=code, thread=thread)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_exit_now_flushes_and_skips_the_teardown(code: int) -> None:
+    result = _exit(code, thread=False)
+    assert result.returncode == code
+    assert result.stdout == "written"  # flushed, and no atexit handler ran
+
+
+def test_exit_now_falls_back_to_sys_exit_while_a_thread_runs() -> None:
+    result = _exit(0, thread=True)
+    assert result.returncode == 0
+    assert "thread finished" in result.stdout and "teardown ran" in result.stdout
