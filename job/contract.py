@@ -3,15 +3,20 @@
 Everything a caller of ``python -m job`` relies on lives here and nowhere else: the environment
 variables with their defaults and meaning, the exit codes, the events on stdout and their
 fields, the files in ``OUTPUT_DIR``, and the search driver's own exit codes. The job and the
-search both import this module; it is the only module of ``job`` the search may import, so it
-never loads torch. ``docs/contract.md`` documents it and a test keeps the two in step.
+search both import this module, so it uses the standard library only (and the value parsers
+of :mod:`job.parsers`) and never loads torch. ``docs/contract.md`` documents it and a test
+keeps the two in step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
-from typing import Any, Literal, TypedDict
+from pathlib import Path
+from typing import Any, Literal, TypedDict, TypeVar
+
+from job import parsers
 
 # -- environment in ------------------------------------------------------------------------
 
@@ -19,67 +24,150 @@ DEFAULT_DATA_URL = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"
 """The fast.ai mirror of CIFAR-10 (60,000 PNGs in ``cifar10/{train,test}/<class>/``)."""
 
 
+_T = TypeVar("_T")
+_SPEC = "resnet-job.variable"  # the key of a Variables field's metadata
+
+
 @dataclass(frozen=True)
 class VariableSpec:
-    """One environment variable of the job: its default as the text of the variable, and help."""
+    """One environment variable of the job, as :class:`Variables` declares it.
+
+    ``default`` is the text of the variable (what ``--help`` shows); ``parse`` turns a text into
+    the value or raises ValueError saying what is allowed; ``fingerprint`` says whether the
+    value shapes the run's result (a checkpoint must match it to resume); ``tunable`` whether
+    a search space may tune it.
+    """
 
     name: str
     default: str
     help: str
+    parse: Callable[[str], Any]
+    fingerprint: bool
+    tunable: bool
+
+    @property
+    def field(self) -> str:
+        """The :class:`Variables` field it sets: the name in lower case."""
+        return self.name.lower()
 
 
-VARIABLES: tuple[VariableSpec, ...] = (
-    VariableSpec(
-        "DATA_URL",
+def _variable(
+    default: str,
+    parse: Callable[[str], _T],
+    help: str,
+    *,
+    fingerprint: bool = True,
+    tunable: bool = False,
+) -> _T:
+    """A :class:`Variables` field: its default is ``parse(default)``; the rest is metadata."""
+    spec = {"default": default, "help": help, "parse": parse}
+    spec |= {"fingerprint": fingerprint, "tunable": tunable}
+    return field(default=parse(default), metadata={_SPEC: spec})
+
+
+@dataclass(frozen=True)
+class Variables:
+    """Every environment variable the job reads, declared once, in ``--help`` order.
+
+    A field is the variable in lower case; its declaration holds the default (the tutorial's
+    recipe, as the variable's text), the parser, the help and whether the value belongs to the
+    checkpoint fingerprint (where files live, which device runs it and whether it is compiled
+    do not change the recipe, so a run stopped on one node may resume on another).
+    :class:`job.config.Config` is this plus what a run derives from it.
+    """
+
+    data_url: str = _variable(
         DEFAULT_DATA_URL,
+        parsers.url,
         "http(s):// or file:// CIFAR-10 archive (fast.ai or python layout)",
-    ),
-    VariableSpec("DATA_SHA256", "", "when set, the archive must have this sha256"),
-    VariableSpec("DATA_DIR", "data", "download and decoded-array cache, safe to share"),
-    VariableSpec("OUTPUT_DIR", "output", "where the run writes everything"),
-    VariableSpec("EPOCHS", "8", "training epochs"),
-    VariableSpec("BATCH_SIZE", "400", "training batch size (images)"),
-    VariableSpec("MAX_LR", "0.01", "peak learning rate of the one-cycle schedule"),
-    VariableSpec("WEIGHT_DECAY", "0.0001", "optimizer weight decay"),
-    VariableSpec("GRAD_CLIP", "0.1", "clip gradients to ±value; 0 disables"),
-    VariableSpec("OPTIMIZER", "adam", "adam or sgd"),
-    VariableSpec("SEED", "0", "all randomness derives from it"),
-    VariableSpec("DEVICE", "auto", "auto, cpu, cuda or cuda:N"),
-    VariableSpec(
-        "PRECISION",
+        fingerprint=False,
+    )
+    data_sha256: str = _variable("", parsers.sha256, "when set, the archive must have this sha256")
+    data_dir: Path = _variable(
+        "data", parsers.path, "download and decoded-array cache, safe to share", fingerprint=False
+    )
+    output_dir: Path = _variable(
+        "output", parsers.path, "where the run writes everything", fingerprint=False
+    )
+    epochs: int = _variable("8", parsers.number(int, 1, hint="8"), "training epochs", tunable=True)
+    batch_size: int = _variable(
+        "400", parsers.number(int, 1, hint="400"), "training batch size (images)", tunable=True
+    )
+    max_lr: float = _variable(
+        "0.01",
+        parsers.number(float, 0, exclusive=True, hint="0.01"),
+        "peak learning rate of the one-cycle schedule",
+        tunable=True,
+    )
+    weight_decay: float = _variable(
+        "0.0001", parsers.number(float, 0, hint="1e-4"), "optimizer weight decay", tunable=True
+    )
+    grad_clip: float = _variable(
+        "0.1",
+        parsers.number(float, 0, hint="0.1"),
+        "clip gradients to ±value; 0 disables",
+        tunable=True,
+    )
+    optimizer: str = _variable("adam", parsers.choice("adam", "sgd"), "adam or sgd", tunable=True)
+    seed: int = _variable("0", parsers.number(int, 0, hint="0"), "all randomness derives from it")
+    device: str = _variable("auto", parsers.device, "auto, cpu, cuda or cuda:N", fingerprint=False)
+    precision: str = _variable(
         "auto",
+        parsers.choice("auto", "fp32", "bf16", "fp16"),
         "auto (bf16 autocast on CUDA and on CPUs with avx512_bf16 or amx_bf16, else fp32), "
         "fp32, bf16 or fp16",
-    ),
-    VariableSpec("COMPILE", "0", "1 uses torch.compile"),
-    VariableSpec("MODEL_WIDTH", "1.0", "channel multiplier; 1.0 is the tutorial's ResNet9"),
-    VariableSpec(
-        "TRAIN_LIMIT", "0", "train on a fixed, seeded subset of this many images; 0 = all"
-    ),
-    VariableSpec("TEST_LIMIT", "0", "evaluate on a fixed, seeded subset; 0 = all"),
-    VariableSpec(
-        "PROMOTE_DIR",
+    )
+    compile: bool = _variable("0", parsers.flag, "1 uses torch.compile", fingerprint=False)
+    model_width: float = _variable(
+        "1.0",
+        parsers.number(float, 0, exclusive=True, hint="0.25"),
+        "channel multiplier; 1.0 is the tutorial's ResNet9",
+        tunable=True,
+    )
+    train_limit: int = _variable(
+        "0",
+        parsers.number(int, 0, hint="5000"),
+        "train on a fixed, seeded subset of this many images; 0 = all",
+    )
+    test_limit: int = _variable(
+        "0", parsers.number(int, 0, hint="2000"), "evaluate on a fixed, seeded subset; 0 = all"
+    )
+    promote_dir: Path | None = _variable(
         "",
+        parsers.optional_path,
         "after success, promote the model here if it beats the champion; empty = off",
-    ),
+        fingerprint=False,
+    )
+
+
+VARIABLES: tuple[VariableSpec, ...] = tuple(
+    VariableSpec(name=f.name.upper(), **f.metadata[_SPEC]) for f in fields(Variables)
 )
-"""Every variable the job reads, in ``--help`` order."""
+"""Every variable the job reads, in ``--help`` order (the fields of :class:`Variables`)."""
 
 VARIABLE_NAMES: frozenset[str] = frozenset(v.name for v in VARIABLES)
 
 SET_PER_TRIAL: frozenset[str] = frozenset({"OUTPUT_DIR"})
 """Variables the search sets for each trial itself; a user may not pass them through."""
 
+TUNABLE: dict[str, str] = {v.field: v.name for v in VARIABLES if v.tunable}
+"""Parameters a search space may tune (``max_lr``), and the job variable each one sets."""
+
 TUNED: tuple[str, ...] = ("MAX_LR", "WEIGHT_DECAY", "GRAD_CLIP", "BATCH_SIZE")
 """The variables the default search space tunes."""
 
 
-def default(name: str) -> str:
-    """The default of variable ``name`` as the text of the variable."""
+def variable(name: str) -> VariableSpec:
+    """The declaration of variable ``name``; KeyError for a name the job does not read."""
     for var in VARIABLES:
         if var.name == name:
-            return var.default
+            return var
     raise KeyError(name)
+
+
+def default(name: str) -> str:
+    """The default of variable ``name`` as the text of the variable."""
+    return variable(name).default
 
 
 # -- exit codes ----------------------------------------------------------------------------

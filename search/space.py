@@ -17,18 +17,7 @@ from typing import Any
 import optuna
 import yaml
 
-from job.contract import TUNED, default
-
-TUNABLE: dict[str, str] = {
-    "max_lr": "MAX_LR",
-    "weight_decay": "WEIGHT_DECAY",
-    "grad_clip": "GRAD_CLIP",
-    "batch_size": "BATCH_SIZE",
-    "optimizer": "OPTIMIZER",
-    "model_width": "MODEL_WIDTH",
-    "epochs": "EPOCHS",
-}
-"""Parameters a space may tune, and the job variable each one sets."""
+from job.contract import TUNABLE, TUNED, default
 
 
 def _number(text: str) -> int | float:

@@ -35,7 +35,7 @@ SEARCH_MODULES = (
     "search.launchers.k8s_runtime",
 )
 
-JOB_MODULES_ALLOWED = {"job", "job.contract", "job.files"}
+JOB_MODULES_ALLOWED = {"job", "job.contract", "job.parsers", "job.files"}
 """The standard-library-only modules of the job that the search may import."""
 
 
