@@ -192,8 +192,8 @@ def _check_member(member: tarfile.TarInfo) -> None:
     """Refuse anything that is not a plain file or folder with a name inside the archive.
 
     Members are only ever read from the stream, never written, so the check is on names
-    alone: tarfile's "data" filter would resolve each name against the real disk (4 lstat
-    calls, ~55 µs a member, 3.2 s of a cold run over CIFAR's 60,000 PNGs) to protect an
+    alone: tarfile's "data" filter would resolve each name against the real disk (four lstat
+    calls a member, for 60,000 members; docs/benchmarks.md measures it) to protect an
     extraction that never happens. With links refused, a name that stays inside after
     lexical normalisation stays inside, so the refusals match the filter's.
     """
@@ -215,9 +215,9 @@ def decode_archive(archive: Path, url: str) -> dict[str, np.ndarray]:
     so nothing can land anywhere; pickles go through a restricted unpickler.
     """
     log(f"decoding {archive.name} …")
-    # PNGs are decoded as they stream past, in this one thread: per 32×32 image PIL spends
-    # most of its ~85 µs in Python, so decoding threads only fight over the GIL (2 threads
-    # took 1.5× as long as 1 on 2 cores), and nothing waits for the whole tar to be read.
+    # PNGs are decoded as they stream past, in this one thread: PIL spends most of its time
+    # per 32×32 image in Python, so decoding threads only fight over the GIL (measured in
+    # docs/benchmarks.md), and nothing waits for the whole tar to be read.
     fastai: dict[str, list[tuple[str, np.ndarray]]] = {"train": [], "test": []}
     batches: dict[str, bytes] = {}
     try:

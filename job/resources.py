@@ -66,20 +66,10 @@ def size(n: int) -> str:
 
 
 def _widths(width: float) -> list[tuple[int, int]]:
-    """(in, out) channels of ResNet9's eight conv blocks at ``width``, as job.model builds."""
-    from job.model import channels
+    # ResNet9's own layer plan, imported here: job.model loads torch.
+    from job.model import block_channels
 
-    c64, c128, c256, c512 = (channels(c, width) for c in (64, 128, 256, 512))
-    return [
-        (3, c64),
-        (c64, c128),
-        (c128, c128),
-        (c128, c128),
-        (c128, c256),
-        (c256, c512),
-        (c512, c512),
-        (c512, c512),
-    ]
+    return block_channels(width)
 
 
 def parameter_count(width: float, num_classes: int = 10) -> int:

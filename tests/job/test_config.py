@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from job.config import VARIABLES, Config, from_env, resolve_device, resolve_precision
+from job.contract import TUNABLE, TUNED
 from job.errors import ConfigError
 
 
@@ -114,3 +115,22 @@ def test_each_default_is_the_contracts_text_parsed(var) -> None:
 @pytest.mark.parametrize("var", VARIABLES, ids=lambda v: v.name)
 def test_setting_a_variable_to_its_default_text_changes_nothing(var) -> None:
     assert from_env({var.name: var.default}) == Config()
+
+
+def test_config_has_exactly_the_declared_variables_in_order() -> None:
+    from dataclasses import fields
+
+    assert [f.name for f in fields(Config)] == [v.field for v in VARIABLES]
+
+
+def test_the_fingerprint_holds_exactly_the_variables_declared_in_it() -> None:
+    declared = {v.field for v in VARIABLES if v.fingerprint}
+    assert set(Config().fingerprint()) == declared
+    # Where files live, the device and compilation never block a resume.
+    where_and_how = {"data_url", "data_dir", "output_dir", "device", "compile", "promote_dir"}
+    assert declared == {v.field for v in VARIABLES} - where_and_how
+
+
+@pytest.mark.parametrize("name", TUNED)
+def test_the_default_space_tunes_only_tunable_variables(name: str) -> None:
+    assert TUNABLE[name.lower()] == name
