@@ -8,7 +8,17 @@ pandas or matplotlib.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from search.driver import Driver
+    from search.errors import StudyStopped
+    from search.events import parse_event
+    from search.launchers import detect_gpus, docker_ready, make_launcher
+    from search.report import configmap, trials_frame, write_best, write_report
+    from search.settings import Settings
+    from search.space import Space, SpaceError, build_space, default_space, load_space, to_env
+    from search.study import load_study, open_study
 
 _EXPORTS: dict[str, str] = {
     "Driver": "search.driver",
@@ -33,7 +43,27 @@ _EXPORTS: dict[str, str] = {
 }
 """Public name → the module that defines it."""
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Driver",
+    "Settings",
+    "Space",
+    "SpaceError",
+    "StudyStopped",
+    "build_space",
+    "configmap",
+    "default_space",
+    "detect_gpus",
+    "docker_ready",
+    "load_space",
+    "load_study",
+    "make_launcher",
+    "open_study",
+    "parse_event",
+    "to_env",
+    "trials_frame",
+    "write_best",
+    "write_report",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,18 +1,66 @@
-"""What one driver run needs, as the CLI resolved it from its options."""
+"""The search's settings: every default, and every rule that turns options into a run.
+
+:data:`DEFAULTS` holds each default once; the CLI's options, :class:`Settings` and the
+storage, study and launcher factories take theirs from it. :func:`build_settings` turns the
+``run`` command's options (:class:`RunOptions`) into the :class:`Settings` of one driver run:
+the search space, the fixed job variables, the GPUs and slots, the launcher. Options that
+cannot be honoured raise :class:`SettingsError` with one sentence saying what to do.
+
+This module imports neither Optuna nor the launchers at import time, so ``--help`` stays quick.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from search.launchers.base import Launcher
-from search.space import Space
+from job.contract import default
+from search.errors import first_line
+
+if TYPE_CHECKING:
+    from search.launchers.base import Launcher
+    from search.space import Space
+
+LAUNCHERS = ("auto", "local", "docker", "kubernetes")
+PRUNERS = ("median", "hyperband", "none")
+SAMPLERS = ("tpe", "random")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The default of every search setting (times in seconds)."""
+
+    trials: int = 20
+    launcher: str = "auto"
+    study_name: str = "resnet-job"
+    output: Path = Path("output/search")
+    storage_retry: float = 300.0
+    pruner: str = "median"
+    sampler: str = "tpe"
+    trial_timeout: float = 1800
+    trials_per_gpu: int = 1
+    image: str = "resnet-job:latest"
+    namespace: str = "default"
+    retries: int = 2
+    heartbeat: int = 10
+    data_dir: Path = Path(default("DATA_DIR"))
+    port: int = 8080
+    host: str = "127.0.0.1"
+
+
+DEFAULTS = Defaults()
+
+
+class SettingsError(ValueError):
+    """Options that cannot be honoured; the message is the one sentence to show."""
 
 
 @dataclass
 class Settings:
-    """Everything one driver run needs; the CLI builds it from its options.
+    """Everything one driver run needs; :func:`build_settings` makes it from the options.
 
     Times are in seconds. ``trials`` is the study's total of finished trials, shared by every
     driver of the study; ``parallel`` is this driver's trials at once, worker ``i`` pinned to
@@ -29,13 +77,183 @@ class Settings:
     parallel: int = 1
     gpus: Sequence[str] = ()
     job_env: Mapping[str, str] = field(default_factory=dict)
-    data_dir: Path = Path("data")
-    pruner: str = "median"
-    sampler: str = "tpe"
+    data_dir: Path = DEFAULTS.data_dir
+    pruner: str = DEFAULTS.pruner
+    sampler: str = DEFAULTS.sampler
     seed: int | None = None
-    trial_timeout: float = 1800.0
-    retries: int = 2
-    heartbeat: int = 10
+    trial_timeout: float = DEFAULTS.trial_timeout
+    retries: int = DEFAULTS.retries
+    heartbeat: int = DEFAULTS.heartbeat
     stop_grace: float = 30.0
     max_failures: int = 5
-    storage_retry: float = 300.0
+    storage_retry: float = DEFAULTS.storage_retry
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The ``run`` command's options as given (``None``: not given)."""
+
+    trials: int = DEFAULTS.trials
+    parallel: int | None = None
+    launcher: str = DEFAULTS.launcher
+    storage: str | None = None
+    study_name: str = DEFAULTS.study_name
+    output: Path = DEFAULTS.output
+    storage_retry: float = DEFAULTS.storage_retry
+    pruner: str = DEFAULTS.pruner
+    sampler: str = DEFAULTS.sampler
+    seed: int | None = None
+    space: Path | None = None
+    trial_timeout: float = DEFAULTS.trial_timeout
+    gpus: str | None = None
+    trials_per_gpu: int = DEFAULTS.trials_per_gpu
+    gpu_resource: str | None = None
+    job_env: tuple[str, ...] = ()
+    image: str = DEFAULTS.image
+    namespace: str = DEFAULTS.namespace
+    job_template: Path | None = None
+    retries: int = DEFAULTS.retries
+    heartbeat: int = DEFAULTS.heartbeat
+
+
+def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
+    """The settings of one driver run; ``say`` tells which launcher ``auto`` chose."""
+    from search.jobvars import JobEnvError, parse_job_env
+    from search.launchers import detect_gpus
+    from search.space import SpaceError, default_space, load_space
+
+    try:
+        space = load_space(options.space) if options.space else default_space()
+        fixed = parse_job_env(options.job_env, space.job_vars())
+    except (SpaceError, JobEnvError) as exc:
+        raise SettingsError(str(exc)) from None
+    gpu_ids = parse_gpus(options.gpus, detect_gpus)
+    launcher_name = choose_launcher(options.launcher, options.image, say)
+    parallel = slots(
+        launcher_name, gpu_ids, options.trials_per_gpu, options.parallel, options.gpu_resource
+    )
+    launcher = _launcher(launcher_name, options, gpus=bool(gpu_ids))
+    data_dir = Path(fixed.pop("DATA_DIR", os.environ.get("DATA_DIR", str(DEFAULTS.data_dir))))
+    return Settings(
+        trials=options.trials,
+        output=options.output.resolve(),
+        storage=storage_url(options.storage, options.output),
+        study_name=options.study_name,
+        space=space,
+        launcher=launcher,
+        parallel=parallel,
+        gpus=gpu_ids,
+        job_env=fixed,
+        data_dir=data_dir.resolve(),
+        pruner=options.pruner,
+        sampler=options.sampler,
+        seed=options.seed,
+        trial_timeout=options.trial_timeout,
+        retries=options.retries,
+        heartbeat=options.heartbeat,
+        storage_retry=options.storage_retry,
+    )
+
+
+def storage_url(storage: str | None, output: Path) -> str:
+    """``--storage``, or by default the SQLite file ``<output>/study.db``."""
+    if storage:
+        return storage
+    return f"sqlite:///{(output / 'study.db').resolve()}"
+
+
+def existing_storage_url(storage: str | None, output: Path) -> str:
+    """:func:`storage_url` for a command that reads the study: a SQLite file must exist."""
+    url = storage_url(storage, output)
+    if url.startswith("sqlite:///"):
+        sqlite = Path(url[len("sqlite:///") :])
+        if not sqlite.is_file():
+            raise SettingsError(f"no study database at {sqlite}; run `search run` first.")
+    return url
+
+
+def parse_gpus(option: str | None, detect: Callable[[], list[str]]) -> list[str]:
+    """``--gpus``: a comma-separated list of ids, ``none``, or (not given) what ``detect``
+    finds."""
+    if option is None:
+        return detect()
+    if option.strip().lower() in ("none", ""):
+        return []
+    ids = [g.strip() for g in option.split(",") if g.strip()]
+    if not all(g.isdigit() for g in ids):
+        raise SettingsError(
+            f"--gpus {option!r} is not a comma-separated list of GPU ids or 'none'."
+        )
+    return ids
+
+
+def choose_launcher(name: str, image: str, say: Callable[[str], None]) -> str:
+    """``auto``: docker when a daemon answers and has the image, else local (said aloud)."""
+    if name != "auto":
+        return name
+    from search.launchers import docker_ready
+
+    ok, why = docker_ready(image)
+    chosen = "docker" if ok else "local"
+    say(f"launcher {chosen} ({why})")
+    return chosen
+
+
+def slots(
+    launcher: str,
+    gpu_ids: list[str],
+    trials_per_gpu: int,
+    parallel: int | None,
+    gpu_resource: str | None,
+) -> int:
+    """Trials at once: ``--parallel``, by default GPUs × K; refuse what cannot be honoured."""
+    if gpu_resource is not None and launcher != "kubernetes":
+        raise SettingsError(
+            f"--gpu-resource names a Kubernetes resource and applies to --launcher kubernetes "
+            f"only, not {launcher}; drop it."
+        )
+    if trials_per_gpu > 1 and not gpu_ids:
+        raise SettingsError(
+            f"--trials-per-gpu {trials_per_gpu} needs GPUs, and --gpus lists none (nor were "
+            "any detected); use --parallel to run several trials at once without GPUs."
+        )
+    count = len(gpu_ids) * trials_per_gpu
+    if parallel is None:
+        return max(1, count)
+    if gpu_ids and launcher != "kubernetes" and parallel > count:
+        raise SettingsError(
+            f"--parallel {parallel} exceeds {len(gpu_ids)} GPU(s) x --trials-per-gpu "
+            f"{trials_per_gpu} = {count} slots; raise --trials-per-gpu or lower --parallel."
+        )
+    return parallel
+
+
+def _template(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    from search.launchers.k8s_manifest import read_template
+
+    try:
+        return read_template(path)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _launcher(name: str, options: RunOptions, gpus: bool) -> Launcher:
+    from search.launchers import make_launcher
+
+    template = _template(options.job_template)
+    try:
+        return make_launcher(
+            name,
+            image=options.image,
+            namespace=options.namespace,
+            gpus=gpus,
+            template=template,
+            gpu_resource=options.gpu_resource,
+            trials_per_gpu=options.trials_per_gpu,
+        )
+    except ValueError as exc:  # a setting the launcher refuses: its message is the sentence
+        raise SettingsError(str(exc)) from None
+    except Exception as exc:
+        raise SettingsError(f"the {name} launcher cannot start: {first_line(exc)}") from None

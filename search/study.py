@@ -13,12 +13,8 @@ import optuna
 from optuna.trial import TrialState
 
 from search._optuna import quiet_experimental
-from search.storage import (
-    DEFAULT_RETRY_SECONDS,
-    RetryingStorage,
-    create_or_load_study,
-    make_storage,
-)
+from search.settings import DEFAULTS
+from search.storage import RetryingStorage, create_or_load_study, make_storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 """The states that count toward the budget."""
@@ -28,12 +24,12 @@ def open_study(
     storage_url: str,
     study_name: str,
     *,
-    pruner: str = "median",
-    sampler: str = "tpe",
+    pruner: str = DEFAULTS.pruner,
+    sampler: str = DEFAULTS.sampler,
     seed: int | None = None,
-    heartbeat: int = 10,
-    retries: int = 2,
-    retry_seconds: float = DEFAULT_RETRY_SECONDS,
+    heartbeat: int = DEFAULTS.heartbeat,
+    retries: int = DEFAULTS.retries,
+    retry_seconds: float = DEFAULTS.storage_retry,
     first_params: Mapping[str, Any] | None = None,
 ) -> tuple[optuna.Study, RetryingStorage]:
     """Create or load the study (maximising ``val_acc``) and return it with its storage; a
@@ -59,7 +55,7 @@ def open_study(
 
 
 def load_study(
-    storage_url: str, study_name: str, *, retry_seconds: float = DEFAULT_RETRY_SECONDS
+    storage_url: str, study_name: str, *, retry_seconds: float = DEFAULTS.storage_retry
 ) -> optuna.Study:
     """Load an existing study to read it; KeyError when the storage has no such study."""
     storage = make_storage(storage_url, retry_seconds=retry_seconds)

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 from search.launchers.base import LOST, Launcher, Run, TrialSpec
+from search.settings import DEFAULTS
 
 __all__ = ["LOST", "Launcher", "Run", "TrialSpec", "detect_gpus", "docker_ready", "make_launcher"]
 
 
-def make_launcher(name: str, **options: Any) -> Launcher:
+def make_launcher(
+    name: str,
+    *,
+    image: str = DEFAULTS.image,
+    namespace: str = DEFAULTS.namespace,
+    gpus: bool = True,
+    template: Mapping[str, Any] | None = None,
+    gpu_resource: str | None = None,
+    trials_per_gpu: int = DEFAULTS.trials_per_gpu,
+) -> Launcher:
     """Build the launcher ``name`` (local, docker, kubernetes) with its options.
 
-    Options: ``image`` (docker, kubernetes); ``namespace``, ``gpus`` (whether trials get a
-    GPU), ``template``, ``gpu_resource`` and ``trials_per_gpu`` (kubernetes). A setting the
-    launcher refuses raises ValueError with one sentence saying what to do.
+    ``image`` serves docker and kubernetes; ``namespace``, ``gpus`` (whether trials get a
+    GPU), ``template``, ``gpu_resource`` (``None``: the launcher's default, nvidia.com/gpu)
+    and ``trials_per_gpu`` serve kubernetes. A setting the launcher refuses raises
+    ValueError with one sentence saying what to do.
     """
     if name == "local":
         from search.launchers.local import LocalLauncher
@@ -25,18 +37,18 @@ def make_launcher(name: str, **options: Any) -> Launcher:
     if name == "docker":
         from search.launchers.docker import DockerLauncher
 
-        return DockerLauncher(image=options["image"])
+        return DockerLauncher(image=image)
     if name == "kubernetes":
         from search.launchers.kubernetes import KubernetesLauncher
 
-        shared: dict[str, Any] = {"trials_per_gpu": int(options.get("trials_per_gpu") or 1)}
-        if options.get("gpu_resource"):  # else the launcher's default, nvidia.com/gpu
-            shared["gpu_resource"] = options["gpu_resource"]
+        shared: dict[str, Any] = {"trials_per_gpu": trials_per_gpu}
+        if gpu_resource:
+            shared["gpu_resource"] = gpu_resource
         return KubernetesLauncher(
-            image=options["image"],
-            namespace=options.get("namespace") or "default",
-            gpu=bool(options.get("gpus", True)),
-            template=options.get("template"),
+            image=image,
+            namespace=namespace or DEFAULTS.namespace,
+            gpu=gpus,
+            template=template,
             **shared,
         )
     raise ValueError(f"unknown launcher {name!r}")

@@ -61,6 +61,20 @@ class Launcher(Protocol):
         """Start one run of the job as described by ``spec``."""
 
 
+class LogFileTail:
+    """``stderr_tail`` for a run whose stderr is kept in the file ``log_path``."""
+
+    log_path: Path | None
+
+    def stderr_tail(self) -> str:
+        """The last non-empty line of the run's log file: a process's stderr as it writes
+        it, a container's once it ended ("" when there is none)."""
+        try:
+            return last_line(self.log_path.read_text(errors="replace")) if self.log_path else ""
+        except OSError:
+            return ""
+
+
 def last_line(text: str) -> str:
     """The last non-empty line of ``text``."""
     for line in reversed(text.splitlines()):

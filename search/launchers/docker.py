@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from job.contract import JOB_LOG
-from search.launchers.base import LOST, TrialSpec, last_line
+from search.launchers.base import LOST, LogFileTail, TrialSpec
 
 DRIVER_LABEL = "resnet-job/driver"
 ARCHIVE_DIR = "/archive"  # where a host file:// archive appears in the container
@@ -42,7 +42,7 @@ def invoking_user() -> str:
     return f"{os.getuid()}:0"
 
 
-class DockerRun:
+class DockerRun(LogFileTail):
     """One trial container."""
 
     def __init__(self, container: Any, log_path: Path) -> None:
@@ -92,13 +92,6 @@ class DockerRun:
             self.container.remove(force=True)
         self._code = code
         return code
-
-    def stderr_tail(self) -> str:
-        """The last line of the container's stderr (once it ended)."""
-        try:
-            return last_line(self.log_path.read_text(errors="replace")) if self.log_path else ""
-        except OSError:
-            return ""
 
 
 class DockerLauncher:

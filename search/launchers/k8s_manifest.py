@@ -15,11 +15,13 @@ import importlib.resources
 import re
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from job.contract import VARIABLE_NAMES
+from search.errors import first_line
 from search.launchers.base import TrialSpec, env_items
 
 if TYPE_CHECKING:
@@ -51,6 +53,19 @@ def _packaged_template() -> str:
 def default_template() -> dict[str, Any]:
     """k8s/job.yaml, as shipped in the package, parsed (a fresh copy on every call)."""
     return yaml.safe_load(_packaged_template())
+
+
+def read_template(path: Path) -> dict[str, Any]:
+    """The first ``kind: Job`` document of the YAML file ``path`` (``--job-template``);
+    ValueError with one sentence when it cannot be read or holds no Job."""
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read the Job template {path}: {first_line(exc)}") from None
+    jobs = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Job"]
+    if not jobs:
+        raise ValueError(f"the Job template {path} holds no kind: Job document.")
+    return jobs[0]
 
 
 def check_gpu_resource(gpu_resource: str, trials_per_gpu: int, gpu: bool = True) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from job.contract import JOB_LOG, VARIABLE_NAMES
-from search.launchers.base import TrialSpec, last_line
+from search.launchers.base import LogFileTail, TrialSpec
 
 _DRIVER_ONLY = frozenset({"CUDA_VISIBLE_DEVICES", "SEARCH_STORAGE"})
 """Variables of the driver's environment that a trial never inherits: the GPU pin is set per
@@ -34,7 +34,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(137)
 
 
-class LocalRun:
+class LocalRun(LogFileTail):
     """A job process started by :class:`LocalLauncher`."""
 
     def __init__(self, proc: subprocess.Popen[str], log_path: Path) -> None:
@@ -61,13 +61,6 @@ class LocalRun:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         return 128 - code if code < 0 else code
-
-    def stderr_tail(self) -> str:
-        """The last non-empty line of the trial's log file."""
-        try:
-            return last_line(self.log_path.read_text(errors="replace")) if self.log_path else ""
-        except OSError:
-            return ""
 
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

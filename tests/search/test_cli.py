@@ -74,25 +74,6 @@ def test_help_lists_the_commands() -> None:
         assert command in proc.stdout
 
 
-@pytest.mark.parametrize(
-    ("launcher", "gpus", "per_gpu", "parallel", "slots"),
-    [
-        ("local", ["0", "1"], 2, None, 4),
-        ("docker", ["3"], 3, None, 3),
-        ("local", ["0", "1"], 2, 3, 3),
-        ("local", [], 1, None, 1),
-        ("local", [], 1, 4, 4),
-        ("kubernetes", ["0", "1"], 1, 8, 8),  # the cluster places them, not the driver
-    ],
-)
-def test_parallel_defaults_to_gpus_times_trials_per_gpu(
-    launcher: str, gpus: list[str], per_gpu: int, parallel: int | None, slots: int
-) -> None:
-    from search.__main__ import _slots
-
-    assert _slots(launcher, gpus, per_gpu, parallel, None) == slots
-
-
 def test_an_unreachable_database_exits_6_with_one_sentence_and_no_password(tmp_path) -> None:
     password = "Hunter2-Secret-77"
     port = _closed_port()

@@ -1,0 +1,154 @@
+"""The study's storage as Optuna sees it: every ``BaseStorage`` and ``BaseHeartbeat`` method
+forwarded to the RDB storage through the retry loop of :class:`~search.storage.retrying.Retrying`.
+
+Each method is written out (not generated) so that the class is a complete, concrete
+``BaseStorage`` that type checkers can see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from search._optuna import BaseHeartbeat, FrozenStudy
+from search.storage.retrying import Retrying
+
+
+class RetryingStorage(Retrying, BaseStorage, BaseHeartbeat):
+    """An Optuna storage that forwards every call to an :class:`RDBStorage` and retries a
+    call that failed because the database could not be reached.
+
+    Optuna only ever calls a storage through the methods of ``BaseStorage`` and
+    ``BaseHeartbeat``; each is forwarded with :meth:`_retry`.
+    """
+
+    # -- BaseStorage and BaseHeartbeat: every method forwarded to the RDB storage ----------
+
+    def create_new_study(
+        self, directions: Sequence[StudyDirection], study_name: str | None = None
+    ) -> int:
+        return self._retry(self.backend.create_new_study, directions, study_name)
+
+    def delete_study(self, study_id: int) -> None:
+        return self._retry(self.backend.delete_study, study_id)
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        return self._retry(self.backend.set_study_user_attr, study_id, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        return self._retry(self.backend.set_study_system_attr, study_id, key, value)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self._retry(self.backend.get_study_id_from_name, study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self._retry(self.backend.get_study_name_from_id, study_id)
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return self._retry(self.backend.get_study_directions, study_id)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._retry(self.backend.get_study_user_attrs, study_id)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return self._retry(self.backend.get_study_system_attrs, study_id)
+
+    def get_all_studies(self) -> list[FrozenStudy]:
+        return self._retry(self.backend.get_all_studies)
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        return self._retry(self.backend.create_new_trial, study_id, template_trial)
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+    ) -> None:
+        return self._retry(
+            self.backend.set_trial_param, trial_id, param_name, param_value_internal, distribution
+        )
+
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        return self._retry(
+            self.backend.get_trial_id_from_study_id_trial_number, study_id, trial_number
+        )
+
+    def get_trial_number_from_id(self, trial_id: int) -> int:
+        return self._retry(self.backend.get_trial_number_from_id, trial_id)
+
+    def get_trial_param(self, trial_id: int, param_name: str) -> float:
+        return self._retry(self.backend.get_trial_param, trial_id, param_name)
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        return self._retry_state(trial_id, state, values)
+
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        return self._retry(
+            self.backend.set_trial_intermediate_value, trial_id, step, intermediate_value
+        )
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        return self._retry(self.backend.set_trial_user_attr, trial_id, key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        return self._retry(self.backend.set_trial_system_attr, trial_id, key, value)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return self._retry(self.backend.get_trial, trial_id)
+
+    def get_all_trials(
+        self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        return self._retry(self.backend.get_all_trials, study_id, deepcopy, states)
+
+    def get_n_trials(
+        self, study_id: int, state: tuple[TrialState, ...] | TrialState | None = None
+    ) -> int:
+        return self._retry(self.backend.get_n_trials, study_id, state)
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        return self._retry(self.backend.get_best_trial, study_id)
+
+    def get_trial_params(self, trial_id: int) -> dict[str, Any]:
+        return self._retry(self.backend.get_trial_params, trial_id)
+
+    def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:
+        return self._retry(self.backend.get_trial_user_attrs, trial_id)
+
+    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
+        return self._retry(self.backend.get_trial_system_attrs, trial_id)
+
+    def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
+        return self._retry(self.backend.check_trial_is_updatable, trial_id, trial_state)
+
+    def remove_session(self) -> None:
+        return self._retry(self.backend.remove_session)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        return self._retry(self.backend.record_heartbeat, trial_id)
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return self._retry(self.backend._get_stale_trial_ids, study_id)
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self._retry(self.backend.get_heartbeat_interval)
+
+    def get_heartbeat_stale_trial_callback(
+        self,
+    ) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self._retry(self.backend.get_heartbeat_stale_trial_callback)
+
+    def get_failed_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self._retry(self.backend.get_failed_trial_callback)
