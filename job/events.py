@@ -7,12 +7,14 @@ TypedDict for that event names (docs/contract.md: events).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import sys
+from collections.abc import Mapping
 from typing import Any
 
-from job.contract import EVENT_VERSION, EVENTS
+from job.contract import EVENT_VERSION, EVENTS, TrainedEpoch
 
 
 def _finite(value: Any) -> Any:
@@ -58,3 +60,50 @@ def log(message: str) -> None:
     """Write one line of human-readable progress on stderr."""
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
+
+
+class EpochReporter:
+    """Reports each trained epoch: an ``epoch`` event on stdout, a progress line on stderr.
+
+    The line's ETA is the epochs left times the mean seconds (training plus evaluation) of the
+    epochs reported so far; call it with each :class:`TrainedEpoch` as training produces it.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self._seconds: list[float] = []
+
+    def __call__(self, record: TrainedEpoch) -> None:
+        seconds = record.train_seconds + record.eval_seconds
+        self._seconds.append(seconds)
+        emit(
+            "epoch",
+            epoch=record.epoch,
+            epochs=self.epochs,
+            train_loss=record.train_loss,
+            val_loss=record.val_loss,
+            val_acc=record.val_acc,
+            lr=record.lrs[-1] if record.lrs else 0.0,
+            seconds=seconds,
+            images_per_sec=record.images_per_sec,
+        )
+        eta = (self.epochs - record.epoch) * sum(self._seconds) / len(self._seconds)
+        log(
+            f"epoch {record.epoch}/{self.epochs}  train_loss {record.train_loss:.4f}  "
+            f"val_loss {record.val_loss:.4f}  val_acc {record.val_acc:.4f}  "
+            f"{record.images_per_sec:.0f} img/s  ETA {dt.timedelta(seconds=round(eta))}"
+        )
+
+
+def report_done(metrics: Mapping[str, Any], output_dir: str) -> None:
+    """The ``done`` event and the last progress line of a successful run, from its metrics."""
+    emit(
+        "done",
+        val_acc=metrics["val_acc"],
+        best_val_acc=metrics["best_val_acc"],
+        epochs=metrics["epochs"],
+        train_seconds=metrics["train_seconds"],
+        images_per_sec=metrics["images_per_sec"],
+        output_dir=output_dir,
+    )
+    log(f"done: val_acc {metrics['val_acc']:.4f} in {metrics['wall_seconds']:.1f} s")

@@ -8,6 +8,7 @@ the old champion or the new one, never a mix, and two runs promoting at once tak
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -18,6 +19,8 @@ from typing import Any
 from filelock import FileLock
 
 from job.contract import METRICS_JSON, PROMOTED
+from job.events import emit, log
+from job.files import write_json
 
 
 def champion_val_acc(promote_dir: Path) -> float | None:
@@ -61,6 +64,26 @@ def promote(
                     record({**decision, "promoted": False})
                 raise
         return decision
+
+
+def promote_run(output_dir: Path, promote_dir: Path, metrics: dict[str, Any]) -> None:
+    """Promote the finished run in ``output_dir`` if it beats PROMOTE_DIR's champion.
+
+    The decision is added to ``metrics`` as ``promotion`` and metrics.json rewritten with it
+    (before the files are copied, see :func:`promote`), then reported as a ``promote`` event.
+    """
+    run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+
+    def record(decision: dict[str, Any]) -> None:
+        metrics["promotion"] = decision
+        write_json(output_dir / METRICS_JSON, metrics)
+
+    decision = promote(output_dir, promote_dir, metrics["val_acc"], run_id, record)
+    emit("promote", **decision)
+    log(
+        f"promotion: {'promoted' if decision['promoted'] else 'kept the champion'} "
+        f"(this run {decision['val_acc']:.4f}, champion {decision['champion_val_acc']})"
+    )
 
 
 def _install(output_dir: Path, promote_dir: Path, run_id: str) -> None:

@@ -6,6 +6,8 @@ outputs never pays for them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +20,18 @@ from job.contract import (
     LOSSES_PNG,
     LRS_PNG,
     SAMPLES_PNG,
+    EpochRecord,
+    TrainedEpoch,
 )
 from job.files import atomic_write, write_json
-from job.loader import MEAN, STD
+from job.loader import MEAN, STD, DeviceLoader
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from job.data import Dataset
 
 SAMPLES = 32  # images in samples.png
 _COLS = 8  # samples.png grid columns
@@ -33,22 +39,28 @@ _LABEL = 10  # px: the band above each sample that holds its class
 _GAP = 2  # px between samples
 
 
-def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
+def trained_epochs(history: Sequence[EpochRecord]) -> list[TrainedEpoch]:
+    """The history's trained epochs: every record but the evaluation before training."""
+    return [h for h in history if isinstance(h, TrainedEpoch)]
+
+
+def history_frame(history: Sequence[EpochRecord]) -> pd.DataFrame:
     """One row per history entry; the per-batch ``lrs`` become first/last columns."""
     import pandas as pd
 
     rows = []
     for entry in history:
-        row = {k: v for k, v in entry.items() if k != "lrs"}
-        if entry.get("lrs"):
-            row["lr_first"], row["lr_last"] = entry["lrs"][0], entry["lrs"][-1]
+        row = {k: v for k, v in entry.to_json().items() if k != "lrs"}
+        if isinstance(entry, TrainedEpoch) and entry.lrs:
+            row["lr_first"], row["lr_last"] = entry.lrs[0], entry.lrs[-1]
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def write_history(output_dir: Path, history: list[dict[str, Any]]) -> None:
-    """history.json (the tutorial's list of dicts) and history.csv."""
-    write_json(output_dir / HISTORY_JSON, history)
+def write_history(output_dir: Path, history: Sequence[EpochRecord]) -> None:
+    """history.json (the tutorial's list of dicts, see :class:`job.contract.TrainedEpoch`)
+    and history.csv."""
+    write_json(output_dir / HISTORY_JSON, [entry.to_json() for entry in history])
     csv = history_frame(history).to_csv(index=False)
     atomic_write(output_dir / HISTORY_CSV, lambda f: f.write(csv.encode()))
 
@@ -74,34 +86,32 @@ def _integer_epochs(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
 
 
-def history_figures(history: list[dict[str, Any]]) -> dict[str, Figure]:
+def history_figures(history: Sequence[EpochRecord]) -> dict[str, Figure]:
     """The tutorial's three plots of ``history``, keyed by their file names.
 
     The epoch plots have whole-number ticks; the learning-rate plot marks where each epoch ends.
     """
-    epochs = [h["epoch"] for h in history]
-    trained = [h for h in history if "train_loss" in h]
+    epochs = [h.epoch for h in history]
+    trained = trained_epochs(history)
 
     accuracy, axes = _figure()
     ax = axes[0, 0]
-    ax.plot(epochs, [h["val_acc"] for h in history], "-x", label="validation")
+    ax.plot(epochs, [h.val_acc for h in history], "-x", label="validation")
     ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy vs. No. of epochs")
     _integer_epochs(ax)
     ax.legend()
 
     losses, axes = _figure()
     ax = axes[0, 0]
-    ax.plot(
-        [h["epoch"] for h in trained], [h["train_loss"] for h in trained], "-bx", label="training"
-    )
-    ax.plot(epochs, [h["val_loss"] for h in history], "-rx", label="validation")
+    ax.plot([h.epoch for h in trained], [h.train_loss for h in trained], "-bx", label="training")
+    ax.plot(epochs, [h.val_loss for h in history], "-rx", label="validation")
     ax.set(xlabel="epoch", ylabel="loss", title="Loss vs. No. of epochs")
     _integer_epochs(ax)
     ax.legend()
 
     lrs_fig, axes = _figure()
     ax = axes[0, 0]
-    lrs = [lr for h in trained for lr in h["lrs"]]
+    lrs = [lr for h in trained for lr in h.lrs]
     ax.plot(range(len(lrs)), lrs, label="one-cycle schedule")
     for i, end in enumerate(epoch_ends(trained)[:-1]):
         # Between the epoch's last batch and the next one's first.
@@ -117,17 +127,17 @@ def history_figures(history: list[dict[str, Any]]) -> dict[str, Figure]:
     return {ACCURACY_PNG: accuracy, LOSSES_PNG: losses, LRS_PNG: lrs_fig}
 
 
-def plot_history(output_dir: Path, history: list[dict[str, Any]]) -> None:
+def plot_history(output_dir: Path, history: Sequence[EpochRecord]) -> None:
     """accuracy.png, losses.png and lrs.png, as in the tutorial (see :func:`history_figures`)."""
     for name, fig in history_figures(history).items():
         _save(fig, output_dir / name)
 
 
-def epoch_ends(trained: list[dict[str, Any]]) -> list[int]:
+def epoch_ends(trained: Sequence[TrainedEpoch]) -> list[int]:
     """The batch number after each epoch's last batch (cumulative lengths of ``lrs``)."""
     ends, total = [], 0
     for entry in trained:
-        total += len(entry["lrs"])
+        total += len(entry.lrs)
         ends.append(total)
     return ends
 
@@ -184,3 +194,30 @@ def plot_samples(
 ) -> None:
     """samples.png: see :func:`samples_figure`."""
     _save(samples_figure(images, labels, classes, n), output_dir / SAMPLES_PNG)
+
+
+def start_samples(output_dir: Path, data: Dataset, seed: int) -> Future[None]:
+    """Draw samples.png from ``seed``'s :func:`sample_indices` on a thread of its own.
+
+    The drawing (matplotlib's import and the figure take ~0.5 s of one core) overlaps the
+    training; the run waits for the returned future, which re-raises what the drawing raised,
+    before it reports done, so every output exists when it exits 0.
+    """
+    picked = sample_indices(len(data.train_labels), seed)
+    sample = DeviceLoader(
+        data.train_images[picked], data.train_labels[picked], len(picked), train=True, seed=seed
+    )
+    images, labels = (t.cpu() for t in next(iter(sample.epoch())))
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resnet-job-plots")
+    drawn = background.submit(_draw_samples, output_dir, images, labels, data.classes)
+    background.shutdown(wait=False)
+    return drawn
+
+
+def _draw_samples(
+    output_dir: Path, images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
+) -> None:
+    plot_samples(output_dir, images, labels, classes)
+    # Warm what the end of the run imports (history.csv, the epoch plots' ticks) meanwhile.
+    import matplotlib.ticker  # noqa: F401
+    import pandas  # noqa: F401

@@ -20,6 +20,7 @@ from torch import nn
 from job import signals
 from job.checkpoint import CHECKPOINT, load_checkpoint, save_state
 from job.config import Config
+from job.contract import EpochRecord, Evaluation, TrainedEpoch, record_from_json
 from job.data import Dataset
 from job.errors import DivergedError, StoppedError
 from job.loader import DeviceLoader
@@ -31,11 +32,31 @@ _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass
 class FitResult:
-    """What training produced: the tutorial's history and the trained model."""
+    """What training produced: the tutorial's history, as records, and the trained model."""
 
-    history: list[dict[str, Any]]
+    records: list[EpochRecord]
     model: nn.Module
     resumed_from: int
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The history as history.json and the checkpoint hold it: one dict per record."""
+        return [record.to_json() for record in self.records]
+
+
+@dataclass
+class _Training:
+    """One run's training state: the loaders, the model, its optimizer, schedule and scaler."""
+
+    cfg: Config
+    train_dl: DeviceLoader
+    val_dl: DeviceLoader
+    model: nn.Module
+    step_model: nn.Module  # the model, or its torch.compile wrapper: what the steps call
+    optimizer: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.OneCycleLR
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], contextlib.AbstractContextManager]
 
 
 def fit(
@@ -43,12 +64,34 @@ def fit(
     data: Dataset,
     device: torch.device,
     precision: str,
-    on_epoch: Callable[[dict[str, Any]], None],
+    on_epoch: Callable[[TrainedEpoch], None],
 ) -> FitResult:
     """Train per the recipe, checkpointing after every epoch; resume from OUTPUT_DIR's one."""
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    training = _build(cfg, data, device, precision)
+    state = load_checkpoint(cfg.output_dir, cfg.fingerprint())
+    history, start_epoch = ([], 0) if state is None else _restore(training, state)
+    signals.set_training(True)
+    try:
+        if state is None:
+            _checkpoint(training, 0, history)  # a SIGTERM in epoch 1 still leaves a resumable state
+        if not history:
+            history.append(_evaluate_untrained(training))
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            record = _train_epoch(training, epoch)
+            history.append(record)
+            _checkpoint(training, epoch, history)
+            on_epoch(record)
+    finally:
+        signals.set_training(False)
+    return FitResult(records=history, model=training.model, resumed_from=start_epoch)
+
+
+def _build(cfg: Config, data: Dataset, device: torch.device, precision: str) -> _Training:
+    """The loaders on ``device``, then the model (its initialisation draws from the seeded
+    global RNG), the optimizer, the one-cycle schedule and the gradient scaler."""
     train_dl = DeviceLoader(
         data.train_images,
         data.train_labels,
@@ -71,63 +114,48 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     autocast = _autocast(device, precision)
+    return _Training(cfg, train_dl, val_dl, model, step_model, optimizer, sched, scaler, autocast)
 
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    ckpt_path = cfg.output_dir / CHECKPOINT
-    state = load_checkpoint(cfg.output_dir, cfg.fingerprint())
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
-        history = state["history"]
-        start_epoch = state["epoch"]
 
-    def checkpoint(epoch: int) -> None:
-        save_state(
-            ckpt_path,
-            {
-                "fingerprint": cfg.fingerprint(),
-                "epoch": epoch,
-                "history": history,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            },
-        )
+def _restore(training: _Training, state: dict[str, Any]) -> tuple[list[EpochRecord], int]:
+    """Load a verified checkpoint's states; return its history and the epoch it completed."""
+    device = training.train_dl.device
+    training.model.load_state_dict(state["model"])
+    training.optimizer.load_state_dict(state["optimizer"])
+    training.sched.load_state_dict(state["scheduler"])
+    training.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng_cpu"])
+    if device.type == "cuda" and state.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(state["rng_cuda"], device)
+    return [record_from_json(entry) for entry in state["history"]], state["epoch"]
 
-    signals.set_training(True)
-    try:
-        if state is None:
-            checkpoint(0)  # so a SIGTERM during the first epoch still leaves a resumable state
-        if not history:
-            t0 = time.perf_counter()
-            val_loss, val_acc = evaluate(step_model, val_dl, autocast)
-            history.append(
-                {
-                    "epoch": 0,
-                    "val_loss": val_loss,
-                    "val_acc": val_acc,
-                    "eval_seconds": time.perf_counter() - t0,
-                }
-            )
-        for epoch in range(start_epoch + 1, cfg.epochs + 1):
-            entry = _train_epoch(
-                step_model, train_dl, val_dl, optimizer, sched, scaler, autocast, cfg, epoch
-            )
-            history.append(entry)
-            checkpoint(epoch)
-            on_epoch(entry)
-    finally:
-        signals.set_training(False)
-    return FitResult(history=history, model=model, resumed_from=start_epoch)
+
+def _checkpoint(training: _Training, epoch: int, history: list[EpochRecord]) -> None:
+    """Save OUTPUT_DIR's checkpoint after ``epoch``; its history holds plain dicts."""
+    device = training.train_dl.device
+    save_state(
+        training.cfg.output_dir / CHECKPOINT,
+        {
+            "fingerprint": training.cfg.fingerprint(),
+            "epoch": epoch,
+            "history": [record.to_json() for record in history],
+            "model": training.model.state_dict(),
+            "optimizer": training.optimizer.state_dict(),
+            "scheduler": training.sched.state_dict(),
+            "scaler": training.scaler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        },
+    )
+
+
+def _evaluate_untrained(training: _Training) -> Evaluation:
+    """History entry 0: the model evaluated before the first step, as in the tutorial."""
+    t0 = time.perf_counter()
+    val_loss, val_acc = evaluate(training.step_model, training.val_dl, training.autocast)
+    return Evaluation(
+        epoch=0, val_loss=val_loss, val_acc=val_acc, eval_seconds=time.perf_counter() - t0
+    )
 
 
 _OptimizerClass = type[torch.optim.Adam] | type[torch.optim.SGD]
@@ -148,17 +176,30 @@ def _autocast(
     return contextlib.nullcontext
 
 
-def _train_epoch(
-    model: nn.Module,
-    train_dl: DeviceLoader,
-    val_dl: DeviceLoader,
-    optimizer: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    autocast: Callable[[], contextlib.AbstractContextManager],
-    cfg: Config,
-    epoch: int,
-) -> dict[str, Any]:
+def _train_epoch(training: _Training, epoch: int) -> TrainedEpoch:
+    """Train ``epoch`` (one pass of the seeded, augmented training set), then evaluate."""
+    train_loss, lrs, train_seconds = _train_steps(training, epoch)
+    t1 = time.perf_counter()
+    val_loss, val_acc = evaluate(training.step_model, training.val_dl, training.autocast)
+    return TrainedEpoch(
+        epoch=epoch,
+        train_loss=train_loss,
+        val_loss=val_loss,
+        val_acc=val_acc,
+        lrs=tuple(lrs),
+        train_seconds=train_seconds,
+        eval_seconds=time.perf_counter() - t1,
+        images_per_sec=training.train_dl.n / train_seconds if train_seconds > 0 else 0.0,
+    )
+
+
+def _train_steps(training: _Training, epoch: int) -> tuple[float, list[float], float]:
+    """One epoch's steps: the mean training loss, each step's lr and the seconds they took.
+
+    The loss and the first non-finite step stay on the device until the epoch ends.
+    """
+    model, optimizer, scaler = training.step_model, training.optimizer, training.scaler
+    grad_clip, train_dl = training.cfg.grad_clip, training.train_dl
     model.train()
     device = train_dl.device
     loss_sum = torch.zeros((), device=device)
@@ -171,17 +212,17 @@ def _train_epoch(
                 f"Stopped by SIGTERM during epoch {epoch}; {CHECKPOINT} holds epoch {epoch - 1}: "
                 "rerun with the same OUTPUT_DIR to resume."
             )
-        with autocast():
+        with training.autocast():
             loss = F.cross_entropy(model(images), labels)
         scaler.scale(loss).backward()
-        if cfg.grad_clip > 0:
+        if grad_clip > 0:
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
+            nn.utils.clip_grad_value_(model.parameters(), grad_clip)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         lrs.append(optimizer.param_groups[0]["lr"])  # the tutorial records lr before stepping
-        sched.step()
+        training.sched.step()
         loss = loss.detach().float()
         loss_sum += loss
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
@@ -195,18 +236,7 @@ def _train_epoch(
             f"Training diverged: the loss became non-finite at epoch {epoch}, step {bad_step}; "
             "lower MAX_LR or set GRAD_CLIP."
         )
-    t1 = time.perf_counter()
-    val_loss, val_acc = evaluate(model, val_dl, autocast)
-    return {
-        "epoch": epoch,
-        "train_loss": train_loss,
-        "val_loss": val_loss,
-        "val_acc": val_acc,
-        "lrs": lrs,
-        "train_seconds": train_seconds,
-        "eval_seconds": time.perf_counter() - t1,
-        "images_per_sec": train_dl.n / train_seconds if train_seconds > 0 else 0.0,
-    }
+    return train_loss, lrs, train_seconds
 
 
 def evaluate(

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from job.contract import HISTORY_CSV, HISTORY_JSON, PLOTS, SAMPLES_PNG
+from job.contract import (
+    HISTORY_CSV,
+    HISTORY_JSON,
+    PLOTS,
+    SAMPLES_PNG,
+    EpochRecord,
+    TrainedEpoch,
+    record_from_json,
+)
 from job.report import (
     epoch_ends,
     history_figures,
@@ -16,11 +24,17 @@ from job.report import (
     plot_samples,
     sample_indices,
     samples_figure,
+    trained_epochs,
     write_history,
 )
 
 
-def _history(epochs: int, batches: int) -> list[dict]:
+def _history(epochs: int, batches: int) -> list[EpochRecord]:
+    return [record_from_json(entry) for entry in _entries(epochs, batches)]
+
+
+def _entries(epochs: int, batches: int) -> list[dict]:
+    """A history as history.json holds it."""
     history: list[dict] = [{"epoch": 0, "val_loss": 2.3, "val_acc": 0.1, "eval_seconds": 0.1}]
     for e in range(1, epochs + 1):
         lrs = [0.01 * (e * batches + b) for b in range(batches)]
@@ -61,7 +75,11 @@ def test_lrs_plot_marks_each_boundary_between_epochs(epochs: int, batches: int) 
 
 @pytest.mark.parametrize(("lengths", "ends"), [([5], [5]), ([5, 5, 3], [5, 10, 13]), ([], [])])
 def test_epoch_ends_are_cumulative_batch_counts(lengths: list[int], ends: list[int]) -> None:
-    assert epoch_ends([{"lrs": [0.0] * n} for n in lengths]) == ends
+    trained = [
+        TrainedEpoch(e, 1.0, 1.0, 0.5, (0.0,) * n, 1.0, 0.1, 100.0)
+        for e, n in enumerate(lengths, 1)
+    ]
+    assert epoch_ends(trained) == ends
 
 
 @pytest.mark.parametrize("seed", [0, 1, 7])
@@ -93,11 +111,25 @@ def test_every_plot_is_written_as_a_png(tmp_path: Path) -> None:
 
 
 def test_history_files_round_trip(tmp_path: Path) -> None:
-    history = _history(2, 3)
-    write_history(tmp_path, history)
-    assert json.loads((tmp_path / HISTORY_JSON).read_text()) == history
+    write_history(tmp_path, _history(2, 3))
+    assert json.loads((tmp_path / HISTORY_JSON).read_text()) == _entries(2, 3)
     header = (tmp_path / HISTORY_CSV).read_text().splitlines()[0].split(",")
     assert {"epoch", "val_acc", "lr_first", "lr_last"} <= set(header) and "lrs" not in header
+
+
+def test_history_csv_has_one_row_per_entry_with_the_first_and_last_lr(tmp_path: Path) -> None:
+    import pandas as pd
+
+    write_history(tmp_path, _history(2, 3))
+    frame = pd.read_csv(tmp_path / HISTORY_CSV)
+    assert list(frame["epoch"]) == [0, 1, 2]
+    assert frame["train_loss"].isna().tolist() == [True, False, False]  # entry 0 trained nothing
+    assert list(frame["lr_first"][1:]) == pytest.approx([0.03, 0.06])
+    assert list(frame["lr_last"][1:]) == pytest.approx([0.05, 0.08])
+
+
+def test_trained_epochs_are_every_entry_but_the_evaluation_before_training() -> None:
+    assert [h.epoch for h in trained_epochs(_history(3, 2))] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("n", [1, 8, 13, 32])
