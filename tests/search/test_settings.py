@@ -86,7 +86,7 @@ def test_help_shows_the_settings_default(command: str, option: str, field: str) 
 def test_settings_and_run_options_take_their_defaults_from_defaults(field: str) -> None:
     settings = Settings(
         trials=1, output=Path(), storage="", study_name="", space=None, launcher=None
-    )  # type: ignore[arg-type]
+    )
     assert getattr(settings, field) == getattr(RunOptions(), field) == getattr(DEFAULTS, field)
 
 

@@ -1,10 +1,9 @@
 """The kubernetes launcher.
 
-No Kubernetes API server can run here, so: the trial Job is validated strictly against the
-real Kubernetes 1.31 OpenAPI schema (kubernetes-validate) and compared with k8s/job.yaml, its
-template (tests/k8s also runs the manifest policies on it), and the launcher's API calls run
-against a fake BatchV1Api/CoreV1Api that takes and returns the official client's model objects
-(V1Job, V1Pod, V1DeleteOptions, ApiException).
+No Kubernetes API server can run here, so the launcher's API calls run against a fake
+BatchV1Api/CoreV1Api that takes and returns the official client's model objects (V1Job,
+V1Pod, V1DeleteOptions, ApiException). The trial Job it creates is tested in
+test_k8s_manifest.py.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -21,156 +19,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from search.driver import Driver, Settings
-from search.launchers.base import LOST, TrialSpec
-from search.launchers.k8s_manifest import build_trial_job, job_name, label_value
+from search.launchers.base import LOST
 from search.launchers.kubernetes import KubernetesLauncher
 from search.space import build_space
 from tests.conftest import REPO
-
-JOB_YAML = REPO / "k8s" / "job.yaml"
-SPEC = TrialSpec(
-    name="resnet-job-7",
-    env={"MAX_LR": "0.02", "EPOCHS": "8"},
-    output_dir=Path("/output/search/trials/7"),
-    data_dir=Path("/data"),
-    labels={"study": "resnet-job", "trial": "7"},
-)
-MIG = "nvidia.com/mig-1g.10gb"
-
-
-def _job_yaml() -> dict:
-    return yaml.safe_load(JOB_YAML.read_text())
-
-
-def _dict(job: client.V1Job) -> dict:
-    return client.ApiClient().sanitize_for_serialization(job)
-
-
-def _build(template: dict | None = None, gpu: bool = True, **kw) -> dict:
-    job = build_trial_job(
-        SPEC, name="resnet-job-7-abc123", image="resnet-job:0.1.0", gpu=gpu, template=template, **kw
-    )
-    assert isinstance(job, client.V1Job)
-    return _dict(job)
-
-
-def _train(job: dict) -> dict:
-    (train,) = [c for c in job["spec"]["template"]["spec"]["containers"] if c["name"] == "train"]
-    return train
-
-
-def _with_mig(template: dict) -> dict:
-    """A --job-template that already asks for a MIG slice instead of a whole GPU."""
-    for kind in ("requests", "limits"):
-        res = _train(template)["resources"][kind]
-        del res["nvidia.com/gpu"]
-        res[MIG] = 1
-    return template
-
-
-# default: k8s/job.yaml as the package ships it; the others as --job-template gives them.
-TEMPLATES = {
-    "default": lambda: None,
-    "k8s/job.yaml": _job_yaml,
-    "mig template": lambda: _with_mig(_job_yaml()),
-}
-
-
-@pytest.mark.parametrize("gpu_resource", ["nvidia.com/gpu", MIG])
-@pytest.mark.parametrize("gpu", [True, False])
-@pytest.mark.parametrize("template", TEMPLATES)
-def test_trial_job_is_valid_kubernetes_1_31(template: str, gpu: bool, gpu_resource: str) -> None:
-    job = _build(TEMPLATES[template](), gpu, gpu_resource=gpu_resource)
-    kubernetes_validate.validate(job, "1.31", strict=True)
-
-
-@pytest.mark.parametrize("template", TEMPLATES)
-def test_trial_job_runs_one_attempt_of_the_trial(template: str) -> None:
-    job = _build(TEMPLATES[template]())
-    pod = job["spec"]["template"]["spec"]
-    train = _train(job)
-    env = {e["name"]: e.get("value") for e in train["env"]}
-    assert job["metadata"]["name"] == "resnet-job-7-abc123"
-    assert job["spec"]["backoffLimit"] == 0
-    assert job["spec"]["ttlSecondsAfterFinished"] > 0
-    assert pod["restartPolicy"] == "Never"
-    assert train["image"] == "resnet-job:0.1.0"
-    assert env["OUTPUT_DIR"] == "/output/search/trials/7"
-    assert env["MAX_LR"] == "0.02"
-    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
-        assert labels["resnet-job/study"] == "resnet-job"
-        assert labels["resnet-job/trial"] == "7"
-
-
-def _kept(job: dict) -> dict:
-    """What a trial Job must take from k8s/job.yaml unchanged."""
-    pod = job["spec"]["template"]["spec"]
-    train = _train(job)
-    return {
-        "podFailurePolicy": job["spec"]["podFailurePolicy"],
-        "activeDeadlineSeconds": job["spec"]["activeDeadlineSeconds"],
-        "podReplacementPolicy": job["spec"]["podReplacementPolicy"],
-        "pod securityContext": pod["securityContext"],
-        "terminationGracePeriodSeconds": pod["terminationGracePeriodSeconds"],
-        "automountServiceAccountToken": pod["automountServiceAccountToken"],
-        "volumes": pod["volumes"],
-        "container securityContext": train["securityContext"],
-        "volumeMounts": train["volumeMounts"],
-        "imagePullPolicy": train["imagePullPolicy"],
-        **{
-            f"{kind} {name}": str(value)
-            for kind, res in train["resources"].items()
-            for name, value in res.items()
-            if name in ("cpu", "memory")
-        },
-    }
-
-
-@pytest.mark.parametrize("gpu", [True, False])
-def test_trial_job_keeps_k8s_job_yaml_security_resources_and_failure_policy(gpu: bool) -> None:
-    expected = _kept(_job_yaml())
-    assert {"limits cpu", "limits memory", "requests cpu", "requests memory"} <= set(expected)
-    assert _kept(_build(gpu=gpu)) == expected
-
-
-@pytest.mark.parametrize("template", TEMPLATES)
-@pytest.mark.parametrize("gpu_resource", ["nvidia.com/gpu", MIG, "nvidia.com/gpu.shared"])
-def test_trial_job_requests_one_of_the_gpu_resource_and_nothing_else(
-    template: str, gpu_resource: str
-) -> None:
-    resources = _train(_build(TEMPLATES[template](), gpu_resource=gpu_resource))["resources"]
-    for kind in ("requests", "limits"):
-        gpus = {k: v for k, v in resources[kind].items() if k.startswith("nvidia.com/")}
-        assert gpus == {gpu_resource: "1"}, kind
-
-
-@pytest.mark.parametrize("template", TEMPLATES)
-def test_trial_job_without_gpu_requests_none_and_runs_on_cpu(template: str) -> None:
-    train = _train(_build(TEMPLATES[template](), gpu=False, gpu_resource=MIG))
-    assert "nvidia.com/" not in json.dumps(train["resources"])
-    assert {"cpu", "memory"} <= set(train["resources"]["limits"])
-    assert {"name": "DEVICE", "value": "cpu"} in train["env"]
-
-
-def test_trial_job_drops_template_variables_only_the_replaced_output_dir_used() -> None:
-    # k8s/job.yaml's JOB_NAME only builds its own OUTPUT_DIR, which the trial replaces.
-    names = [e["name"] for e in _train(_build())["env"]]
-    assert "JOB_NAME" not in names
-    assert names.count("OUTPUT_DIR") == 1
-
-
-def test_trial_job_keeps_template_variables_that_are_still_used() -> None:
-    template = _job_yaml()
-    train = _train(template)
-    train["env"] = [e for e in train["env"] if e["name"] != "DATA_DIR"] + [
-        {"name": "CACHE_ROOT", "value": "/data"},
-        {"name": "DATA_DIR", "value": "$(CACHE_ROOT)/cifar"},
-    ]
-    env = [(e["name"], e.get("value")) for e in _train(_build(template))["env"]]
-    names = [n for n, _ in env]
-    assert names.index("CACHE_ROOT") < names.index("DATA_DIR")  # order kept: $() expands
-    assert ("DATA_DIR", "$(CACHE_ROOT)/cifar") in env
-
+from tests.search.launchers.test_k8s_manifest import MIG, SPEC, as_dict
 
 # -- the GPU resource and several trials per GPU ---------------------------------------------
 
@@ -215,17 +68,6 @@ def test_several_trials_per_gpu_start_on_a_shared_resource_or_without_gpu(
     for run in runs:
         limits = cluster.jobs[run.name].spec.template.spec.containers[0].resources.limits
         assert limits.get(gpu_resource) == ("1" if gpu else None)
-
-
-@pytest.mark.parametrize(
-    ("raw", "ok"), [("resnet-job-3", True), ("My Study/#1", True), ("x" * 80, True)]
-)
-def test_names_and_labels_are_valid(raw: str, ok: bool) -> None:
-    name = job_name(raw)
-    assert len(name) <= 63 and name[0].isalnum() and name[-1].isalnum()
-    assert name == name.lower()
-    value = label_value(raw)
-    assert len(value) <= 63 and (not value or (value[0].isalnum() and value[-1].isalnum()))
 
 
 # -- the launcher against the client's models ---------------------------------------------
@@ -274,7 +116,7 @@ class FakeCluster:
     def create_namespaced_job(self, namespace: str, body: client.V1Job) -> client.V1Job:
         self.calls.append("create_namespaced_job")
         assert isinstance(body, client.V1Job)
-        kubernetes_validate.validate(_dict(body), "1.31", strict=True)
+        kubernetes_validate.validate(as_dict(body), "1.31", strict=True)
         self.jobs[body.metadata.name] = body
         return body
 
