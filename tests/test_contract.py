@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -14,11 +15,12 @@ DOC = (REPO / "docs" / "contract.md").read_text()
 
 
 def _section(heading: str) -> str:
-    """The text under ``heading`` (a markdown heading line) up to the next heading of its level."""
+    """The text under ``heading`` (a markdown heading line) up to the next heading of its level
+    or a higher one."""
     level = heading.split(" ", 1)[0]
     start = DOC.index(f"\n{heading}\n") + len(heading) + 2
-    end = DOC.find(f"\n{level} ", start)
-    return DOC[start : end if end >= 0 else None]
+    end = re.compile(rf"\n#{{1,{len(level)}}} ").search(DOC, start)
+    return DOC[start : end.start() if end else None]
 
 
 def _rows(section: str) -> dict[str, list[str]]:
@@ -85,3 +87,68 @@ def test_every_output_file_is_documented(name) -> None:
 @pytest.mark.parametrize("name", [*contract.PROMOTED, *contract.ARTIFACTS])
 def test_promoted_and_uploaded_files_are_named_in_the_layout(name) -> None:
     assert f"`{name}`" in _section("## Output layout")
+
+
+def _history_fields() -> dict[str, list[str]]:
+    return {k: v for k, v in _rows(_section("### `history.json`")).items() if k != "field"}
+
+
+def test_the_doc_lists_exactly_the_history_records_fields_in_order() -> None:
+    fields = [f.name for f in dataclasses.fields(contract.TrainedEpoch)]
+    assert list(_history_fields()) == fields
+    assert {f.name for f in dataclasses.fields(contract.Evaluation)} <= set(fields)
+
+
+def test_the_doc_says_which_history_entries_have_each_field() -> None:
+    evaluation = {f.name for f in dataclasses.fields(contract.Evaluation)}
+    for name, (_type, _unit, entries, _meaning) in _history_fields().items():
+        assert entries == ("all" if name in evaluation else "epochs ≥ 1"), name
+
+
+def _trained_entry(epoch: int = 1) -> dict:
+    return {
+        "epoch": epoch,
+        "train_loss": 1.5,
+        "val_loss": 1.25,
+        "val_acc": 0.5,
+        "lrs": [0.001, 0.002],
+        "train_seconds": 2.0,
+        "eval_seconds": 0.5,
+        "images_per_sec": 200.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("entry", "kind"),
+    [
+        ({"epoch": 0, "val_loss": 2.3, "val_acc": 0.1, "eval_seconds": 0.25}, contract.Evaluation),
+        (_trained_entry(), contract.TrainedEpoch),
+    ],
+    ids=["evaluation", "trained"],
+)
+def test_a_history_entry_round_trips_through_its_record_with_its_key_order(entry, kind) -> None:
+    record = contract.record_from_json(entry)
+    assert type(record) is kind
+    assert list(record.to_json().items()) == list(entry.items())
+    assert json.loads(json.dumps(record.to_json())) == entry
+
+
+def test_a_trained_epochs_lrs_are_immutable_in_the_record_and_a_list_in_json() -> None:
+    record = contract.record_from_json(_trained_entry())
+    assert record.lrs == (0.001, 0.002) and record.to_json()["lrs"] == [0.001, 0.002]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.val_acc = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"epoch": 0, "val_loss": 2.3, "val_acc": 0.1},  # a key missing
+        {**_trained_entry(), "surprise": 1},  # a key too many
+        {k: v for k, v in _trained_entry().items() if k != "lrs"},  # neither record
+    ],
+    ids=["missing", "extra", "neither"],
+)
+def test_an_entry_that_is_neither_record_is_refused(entry) -> None:
+    with pytest.raises(ValueError, match="not a history entry"):
+        contract.record_from_json(entry)

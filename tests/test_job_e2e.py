@@ -1,5 +1,6 @@
 """`python -m job` end to end, as real subprocesses on small generated archives."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -36,6 +37,32 @@ def test_run_over_http_writes_every_output(archives, tmp_path, http_server, layo
     assert metrics["val_acc"] == result.of("done")[0]["val_acc"] == history[-1]["val_acc"]
     for png in ("accuracy.png", "losses.png", "lrs.png", "samples.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_history_json_entries_are_the_contracts_records(archives, tmp_path) -> None:
+    from job.contract import Evaluation, TrainedEpoch, record_from_json
+
+    result = run_job(job_env(tmp_path, DATA_URL=archives["python"].as_uri(), EPOCHS=2))
+    assert result.code == 0, result.stderr
+    out = tmp_path / "output"
+    history = json.loads((out / "history.json").read_text())
+    records = [record_from_json(entry) for entry in history]
+    assert [type(r) for r in records] == [Evaluation, TrainedEpoch, TrainedEpoch]
+    for entry, record in zip(history, records, strict=True):
+        fields = [f.name for f in dataclasses.fields(record)]
+        assert list(entry) == fields and record.to_json() == entry
+    # The checkpoint's history holds the same plain dicts (its format is unchanged).
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["history"] == history
+    for event, record in zip(result.of("epoch"), records[1:], strict=True):
+        assert (event["epoch"], event["val_acc"], event["lr"]) == (
+            record.epoch,
+            record.val_acc,
+            record.lrs[-1],
+        )
+        assert event["seconds"] == record.train_seconds + record.eval_seconds
+    progress = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in progress] == ["1/2", "2/2"]
+    assert all("img/s  ETA " in line for line in progress)
 
 
 def test_epoch_events_carry_the_contract_fields(archives, tmp_path) -> None:

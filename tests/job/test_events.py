@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from job.contract import EVENT_VERSION, EVENTS
-from job.events import emit
+from job.contract import EVENT_VERSION, EVENTS, TrainedEpoch
+from job.events import EpochReporter, emit, report_done
 
 
 def _fields(name: str) -> dict[str, object]:
@@ -52,3 +52,69 @@ def test_the_optional_reason_is_allowed_on_error(capsys) -> None:
 def test_non_finite_numbers_become_null(capsys, value: float) -> None:
     emit("epoch", **{**_fields("epoch"), "train_loss": value})
     assert json.loads(capsys.readouterr().out)["train_loss"] is None
+
+
+def _trained(epoch: int, seconds: float = 1.5) -> TrainedEpoch:
+    return TrainedEpoch(
+        epoch=epoch,
+        train_loss=1.25,
+        val_loss=1.5,
+        val_acc=0.625,
+        lrs=(0.001, 0.004),
+        train_seconds=seconds,
+        eval_seconds=0.5,
+        images_per_sec=3200.0,
+    )
+
+
+def test_the_epoch_reporter_emits_the_epoch_event_from_the_record(capsys) -> None:
+    EpochReporter(epochs=4)(_trained(1))
+    out = capsys.readouterr().out
+    assert json.loads(out) == {
+        "v": EVENT_VERSION,
+        "event": "epoch",
+        "epoch": 1,
+        "epochs": 4,
+        "train_loss": 1.25,
+        "val_loss": 1.5,
+        "val_acc": 0.625,
+        "lr": 0.004,  # the epoch's last
+        "seconds": 2.0,  # training plus evaluation
+        "images_per_sec": 3200.0,
+    }
+
+
+def test_the_epoch_reporters_eta_is_the_epochs_left_times_their_mean(capsys) -> None:
+    report = EpochReporter(epochs=10)
+    report(_trained(1, seconds=9.5))  # 10 s an epoch: 9 left
+    report(_trained(2, seconds=29.5))  # a mean of 20 s: 8 left
+    first, second = capsys.readouterr().err.splitlines()
+    assert first == (
+        "epoch 1/10  train_loss 1.2500  val_loss 1.5000  val_acc 0.6250  3200 img/s  ETA 0:01:30"
+    )
+    assert second.startswith("epoch 2/10  ") and second.endswith("ETA 0:02:40")
+
+
+def test_done_reports_the_metrics(capsys) -> None:
+    metrics = {
+        "val_acc": 0.75,
+        "best_val_acc": 0.8,
+        "epochs": 3,
+        "train_seconds": 12.0,
+        "images_per_sec": 250.0,
+        "wall_seconds": 20.04,
+        "n_train": 1000,
+    }
+    report_done(metrics, "/output")
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {
+        "v": EVENT_VERSION,
+        "event": "done",
+        "val_acc": 0.75,
+        "best_val_acc": 0.8,
+        "epochs": 3,
+        "train_seconds": 12.0,
+        "images_per_sec": 250.0,
+        "output_dir": "/output",
+    }
+    assert captured.err == "done: val_acc 0.7500 in 20.0 s\n"

@@ -1,10 +1,11 @@
 import json
 import multiprocessing
+import re
 from pathlib import Path
 
 import pytest
 
-from job.promote import champion_val_acc, promote
+from job.promote import champion_val_acc, promote, promote_run
 
 
 def _run_dir(root: Path, name: str, val_acc: float) -> Path:
@@ -76,3 +77,37 @@ def test_a_failed_promotion_leaves_no_staging_and_records_no_promotion(tmp_path)
         assert not list((promote_dir / "runs").glob("*"))
         assert not (promote_dir / "champion").exists()
     assert json.loads((out / "metrics.json").read_text())["promotion"]["promoted"] is False
+
+
+def test_promote_run_records_the_decision_in_metrics_json_and_reports_it(tmp_path, capsys) -> None:
+    promote_dir = tmp_path / "promote"
+    out = _run_dir(tmp_path, "a", 0.7)
+    metrics = {"val_acc": 0.7, "epochs": 2}
+    promote_run(out, promote_dir, metrics)
+    decision = {
+        "promoted": True,
+        "val_acc": 0.7,
+        "champion_val_acc": None,
+        "champion": str(promote_dir / "champion"),
+    }
+    assert metrics == {"val_acc": 0.7, "epochs": 2, "promotion": decision}
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert json.loads((promote_dir / "champion" / "metrics.json").read_text()) == metrics
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"v": 1, "event": "promote", **decision}
+    assert captured.err == "promotion: promoted (this run 0.7000, champion None)\n"
+    (run,) = (promote_dir / "runs").iterdir()
+    assert re.fullmatch(r"\d{8}T\d{6}Z-\d+", run.name)  # UTC time and pid
+
+
+def test_promote_run_keeps_a_better_champion(tmp_path, capsys) -> None:
+    promote_dir = tmp_path / "promote"
+    _promote(_run_dir(tmp_path, "a", 0.8), promote_dir, 0.8, "a")
+    metrics = {"val_acc": 0.6}
+    promote_run(_run_dir(tmp_path, "b", 0.6), promote_dir, metrics)
+    assert metrics["promotion"]["promoted"] is False
+    assert metrics["promotion"]["champion_val_acc"] == 0.8
+    assert (
+        capsys.readouterr().err == "promotion: kept the champion (this run 0.6000, champion 0.8)\n"
+    )
+    assert champion_val_acc(promote_dir) == 0.8

@@ -1,14 +1,20 @@
-"""The training loop's optimizer (job/train.py)."""
+"""The training loop (job/train.py): its optimizer, the records it produces, resume."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from job.train import optimizer_class
+from job.checkpoint import load_checkpoint
+from job.config import Config, from_env
+from job.contract import EpochRecord, Evaluation, TrainedEpoch
+from job.data import load_dataset
+from job.errors import StoppedError
+from job.train import FitResult, fit, optimizer_class
 from tests.conftest import REPO
 
 
@@ -74,3 +80,74 @@ def test_an_eager_optimizer_never_imports_dynamo() -> None:
         [sys.executable, "-c", _NO_DYNAMO], cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
+
+
+# -- fit: records out, plain dicts in the checkpoint, resume --------------------------------
+
+_TIMINGS = {"train_seconds", "eval_seconds", "images_per_sec"}
+
+
+def _config(archive: Path, root: Path, name: str) -> Config:
+    return from_env(
+        {
+            "DATA_URL": archive.as_uri(),
+            "DATA_DIR": str(root / "data"),
+            "OUTPUT_DIR": str(root / name),
+            "DEVICE": "cpu",
+            "PRECISION": "fp32",
+            "EPOCHS": "2",
+            "BATCH_SIZE": "64",
+            "MODEL_WIDTH": "0.125",
+            "SEED": "5",
+        }
+    )
+
+
+def _fit(cfg: Config, stop_after: int | None = None) -> tuple[FitResult, list[TrainedEpoch]]:
+    reported: list[TrainedEpoch] = []
+
+    def on_epoch(record: TrainedEpoch) -> None:
+        reported.append(record)
+        if record.epoch == stop_after:  # after the epoch's checkpoint, as SIGTERM would
+            raise StoppedError(f"stopped after epoch {stop_after}")
+
+    cfg.output_dir.mkdir(parents=True, exist_ok=True)
+    return fit(cfg, load_dataset(cfg), torch.device("cpu"), "fp32", on_epoch), reported
+
+
+def _untimed(records: list[EpochRecord]) -> list[dict]:
+    return [{k: v for k, v in r.to_json().items() if k not in _TIMINGS} for r in records]
+
+
+@pytest.fixture(scope="module")
+def fits(archives: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """An uninterrupted fit, and one stopped after epoch 1 (its checkpoint) then resumed."""
+    root = tmp_path_factory.mktemp("fit")
+    whole, reported = _fit(_config(archives["python"], root, "whole"))
+    cfg = _config(archives["python"], root, "resumed")
+    with pytest.raises(StoppedError):
+        _fit(cfg, stop_after=1)
+    saved = load_checkpoint(cfg.output_dir, cfg.fingerprint())
+    resumed, _ = _fit(cfg)
+    return {"whole": whole, "reported": reported, "saved": saved, "resumed": resumed}
+
+
+def test_fit_produces_an_evaluation_then_one_trained_epoch_each(fits: dict) -> None:
+    records = fits["whole"].records
+    assert [type(r) for r in records] == [Evaluation, TrainedEpoch, TrainedEpoch]
+    assert [r.epoch for r in records] == [0, 1, 2]
+    assert fits["reported"] == records[1:]  # on_epoch gets each trained epoch's record
+    assert all(len(r.lrs) == 7 for r in records[1:])  # ceil(400 / 64) batches
+
+
+def test_the_checkpoint_history_holds_the_records_as_plain_dicts(fits: dict) -> None:
+    saved = fits["saved"]
+    assert saved["epoch"] == 1
+    assert all(type(entry) is dict for entry in saved["history"])
+    assert saved["history"] == [r.to_json() for r in fits["resumed"].records[:2]]
+    assert fits["resumed"].history == [r.to_json() for r in fits["resumed"].records]
+
+
+def test_a_resumed_fit_ends_with_the_uninterrupted_history(fits: dict) -> None:
+    assert fits["resumed"].resumed_from == 1
+    assert _untimed(fits["resumed"].records) == _untimed(fits["whole"].records)

@@ -1,0 +1,88 @@
+"""metrics.json's contents from a run's records (job/metrics.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from job.contract import Evaluation, TrainedEpoch
+from job.data import Dataset
+from job.metrics import run_metrics
+from job.train import FitResult
+
+KEYS = [
+    "val_acc",
+    "val_loss",
+    "train_loss",
+    "best_val_acc",
+    "best_epoch",
+    "epochs",
+    "resumed_from",
+    "train_seconds",
+    "images_per_sec",
+    "wall_seconds",
+    "n_train",
+    "n_test",
+    "parameters",
+    "device",
+    "device_name",
+    "precision",
+    "torch_version",
+    "cuda_version",
+    "data_sha256",
+    "data_layout",
+]
+
+
+def _data(n_train: int = 100, n_test: int = 40) -> Dataset:
+    return Dataset(
+        train_images=torch.zeros(n_train, 3, 32, 32, dtype=torch.uint8),
+        train_labels=torch.zeros(n_train, dtype=torch.long),
+        test_images=torch.zeros(n_test, 3, 32, 32, dtype=torch.uint8),
+        test_labels=torch.zeros(n_test, dtype=torch.long),
+        classes=tuple("abcdefghij"),
+        sha256="ab" * 32,
+        layout="python",
+    )
+
+
+def _epoch(epoch: int, val_acc: float, train_seconds: float) -> TrainedEpoch:
+    return TrainedEpoch(epoch, 1.0 / epoch, 2.0 / epoch, val_acc, (0.01,), train_seconds, 0.5, 1.0)
+
+
+def _result(*trained: TrainedEpoch, resumed_from: int = 0) -> FitResult:
+    return FitResult(
+        records=[Evaluation(0, 2.3, 0.1, 0.25), *trained],
+        model=torch.nn.Linear(4, 3),  # 15 parameters
+        resumed_from=resumed_from,
+    )
+
+
+def test_metrics_have_the_contracts_keys_in_order() -> None:
+    metrics = run_metrics(_result(_epoch(1, 0.5, 2.0)), _data(), torch.device("cpu"), "fp32", 0.0)
+    assert list(metrics) == KEYS
+
+
+def test_metrics_summarise_the_trained_epochs() -> None:
+    result = _result(_epoch(1, 0.5, 2.0), _epoch(2, 0.7, 3.0), _epoch(3, 0.6, 5.0), resumed_from=1)
+    started = time.perf_counter()
+    metrics = run_metrics(result, _data(), torch.device("cpu"), "bf16", started)
+    assert metrics["val_acc"] == 0.6 and metrics["val_loss"] == pytest.approx(2.0 / 3)
+    assert metrics["train_loss"] == pytest.approx(1.0 / 3)
+    assert (metrics["best_val_acc"], metrics["best_epoch"]) == (0.7, 2)
+    assert (metrics["epochs"], metrics["resumed_from"]) == (3, 1)
+    assert metrics["train_seconds"] == 10.0
+    assert metrics["images_per_sec"] == 100 * 3 / 10.0
+    assert 0 <= metrics["wall_seconds"] < 60
+    assert (metrics["n_train"], metrics["n_test"], metrics["parameters"]) == (100, 40, 15)
+    assert (metrics["device"], metrics["precision"]) == ("cpu", "bf16")
+    assert (metrics["data_sha256"], metrics["data_layout"]) == ("ab" * 32, "python")
+
+
+def test_a_run_with_nothing_trained_reports_its_evaluation() -> None:
+    metrics = run_metrics(_result(), _data(), torch.device("cpu"), "fp32", time.perf_counter())
+    assert (metrics["val_acc"], metrics["best_epoch"], metrics["epochs"]) == (0.1, 0, 0)
+    assert metrics["train_loss"] is None
+    assert (metrics["train_seconds"], metrics["images_per_sec"]) == (0, 0.0)
