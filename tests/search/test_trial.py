@@ -1,0 +1,195 @@
+"""search.trial: one trial's runs, events and result, against a real Optuna study on SQLite
+and the stand-in job (tests/search/stub_job.py) run as a local process."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from job.contract import EXIT_MEANINGS, DriverExit, ExitCode
+from search._optuna import quiet_experimental
+from search.errors import StudyStopped
+from search.launchers.base import LOST
+from search.launchers.local import LocalLauncher
+from search.settings import Settings
+from search.space import build_space
+from search.storage import Requeue
+from search.study import open_study
+from search.trial import DOES_NOT_FIT, TrialRunner, _Outcome, _why
+from tests.search.helpers import STUB
+
+SPACE = {"max_lr": {"low": 1e-3, "high": 1e-1, "log": True}}
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Iterator[optuna.Study]:
+    """A study on SQLite in ``tmp_path`` whose pruner prunes any epoch below 0.9."""
+    study, _ = open_study(f"sqlite:///{tmp_path / 'study.db'}", "t", pruner="none")
+    study.pruner = optuna.pruners.ThresholdPruner(lower=0.9)
+    yield study
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    with quiet_experimental():  # heartbeats come from the driver's thread, as in the driver
+        return study.ask()
+
+
+def _runner(tmp_path: Path, study: optuna.Study, command: list[str], **settings: Any):
+    values: dict[str, Any] = {
+        "trials": 1,
+        "output": tmp_path / "out",
+        "storage": f"sqlite:///{tmp_path / 'study.db'}",
+        "study_name": "t",
+        "space": build_space(SPACE),
+        "launcher": LocalLauncher(command),
+        "data_dir": tmp_path / "data",
+        "stop_grace": 5,
+        **settings,
+    }
+    options = Settings(**values)
+    study.pruner = optuna.pruners.NopPruner()  # one epoch then an exit: nothing to prune
+    requeue = Requeue(options.retries)
+    return TrialRunner(options, study, study._storage, threading.Event(), requeue)
+
+
+def _run(tmp_path: Path, study: optuna.Study, plan: str, **settings: Any):
+    runner = _runner(tmp_path, study, [sys.executable, str(STUB), plan], **settings)
+    return runner.run(_ask(study), None)
+
+
+# -- a run's exit code in words ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (ExitCode.DONE, "the job ended without a done event"),
+        (LOST, "the run disappeared"),
+        (137, "killed (exit 137)"),
+        (ExitCode.DIVERGED, f"{EXIT_MEANINGS[ExitCode.DIVERGED]} (exit 4)"),
+        (ExitCode.STOPPED, f"{EXIT_MEANINGS[ExitCode.STOPPED]} (exit 143)"),
+        (42, "exit 42"),
+    ],
+)
+def test_an_exit_code_is_said_in_words(code: int, words: str) -> None:
+    assert _why(code) == words
+
+
+# -- the events of a run -----------------------------------------------------------------------
+
+
+def _epoch(epoch: int, val_acc: float, epochs: int = 3) -> dict[str, Any]:
+    return {"event": "epoch", "epoch": epoch, "epochs": epochs, "val_acc": val_acc}
+
+
+def test_each_epoch_is_reported_once(study: optuna.Study) -> None:
+    trial = _ask(study)
+    outcome = _Outcome(trial)
+    for event in (_epoch(1, 0.95), _epoch(2, 0.96), _epoch(2, 0.1)):  # a resumed run repeats
+        outcome.on_event(event)
+    assert study.trials[0].intermediate_values == {1: 0.95, 2: 0.96}
+    assert outcome.epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("event", "latest", "pruned"),
+    [
+        (_epoch(1, 0.5), True, True),
+        (_epoch(1, 0.5), False, False),  # more is waiting to be read: not the run's latest
+        (_epoch(3, 0.5), True, False),  # the final epoch: the run is complete
+        (_epoch(1, 0.95), True, False),
+    ],
+)
+def test_the_pruner_decides_on_the_latest_epoch_before_the_last(
+    study: optuna.Study, event: dict[str, Any], latest: bool, pruned: bool
+) -> None:
+    outcome = _Outcome(_ask(study))
+    assert outcome.on_event(event, latest=latest) is pruned
+    assert (outcome.state == TrialState.PRUNED) is pruned
+
+
+@pytest.mark.parametrize(
+    ("event", "field", "value"),
+    [
+        ({"event": "done", "val_acc": 0.91}, "val_acc", 0.91),
+        ({"event": "error", "message": "disk full", "reason": "disk"}, "error", "disk full"),
+        ({"event": "error", "message": "oom", "reason": "memory"}, "resource", "memory"),
+        ({"event": "start", "pid": 7}, "val_acc", None),
+    ],
+)
+def test_done_and_error_events_are_kept(
+    study: optuna.Study, event: dict[str, Any], field: str, value: object
+) -> None:
+    outcome = _Outcome(_ask(study))
+    assert outcome.on_event(event) is False
+    assert getattr(outcome, field) == value
+
+
+# -- runs through the local launcher -----------------------------------------------------------
+
+
+def test_a_complete_run_records_its_result(tmp_path: Path, study: optuna.Study) -> None:
+    frozen = _run(tmp_path, study, "*=done", job_env={"EPOCHS": "3"})
+    assert frozen.state == TrialState.COMPLETE
+    assert frozen.value == pytest.approx(0.8)
+    attrs = frozen.user_attrs
+    assert (attrs["exit_code"], attrs["epochs"], attrs["attempts"]) == (0, 3, 1)
+    assert attrs["output_dir"] == str(tmp_path / "out" / "trials" / "0")
+    assert attrs["launcher"] == "local"
+    assert Path(attrs["log"]).is_file()
+
+
+def test_a_launcher_that_cannot_start_fails_the_trial(tmp_path: Path, study: optuna.Study) -> None:
+    runner = _runner(tmp_path, study, [str(tmp_path / "no-such-program")])
+    frozen = runner.run(_ask(study), None)
+    assert frozen.state == TrialState.FAIL
+    assert frozen.user_attrs["fail_reason"].startswith("the launcher could not start the run:")
+    assert frozen.user_attrs["exit_code"] == LOST
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_a_run_preempted_every_time_fails_once_its_retries_are_used(
+    tmp_path: Path, study: optuna.Study, retries: int
+) -> None:
+    frozen = _run(tmp_path, study, "*=exit143", retries=retries)
+    assert frozen.state == TrialState.FAIL
+    assert frozen.user_attrs["attempts"] == retries + 1
+    assert frozen.user_attrs["fail_reason"] == _why(ExitCode.STOPPED)
+
+
+@pytest.mark.parametrize(
+    ("plan", "code", "what"),
+    [
+        ("*=exit2", DriverExit.BAD_INPUT, "rejected its configuration"),
+        ("*=exit3", DriverExit.NO_DATA, "found no data"),
+        ("*=exit5-disk", DriverExit.RESOURCES, "ran out of disk space"),
+    ],
+)
+def test_a_failure_every_trial_would_repeat_stops_the_study(
+    tmp_path: Path, study: optuna.Study, plan: str, code: DriverExit, what: str
+) -> None:
+    with pytest.raises(StudyStopped, match=what) as stopped:
+        _run(tmp_path, study, plan)
+    assert stopped.value.code == code
+    assert "stub failure" in str(stopped.value)  # the job's own sentence
+    assert study.trials[0].state == TrialState.FAIL
+
+
+@pytest.mark.parametrize(
+    ("plan", "reason"),
+    [("*=exit5-memory", DOES_NOT_FIT), ("*=exit4", _why(ExitCode.DIVERGED))],
+)
+def test_a_failure_of_this_trial_alone_is_recorded_and_the_study_goes_on(
+    tmp_path: Path, study: optuna.Study, plan: str, reason: str
+) -> None:
+    frozen = _run(tmp_path, study, plan)
+    assert frozen.state == TrialState.FAIL
+    assert frozen.user_attrs["fail_reason"] == reason
+    assert "stub failure" in frozen.user_attrs["stderr"]
