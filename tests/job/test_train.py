@@ -15,7 +15,7 @@ from job.contract import EpochRecord, Evaluation, TrainedEpoch
 from job.data import load_dataset
 from job.errors import StoppedError
 from job.train import FitResult, fit, optimizer_class
-from tests.conftest import REPO
+from tests.conftest import REPO, job_env
 
 
 def _train(opt_cls: type[torch.optim.Optimizer], steps: int = 5) -> tuple[dict, dict]:
@@ -87,20 +87,9 @@ def test_an_eager_optimizer_never_imports_dynamo() -> None:
 _TIMINGS = {"train_seconds", "eval_seconds", "images_per_sec"}
 
 
-def _config(archive: Path, root: Path, name: str) -> Config:
-    return from_env(
-        {
-            "DATA_URL": archive.as_uri(),
-            "DATA_DIR": str(root / "data"),
-            "OUTPUT_DIR": str(root / name),
-            "DEVICE": "cpu",
-            "PRECISION": "fp32",
-            "EPOCHS": "2",
-            "BATCH_SIZE": "64",
-            "MODEL_WIDTH": "0.125",
-            "SEED": "5",
-        }
-    )
+def _config(archive: Path, root: Path) -> Config:
+    """job_env's quick CPU run (2 epochs, width 0.125) in fp32, with DATA_DIR in ``root``."""
+    return from_env(job_env(root, DATA_URL=archive.as_uri(), PRECISION="fp32", SEED=5))
 
 
 def _fit(cfg: Config, stop_after: int | None = None) -> tuple[FitResult, list[TrainedEpoch]]:
@@ -123,8 +112,8 @@ def _untimed(records: list[EpochRecord]) -> list[dict]:
 def fits(archives: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
     """An uninterrupted fit, and one stopped after epoch 1 (its checkpoint) then resumed."""
     root = tmp_path_factory.mktemp("fit")
-    whole, reported = _fit(_config(archives["python"], root, "whole"))
-    cfg = _config(archives["python"], root, "resumed")
+    whole, reported = _fit(_config(archives["python"], root / "whole"))
+    cfg = _config(archives["python"], root / "resumed")
     with pytest.raises(StoppedError):
         _fit(cfg, stop_after=1)
     saved = load_checkpoint(cfg.output_dir, cfg.fingerprint())
