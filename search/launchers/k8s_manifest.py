@@ -1,10 +1,11 @@
 """The trial Job: k8s/job.yaml + a trial's env, labels and GPU → a ``kubernetes.client.V1Job``.
 
-Pure functions, no API call. The template is k8s/job.yaml itself, shipped in the package as
-``search.manifests`` (pyproject.toml maps that package to k8s/), so a trial runs with exactly
-the security, resource and failure settings of a single training run; only what makes it one
-attempt of one trial changes (name, labels, image, env, GPU resource, ``backoffLimit: 0``,
-``restartPolicy: Never``, a shorter ``ttlSecondsAfterFinished``).
+Pure functions (and the reading of a ``--job-template`` file), no API call. The template is
+k8s/job.yaml itself, shipped in the package as ``search.manifests`` (pyproject.toml maps that
+package to k8s/), so a trial runs with exactly the security, resource and failure settings of
+a single training run; only what makes it one attempt of one trial changes (name, labels,
+image, env, GPU resource, ``backoffLimit: 0``, ``restartPolicy: Never``, a shorter
+``ttlSecondsAfterFinished``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import re
-import subprocess
 import sys
 from functools import cache
 from pathlib import Path
@@ -25,8 +24,7 @@ from search.settings import (
     slots,
     storage_url,
 )
-from tests.conftest import REPO
-from tests.search.helpers import clean_env
+from tests.search.helpers import run_search
 
 
 def _has_default(param: click.Parameter) -> bool:
@@ -48,15 +46,9 @@ DEFAULTED = [
 def _help(command: str) -> dict[str, str]:
     """``python -m search COMMAND --help``: each option's entry, whitespace removed (the help
     wraps lines, even inside a value), by the option's first flag."""
-    out = subprocess.run(
-        [sys.executable, "-m", "search", command, "--help"],
-        cwd=REPO,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
+    proc = run_search([sys.executable, "-m", "search", command, "--help"], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     entries: dict[str, str] = {}
     flag = ""
     for line in out.splitlines():

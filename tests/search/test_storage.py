@@ -158,3 +158,13 @@ def test_processes_opening_one_study_at_once_on_an_empty_database_all_succeed(
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
     assert len(optuna.get_all_study_names(make_storage(url))) == 1
+
+
+def test_a_retrying_storage_is_an_optuna_storage_that_refuses_pickling(tmp_path: Path) -> None:
+    import pickle
+
+    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert isinstance(storage, optuna.storages.BaseStorage)
+    assert isinstance(storage, BaseHeartbeat)
+    with pytest.raises(TypeError, match="cannot be pickled; open the URL in each process"):
+        pickle.dumps(storage)
