@@ -1,4 +1,6 @@
-"""Side-by-side benchmarks of the job against the tutorial's own pipeline (``make bench``).
+"""Every figure of docs/benchmarks.md: the job side by side with the tutorial's own pipeline.
+
+docs/benchmarks.md, "Which file produces which row", maps each row to its command and module.
 
 ``python -m bench`` measures the input pipeline (a), training throughput (b) and whole-job
 wall time (c) on the same data, settings and machine, and prints a table of ratios;

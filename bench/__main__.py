@@ -1,4 +1,6 @@
-"""``python -m bench``: the job side by side with the tutorial's pipeline; prints ratios.
+"""Rows (a)–(e), or the GPU synthetic rows: ``python -m bench`` (``make bench``) prints them.
+
+The job side by side with the tutorial's pipeline; the table's speed-up is the job's advantage.
 
 (a) input pipeline batches/s, (b) training images/s on CPU (job fp32 and bf16), (c) whole-job
 wall time for small real-data configurations, from a cold start and as a warm repeat run, (d)
@@ -10,16 +12,15 @@ on a quiet machine: every figure is a speed.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench import wall
+from bench.paths import SHARED_ARCHIVE
+from bench.runs import write_json
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10.tgz"
 DEFAULT_WALL_CONFIGS = "1:2000:1000:1,0.25:5000:2000:2"
 PARTS = ("a", "b", "c", "d", "e")
 
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE, help="fast.ai cifar10.tgz")
+    p.add_argument("--archive", type=Path, default=SHARED_ARCHIVE, help="fast.ai cifar10.tgz")
     p.add_argument("--only", default=",".join(PARTS), help="parts to run, comma-separated")
     p.add_argument("--json", type=Path, help="also save the results here as JSON")
     p.add_argument("--workdir", type=Path, help="scratch folder to use instead of a temporary one")
@@ -128,8 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render(rows))
     print("\nspeed-up: the job's advantage (job/tutorial for rates, tutorial/job for times).")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        write_json(args.json, results)
         log(f"results saved to {args.json}")
     return 0
 

@@ -1,4 +1,4 @@
-"""``python -m bench.campaign`` (via ``bash bench/gpu_campaign.sh``): the GPU campaign.
+"""The GPU campaign's rows: ``python -m bench.campaign`` (via ``bash bench/gpu_campaign.sh``).
 
 On an offline GPU machine, from the repository root: installs Optuna from the wheels in
 ``.whl/`` (``bench/wheels.sh``) into a temporary folder put on ``PYTHONPATH``, then runs
@@ -6,8 +6,10 @@ each step of ``bench/campaign_steps.py`` as its own process under its own time l
 (a) the CUDA tests, (b) the job's 8 epochs on 50,000 generated images with and without
 ``COMPILE=1``, (c) the tutorial pipeline's throughput on the same data, (d) a 12-trial search
 on the real subset (``.gl/cifar10-subset.tgz``) at 1 and 2 trials per GPU. A step's failure is
-recorded and the others still run. Results: ``OUT/campaign.json`` and a table on stdout; each
-step's output in ``OUT/logs/``. ``--dry-run`` runs every step tiny on the CPU, for CI.
+recorded and the others still run. ``--budget SECONDS`` is the whole campaign's time on the
+machine: the last step gets what the others left of it (at least its own limit). Results:
+``OUT/campaign.json`` and a table on stdout; each step's output in ``OUT/logs/``.
+``--dry-run`` runs every step tiny on the CPU, for CI.
 
 Exit codes: 0 every step ok; 1 a step failed or timed out (the results are still written);
 2 bad usage.
@@ -21,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,11 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.paths import REPO, SUBSET
+from bench.runs import wait_or_stop, write_json
+from bench.table import fixed_width
+
 WHEELS = REPO / ".whl"
 WHEEL_LIST = REPO / "bench" / "wheels.txt"
 BUDGET_S = 480
-"""The whole campaign's time on the GPU machine: 8 minutes."""
+"""``--budget``'s default: the whole campaign's time on the GPU machine, in seconds.
+
+The wheels' limit and every step's own limit add up to it, so by default the last step gets
+exactly its own limit unless a step before it finished early.
+"""
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class Step:
 
     name: str
     limit_s: float
-    """On the GPU; the last step gets whatever is left of BUDGET_S, at least this."""
+    """On the GPU; the last step gets whatever is left of ``--budget``, at least this."""
     dry_limit_s: float
     needs: tuple[str, ...] = ()
 
@@ -121,7 +129,7 @@ def run_step(
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        timed_out = _wait_group(proc, limit)
+        timed_out = wait_or_stop(proc, limit, grace=15.0, group=True)
     record: dict[str, Any] = {
         "seconds": round(time.perf_counter() - t0, 2),
         "limit_s": limit,
@@ -138,26 +146,6 @@ def run_step(
         record["status"] = "failed"
         record["error"] = (record.get("result") or {}).get("error") or _last_lines(log_path)
     return record
-
-
-def _wait_group(proc: subprocess.Popen[bytes], limit: float) -> bool:
-    """Wait up to ``limit`` s; then SIGTERM the group, 15 s grace, SIGKILL. True: timed out."""
-    try:
-        proc.wait(timeout=limit)
-        return False
-    except subprocess.TimeoutExpired:
-        pass
-    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    return True
 
 
 def _last_lines(path: Path, n: int = 3) -> str:
@@ -242,12 +230,8 @@ _COLUMNS = ("step", "status", "seconds", "figures")
 
 
 def render(rows: list[tuple[str, str, str, str]]) -> str:
-    """A plain-text table of the summary rows."""
-    head = ("step", "status", "s", "figures")
-    w = [max(len(r[i]) for r in (head, *rows)) for i in range(3)]
-    lines = [f"{head[0]:<{w[0]}}  {head[1]:<{w[1]}}  {head[2]:>{w[2]}}  {head[3]}"]
-    lines += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}  {d}" for a, b, c, d in rows]
-    return "\n".join(lines)
+    """A plain-text table of the summary rows (the figures unpadded, last)."""
+    return "\n".join(fixed_width([("step", "status", "s", "figures"), *rows], "<<>"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -258,11 +242,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="folder for campaign.json and logs")
     p.add_argument("--dry-run", action="store_true", help="every step tiny, on the CPU")
-    p.add_argument("--subset", type=Path, default=REPO / ".gl" / "cifar10-subset.tgz")
+    p.add_argument("--subset", type=Path, default=SUBSET)
     p.add_argument("--python", default=sys.executable, help="interpreter for the steps")
     p.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed)")
     names = ",".join(s.name for s in STEPS)
     p.add_argument("--only", help=f"comma-separated steps to run (default: all): {names}")
+    p.add_argument(
+        "--budget",
+        type=_seconds,
+        default=BUDGET_S,
+        metavar="SECONDS",
+        help=f"the whole campaign's time; the last step gets what is left (default {BUDGET_S})",
+    )
     p.add_argument(
         "--limit",
         action="append",
@@ -271,6 +262,17 @@ def _parser() -> argparse.ArgumentParser:
         help="replace a step's time limit (repeatable)",
     )
     return p
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds, kept whole when it is (``480``, not ``480.0``, in JSON)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"takes a positive number of seconds, not {text!r}")
+    return int(value) if value.is_integer() else value
 
 
 def _limits(items: list[str], parser: argparse.ArgumentParser) -> dict[str, float]:
@@ -313,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             limit = step.dry_limit_s if args.dry_run else step.limit_s
             if i == len(chosen) - 1 and not args.dry_run:
-                limit = max(limit, BUDGET_S - (time.perf_counter() - t0))
+                limit = max(limit, args.budget - (time.perf_counter() - t0))
             limit = limits.get(step.name, limit)
             print(f"campaign: {step.name} (limit {limit:.0f} s)", file=sys.stderr, flush=True)
             steps[step.name] = run_step(step, limit, env, args, work)
@@ -326,12 +328,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dry_run": args.dry_run,
         "started_utc": started,
         "seconds": round(time.perf_counter() - t0, 1),
-        "budget_s": BUDGET_S,
+        "budget_s": args.budget,
         "machine": machine(args.python),
         "steps": steps,
         "summary": [dict(zip(_COLUMNS, r, strict=True)) for r in rows],
     }
-    (args.out / "campaign.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    write_json(args.out / "campaign.json", record)
     print(render(rows))
     print(f"\n{record['seconds']:.0f} s in all; results in {args.out / 'campaign.json'}")
     return 0 if all(s["status"] == "ok" for s in steps.values()) else 1

@@ -1,4 +1,4 @@
-"""The GPU campaign's steps, each run as its own process by ``bench/campaign.py``.
+"""The GPU campaign's rows, one step each, each run as its own process by ``bench/campaign.py``.
 
 ``python -m bench.campaign_steps STEP --work W --out O --result R [--dry-run] [--subset S]
 [--limit SECONDS]`` runs one step and writes its figures to ``R`` as JSON; a failure exits
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,10 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.paths import REPO, SUBSET
+from bench.runs import (
+    data_vars,
+    decode,
+    read_json,
+    read_trials,
+    search_command,
+    steady_images_per_sec,
+    wait_or_stop,
+    write_json,
+)
 from job.contract import HISTORY_JSON, METRICS_JSON
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SUBSET = REPO / ".gl" / "cifar10-subset.tgz"
 
 
 class StepError(Exception):
@@ -142,7 +148,8 @@ def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
     if compile_:
         env["COMPILE"] = "1"
         if ctx.dry_run:
-            # The code path is the same; compiling on a 2-core CPU would take minutes.
+            # The code path is the same; compiling on a small CPU takes far longer than the
+            # dry run may, and a CPU's compile time says nothing about the GPU's.
             env["TORCHDYNAMO_DISABLE"] = "1"
     cfg = WallConfig(s.width, 0, 0, s.epochs, s.batch_size)
     res = run_job(
@@ -153,7 +160,6 @@ def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
         shutil.copy2(ctx.work / name / "output" / file, ctx.out / name / file)
     metrics, history = res.details["metrics"], res.details["history"]
     epochs = [h for h in history if "train_seconds" in h]
-    later = epochs[1:]
     train_s = float(metrics["train_seconds"])
     n = int(metrics["n_train"])
     return {
@@ -161,9 +167,7 @@ def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
         "train_seconds": train_s,
         "epoch_train_seconds": [h["train_seconds"] for h in epochs],
         "images_per_sec": n * len(epochs) / train_s,
-        "steady_images_per_sec": (
-            n * len(later) / sum(h["train_seconds"] for h in later) if later else None
-        ),
+        "steady_images_per_sec": steady_images_per_sec(history, n),
         "eval_seconds": sum(h.get("eval_seconds", 0.0) for h in history),
         "wall_seconds": res.seconds,
         "val_acc": res.val_acc,
@@ -177,20 +181,17 @@ def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
 
 def tutorial(ctx: Context) -> dict[str, Any]:
     """The tutorial pipeline's steady-state training images/s on the same data and device."""
-    from bench import tutorial as tut
-    from bench.training import tutorial_images_per_sec
+    from bench.training import tutorial_on_archive
 
     s = ctx.sizes
-    t0 = time.perf_counter()
-    png_root = tut.extract(ctx.synthetic_archive, ctx.work / "tutorial-png")
-    extracted = time.perf_counter() - t0
-    device = tut.get_default_device()
-    if ctx.dry_run:
-        import torch
-
-        device = torch.device("cpu")
-    rate = tutorial_images_per_sec(
-        png_root, s.width, s.batch_size, s.tutorial_steps, s.tutorial_warmup, device
+    rate, device, extracted = tutorial_on_archive(
+        ctx.synthetic_archive,
+        ctx.work / "tutorial-png",
+        s.width,
+        s.batch_size,
+        s.tutorial_steps,
+        s.tutorial_warmup,
+        "cpu" if ctx.dry_run else None,
     )
     return {
         "images_per_sec": rate,
@@ -226,23 +227,17 @@ def search(ctx: Context, per_gpu: int) -> dict[str, Any]:
     s = ctx.sizes
     output = ctx.work / f"search-{per_gpu}"
     shutil.rmtree(output, ignore_errors=True)
-    cmd = [sys.executable, "-m", "search", "run", "--trials", str(s.search_trials)]
-    cmd += ["--launcher", "local", "--seed", "0", "--study-name", f"campaign-{per_gpu}"]
-    cmd += ["--output", str(output)]
+    options = ["--launcher", "local", "--seed", "0", "--study-name", f"campaign-{per_gpu}"]
+    options += ["--output", str(output)]
     if ctx.dry_run:
-        cmd += ["--gpus", "none", "--parallel", str(per_gpu)]
+        options += ["--gpus", "none", "--parallel", str(per_gpu)]
     else:
         _require_option("--trials-per-gpu")
-        cmd += ["--trials-per-gpu", str(per_gpu)]
-    job_env = {
-        "DATA_URL": ctx.search_archive.resolve().as_uri(),
-        "DATA_DIR": str((ctx.work / "search-cache").resolve()),
-        **s.job_env,
-    }
+        options += ["--trials-per-gpu", str(per_gpu)]
+    job_env = {**data_vars(ctx.search_archive, ctx.work / "search-cache"), **s.job_env}
     if ctx.dry_run:
         job_env.update({"MODEL_WIDTH": f"{s.width:g}", "EPOCHS": str(s.epochs)})
-    for key, value in job_env.items():
-        cmd += ["--job-env", f"{key}={value}"]
+    cmd = search_command(s.search_trials, job_env, *options)
     record = ctx.out / f"search-{per_gpu}"
     record.mkdir(parents=True, exist_ok=True)
     samples = record / "nvidia-smi.csv"
@@ -251,7 +246,7 @@ def search(ctx: Context, per_gpu: int) -> dict[str, Any]:
     proc = subprocess.Popen(cmd, cwd=REPO)
     # Stop the study in time to collect what it did: SIGTERM makes the driver stop its trials
     # and write trials.csv (exit 143), well before the campaign's hard limit for the step.
-    stopped = _wait(proc, max(10.0, ctx.limit - 30.0))
+    stopped = wait_or_stop(proc, max(10.0, ctx.limit - 30.0), grace=25)
     wall = time.perf_counter() - t0
     if sampler is not None:
         sampler.terminate()
@@ -259,9 +254,9 @@ def search(ctx: Context, per_gpu: int) -> dict[str, Any]:
     for name in ("trials.csv", "best_params.json"):
         if (output / name).is_file():
             shutil.copy2(output / name, record / name)
-    rows = _trials(output / "trials.csv")
+    rows = read_trials(output / "trials.csv")
     finished = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
-    best = _json(output / "best_params.json")
+    best = read_json(output / "best_params.json")
     baseline = next((r for r in rows if r["number"] == "0"), None)
     launch = [float(r["launch_seconds"]) for r in rows if r.get("launch_seconds")]
     result = {
@@ -338,32 +333,6 @@ def _utilisation(path: Path) -> dict[str, Any] | None:
     }
 
 
-def _wait(proc: subprocess.Popen[bytes], seconds: float) -> bool:
-    """Wait up to ``seconds``; then SIGTERM, 25 s grace, SIGKILL. True when it was stopped."""
-    try:
-        proc.wait(timeout=seconds)
-        return False
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        return True
-
-
-def _trials(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def _float(text: str | None) -> float | None:
     try:
         return float(text) if text else None
@@ -373,11 +342,8 @@ def _float(text: str | None) -> float | None:
 
 def _decode(archive: Path, data_dir: Path) -> float:
     """Decode ``archive`` into the job's cache in ``data_dir``; return the seconds it took."""
-    from job.config import from_env
-    from job.data import load_dataset
-
     t0 = time.perf_counter()
-    load_dataset(from_env({"DATA_URL": archive.resolve().as_uri(), "DATA_DIR": str(data_dir)}))
+    decode(archive, data_dir)
     return time.perf_counter() - t0
 
 
@@ -412,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--result", type=Path, required=True)
-    p.add_argument("--subset", type=Path, default=DEFAULT_SUBSET)
+    p.add_argument("--subset", type=Path, default=SUBSET)
     p.add_argument("--limit", type=float, default=600.0, help="the step's time limit, s")
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
@@ -435,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StepError as exc:
         result, code = {"error": str(exc)}, 1
         print(f"campaign step {args.step}: {exc}.", file=sys.stderr)
-    args.result.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_json(args.result, result)
     return code
 
 

@@ -1,4 +1,4 @@
-"""``--gpu-synthetic``: the full recipe on generated CIFAR-shaped data, job vs tutorial.
+"""The GPU synthetic rows (``python -m bench --gpu-synthetic``): the full recipe, job vs tutorial.
 
 The job runs as a real subprocess with its defaults (on a GPU: bf16 autocast, cudnn
 benchmark) for the whole recipe; its training seconds come from its ``metrics.json``. The
@@ -12,9 +12,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bench import synthetic, tutorial
+from bench import synthetic
+from bench.runs import steady_images_per_sec
 from bench.table import Row
-from bench.training import tutorial_images_per_sec
+from bench.training import tutorial_on_archive
 from bench.wall import WallConfig, run_job, warm_file
 
 
@@ -41,14 +42,13 @@ def run(
     job = run_job(archive, cfg, workdir / "job", job_env)
     metrics, history = job.details["metrics"], job.details["history"]
     train_s = float(metrics["train_seconds"])
-    later = [h for h in history if h.get("epoch", 0) >= 2 and "train_seconds" in h]
-    steady = n_train * len(later) / sum(h["train_seconds"] for h in later) if later else None
+    steady = steady_images_per_sec(history, n_train)
     shutil.rmtree(workdir / "job" / "data", ignore_errors=True)
 
     log(f"tutorial: extract, then {steps} timed training steps after {warmup} warm-up")
-    png_root = tutorial.extract(archive, workdir / "tutorial-png")
-    device = tutorial.get_default_device()
-    rate = tutorial_images_per_sec(png_root, width, batch_size, steps, warmup, device)
+    rate, _, _ = tutorial_on_archive(
+        archive, workdir / "tutorial-png", width, batch_size, steps, warmup
+    )
     projected = n_train * epochs / rate
 
     device_name = metrics.get("device_name", "")

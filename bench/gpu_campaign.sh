@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The GPU campaign (<= 8 minutes on one H200), offline: see bench/campaign.py.
+# The GPU campaign's rows, offline, within a time budget on one GPU: see bench/campaign.py.
 #
-#   bash bench/gpu_campaign.sh --out DIR            # on the GPU machine, from the repo root
-#   bash bench/gpu_campaign.sh --dry-run --out DIR  # every step tiny, on the CPU (CI)
+#   bash bench/gpu_campaign.sh --out DIR                # on the GPU machine, from the repo root
+#   bash bench/gpu_campaign.sh --out DIR --budget 600   # the whole campaign's seconds (480)
+#   bash bench/gpu_campaign.sh --dry-run --out DIR      # every step tiny, on the CPU (CI)
+#
+# Every option (--budget, --limit, --only, ...) goes through to python -m bench.campaign.
 #
 # Needs .whl/ (bash bench/wheels.sh .whl) for Optuna unless the interpreter has it, and
 # .gl/cifar10-subset.tgz (python -m bench.subset) for the search. PYTHON picks the

@@ -1,4 +1,4 @@
-"""(d) The job's fixed cost per run and (e) the search's launch-to-first-event time.
+"""Rows (d) and (e): the job's fixed cost per run and the search's launch-to-first-event time.
 
 (d) On a warm cache (the decoded data set already in DATA_DIR, the interpreter's files in the
 page cache after an untimed run of the same configuration), ``python -m job`` is timed as a
@@ -15,7 +15,6 @@ interval for ``python -m job`` started directly, so the driver's own share shows
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 import subprocess
@@ -24,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.wall import REPO, WallConfig, clean_env, run_job
+from bench.paths import REPO
+from bench.runs import data_vars, read_trials, run_logged, search_command
+from bench.wall import WallConfig, clean_env, run_job
 
 
 def fixed_cost(
@@ -56,27 +57,12 @@ def search_launch(
     run_job(archive, cfg, workdir / "warm-up", {"DEVICE": device}, data_dir=data_dir)
     direct = job_first_event_seconds(archive, cfg, workdir / "direct", data_dir, device)
     output = workdir / "search"
-    job_env = {
-        "DATA_URL": archive.resolve().as_uri(),
-        "DATA_DIR": str(data_dir.resolve()),
-        "DEVICE": device,
-        "MODEL_WIDTH": f"{cfg.width:g}",
-        "TRAIN_LIMIT": str(cfg.train),
-        "TEST_LIMIT": str(cfg.test),
-        "EPOCHS": str(cfg.epochs),
-    }
-    cmd = [sys.executable, "-m", "search", "run", "--trials", str(trials)]
-    cmd += ["--launcher", "local", "--pruner", "none", "--seed", "0", "--output", str(output)]
-    cmd += ["--gpus", "none"] if device == "cpu" else []
-    for key, value in job_env.items():
-        cmd += ["--job-env", f"{key}={value}"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=clean_env(), capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    (workdir / "search.stderr").write_text(proc.stderr)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-10:])
-        raise RuntimeError(f"python -m search run exited {proc.returncode}:\n{tail}")
+    job_env = {**data_vars(archive, data_dir), "DEVICE": device, **cfg.job_vars()}
+    options = ["--launcher", "local", "--pruner", "none", "--seed", "0", "--output", str(output)]
+    options += ["--gpus", "none"] if device == "cpu" else []
+    cmd = search_command(trials, job_env, *options)
+    what = "python -m search run"
+    wall, _ = run_logged(cmd, clean_env(), workdir / "search", what=what, tail=10)
     launch = [
         float(row["launch_seconds"])
         for row in read_trials(output / "trials.csv")
@@ -95,12 +81,6 @@ def search_launch(
     }
 
 
-def read_trials(path: Path) -> list[dict[str, str]]:
-    """The rows of a search's ``trials.csv`` (every value as text; empty when missing)."""
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def job_first_event_seconds(
     archive: Path, cfg: WallConfig, workdir: Path, data_dir: Path, device: str = "cpu"
 ) -> float:
@@ -108,14 +88,10 @@ def job_first_event_seconds(
     env = clean_env()
     env.update(
         {
-            "DATA_URL": archive.resolve().as_uri(),
-            "DATA_DIR": str(data_dir),
+            **data_vars(archive, data_dir),
             "OUTPUT_DIR": str(workdir / "output"),
             "DEVICE": device,
-            "MODEL_WIDTH": f"{cfg.width:g}",
-            "TRAIN_LIMIT": str(cfg.train),
-            "TEST_LIMIT": str(cfg.test),
-            "EPOCHS": str(cfg.epochs),
+            **cfg.job_vars(),
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -1,4 +1,4 @@
-"""(a) Input pipeline: augmented, normalised training batches per second.
+"""Row (a), input pipeline: augmented, normalised training batches per second.
 
 Tutorial: ImageFolder over the extracted PNGs, PIL transforms in a DataLoader with
 ``num_workers=3``, wrapped in its DeviceDataLoader. Job: its loader over the decoded uint8

@@ -1,10 +1,10 @@
-"""``python -m bench.reproduce`` (``make reproduce``): the tutorial's full recipe, end to end.
+"""The reproduce figure: ``python -m bench.reproduce`` (``make reproduce``), the full recipe.
 
 Runs ``python -m job`` as a real subprocess on the real archive — all 50,000/10,000 images,
 ``MODEL_WIDTH=1``, 8 epochs, ``SEED=0``, the recipe's defaults — and prints its final val_acc
 beside the tutorial's published 0.9050–0.9059. Precision is the job's ``auto``: bf16 autocast
-on CUDA and on a CPU with native bf16 (avx512_bf16 or amx_bf16, about 2.5× faster there than
-fp32), fp32 elsewhere. 28–39 minutes on the 2-core development CPU.
+on CUDA and on a CPU with native bf16 (avx512_bf16 or amx_bf16, where it trains faster than
+fp32), fp32 elsewhere. On a CPU it takes tens of minutes (docs/benchmarks.md has the times).
 
 A job variable already set in the environment wins over the recipe, and the run then says it
 is *not* the full recipe: that is how to try it small, e.g.
@@ -26,11 +26,11 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bench.paths import OUTPUT, REPO, SHARED_ARCHIVE
+from bench.runs import job_events
 from job.contract import METRICS_JSON, VARIABLE_NAMES, default
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10.tgz"
-DEFAULT_OUTPUT = REPO / "output" / "reproduce"
+DEFAULT_OUTPUT = OUTPUT / "reproduce"
 TUTORIAL_VAL_ACC = (0.9050, 0.9059)
 """The tutorial's published final val_acc over its runs (Jovian 05b-cifar10-resnet)."""
 
@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--data-url",
-        default=os.environ.get("DATA_URL") or DEFAULT_ARCHIVE.as_uri(),
+        default=os.environ.get("DATA_URL") or SHARED_ARCHIVE.as_uri(),
         help="archive (DATA_URL in the environment also sets it)",
     )
     p.add_argument(
@@ -128,8 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         [sys.executable, "-m", "job"], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True
     )
     wall = time.perf_counter() - t0
-    events = [_event(line) for line in proc.stdout.splitlines()]
-    done = next((e for e in events if e and e.get("event") == "done"), None)
+    done = next((e for e in job_events(proc.stdout) if e.get("event") == "done"), None)
     if proc.returncode != 0 or done is None:
         message = f"reproduce: the job exited {proc.returncode}; see its message above."
         print(message, file=sys.stderr)
@@ -146,14 +145,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (f"; resumed after epoch {metrics['resumed_from']}" if metrics["resumed_from"] else "")
     )
     return 0
-
-
-def _event(line: str) -> dict | None:
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) else None
 
 
 if __name__ == "__main__":

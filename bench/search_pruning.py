@@ -1,4 +1,4 @@
-"""What pruning saves: the same study with and without the median pruner.
+"""The pruning study (docs/search.md): the same study with and without the median pruner.
 
 Runs ``python -m search run`` twice on a small real-data configuration (same sampler seed,
 same job seed), then reports per study the epochs spent, the best val_acc found, the
@@ -12,7 +12,6 @@ the job's first event). Expensive: 2 × TRIALS runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -22,16 +21,19 @@ from pathlib import Path
 
 import optuna
 
-REPO = Path(__file__).resolve().parent.parent
-REAL_CIFAR = REPO.parent / "shared" / "data" / "cifar10.tgz"
+if __package__ in (None, ""):
+    # Run as a script (``python bench/search_pruning.py``): the checkout holds ``bench``.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.paths import OUTPUT, REPO, SHARED_ARCHIVE
+from bench.runs import data_vars, search_command, write_json
 
 
 def _run(args: argparse.Namespace, pruner: str) -> dict:
     output = args.output / pruner
     storage = f"sqlite:///{(output / 'study.db').resolve()}"
     job = {
-        "DATA_URL": args.archive.resolve().as_uri(),
-        "DATA_DIR": str((args.output / "data").resolve()),
+        **data_vars(args.archive, args.output / "data"),
         "EPOCHS": str(args.epochs),
         "TRAIN_LIMIT": str(args.train_limit),
         "TEST_LIMIT": str(args.test_limit),
@@ -40,30 +42,12 @@ def _run(args: argparse.Namespace, pruner: str) -> dict:
     }
     if args.device:
         job["DEVICE"] = args.device
-    cmd = [
-        sys.executable,
-        "-m",
-        "search",
-        "run",
-        "--trials",
-        str(args.trials),
-        "--parallel",
-        str(args.parallel),
-        "--launcher",
-        args.launcher,
-        "--pruner",
-        pruner,
-        "--seed",
-        str(args.seed),
-        "--output",
-        str(output),
-        "--study-name",
-        "bench",
-    ]
+    options = ["--parallel", str(args.parallel), "--launcher", args.launcher]
+    options += ["--pruner", pruner, "--seed", str(args.seed), "--output", str(output)]
+    options += ["--study-name", "bench"]
     if args.gpus:
-        cmd += ["--gpus", args.gpus]
-    for key, value in job.items():
-        cmd += ["--job-env", f"{key}={value}"]
+        options += ["--gpus", args.gpus]
+    cmd = search_command(args.trials, job, *options)
     t0 = time.monotonic()
     subprocess.run(cmd, cwd=REPO, check=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     wall = time.monotonic() - t0
@@ -102,13 +86,13 @@ def main() -> None:
     p.add_argument("--gpus", default=None, help="passed to --gpus (e.g. none)")
     p.add_argument("--device", default=None, help="job DEVICE (default: the job's auto)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--archive", type=Path, default=REAL_CIFAR)
-    p.add_argument("--output", type=Path, default=REPO / "output" / "bench-search")
+    p.add_argument("--archive", type=Path, default=SHARED_ARCHIVE)
+    p.add_argument("--output", type=Path, default=OUTPUT / "bench-search")
     args = p.parse_args()
     if not args.archive.is_file():
         sys.exit(f"search_pruning: no archive at {args.archive}; pass --archive.")
     results = [_run(args, "none"), _run(args, "median")]
-    (args.output / "search_pruning.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.output / "search_pruning.json", results)
     print(
         f"{'pruner':8} {'trials':>6} {'pruned':>6} {'epochs':>11} {'best val_acc':>12} "
         f"{'baseline':>8} {'launch→event (median s)':>24} {'wall s':>7}"

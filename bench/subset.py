@@ -1,4 +1,6 @@
-"""``python -m bench.subset``: a seeded, class-balanced subset of the real CIFAR-10 archive.
+"""No figure: the real subset the GPU campaign's search rows train on (``python -m bench.subset``).
+
+A seeded, class-balanced subset of the real CIFAR-10 archive.
 
 Picks ``--train`` and ``--test`` images, the same number from every class (the first classes
 in name order take one more when the count does not divide), and writes them — the original
@@ -27,12 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from bench.paths import SHARED_ARCHIVE, SUBSET
 from job.digest import sha256_file
 from job.files import atomic_write
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10.tgz"
-DEFAULT_OUT = REPO / ".gl" / "cifar10-subset.tgz"
 SPLITS = ("train", "test")
 # Only members of exactly this shape are read; anything else in the archive is ignored.
 _MEMBER = re.compile(r"^cifar10/(train|test)/([A-Za-z0-9_-]+)/([A-Za-z0-9_.-]+\.png)$")
@@ -147,11 +147,11 @@ def _parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE, help="fast.ai cifar10.tgz")
+    p.add_argument("--archive", type=Path, default=SHARED_ARCHIVE, help="fast.ai cifar10.tgz")
     p.add_argument("--train", type=int, default=15_000, help="training images (all classes)")
     p.add_argument("--test", type=int, default=5_000, help="test images (all classes)")
     p.add_argument("--seed", type=int, default=0, help="which images are chosen")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the .tgz to write")
+    p.add_argument("--out", type=Path, default=SUBSET, help="the .tgz to write")
     return p
 
 

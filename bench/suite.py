@@ -1,6 +1,7 @@
-"""The benchmark's parts: (a) input pipeline, (b) training throughput, (c) wall time of a cold
-and of a warm run, (d) the job's fixed cost per run, (e) the search's launch-to-first-event
-time.
+"""Rows (a)–(e) and the GPU synthetic rows: runs the parts ``python -m bench`` was asked for.
+
+The parts: (a) input pipeline, (b) training throughput, (c) wall time of a cold and of a warm
+run, (d) the job's fixed cost per run, (e) the search's launch-to-first-event time.
 
 Each part measures both pipelines on the same data, settings and machine and returns table
 rows; :func:`run` runs the parts chosen on the command line (see ``bench/__main__.py``).
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 from bench import gpu, overhead, pipeline, training, tutorial, wall
+from bench.runs import decode
 from bench.table import Row
 
 _T0 = time.perf_counter()
@@ -48,14 +50,9 @@ def machine_info() -> dict[str, Any]:
 
 
 def _part_a(args: argparse.Namespace, work: Path, device: torch.device) -> list[Row]:
-    from job.config import from_env
-    from job.data import load_dataset
-
     png_root = _png_root(args, work)
     log("(a) job data: decoding the archive into the job's cache (untimed)")
-    uri = args.archive.resolve().as_uri()
-    cfg = from_env({"DATA_URL": uri, "DATA_DIR": str(work / "job-data")})
-    data = load_dataset(cfg)
+    data = decode(args.archive, work / "job-data")
     n, w, b = args.pipeline_batches, args.pipeline_warmup, args.batch_size
     log(f"(a) tutorial DataLoader: {n} batches after {w} warm-up")
     tut = pipeline.tutorial_batches_per_sec(png_root, b, n, w, device)

@@ -1,4 +1,6 @@
-"""Generated CIFAR-shaped data for speed measurements where the real archive is absent.
+"""No figure: the generated data of the GPU synthetic rows and the GPU campaign's (b), (c).
+
+Generated CIFAR-shaped data for speed measurements where the real archive is absent.
 
 Uniformly random uint8 images in the fast.ai layout (``cifar10/{train,test}/<class>/*.png``),
 the one layout both the job and the tutorial read. Nothing can be learnt from it, which is
@@ -26,8 +28,8 @@ def write_archive(path: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     workers = max(1, min(16, (os.cpu_count() or 1)))
-    # PNG encoding dominates (≈ 0.3–0.7 ms an image), so it is spread over the CPUs; spawned
-    # workers keep clear of whatever the parent process has initialised (CUDA, threads).
+    # PNG encoding dominates (it runs in Python, an image at a time), so it is spread over the
+    # CPUs; spawned workers keep clear of whatever the parent has initialised (CUDA, threads).
     ctx = multiprocessing.get_context("spawn")
     with (
         ProcessPoolExecutor(workers, mp_context=ctx) as pool,

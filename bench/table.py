@@ -1,4 +1,4 @@
-"""Benchmark results as rows, rendered as a plain-text table of ratios."""
+"""No figure of its own: the rows of every ``python -m bench`` table, rendered as text."""
 
 from __future__ import annotations
 
@@ -61,15 +61,7 @@ def render(rows: Sequence[Row]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(line[i]) for line in (header, *body)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        left = [c.ljust(w) for c, w in zip(cells[:2], widths[:2], strict=True)]
-        right = [c.rjust(w) for c, w in zip(cells[2:], widths[2:], strict=True)]
-        return "  ".join(left + right).rstrip()
-
-    out = [line(header), line(["-" * w for w in widths])]
-    out += [line(cells) for cells in body]
+    out = [line.rstrip() for line in fixed_width([header, *body], "<<>>>", rule=True)]
     notes = [
         textwrap.fill(
             f"{r.figure.strip()}: {r.how}",
@@ -84,3 +76,20 @@ def render(rows: Sequence[Row]) -> str:
     if notes:
         out += ["", "How each figure is measured:", *notes]
     return "\n".join(out)
+
+
+def fixed_width(rows: Sequence[Sequence[str]], align: str, *, rule: bool = False) -> list[str]:
+    """Rows of cells as lines, columns two spaces apart, each padded to its widest cell.
+
+    ``align`` has a character for each padded column, ``<`` (left) or ``>`` (right); the
+    cells past it are written as they are. ``rule``: a line of dashes after the first row.
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(align))]
+    if rule:
+        rows = [rows[0], ["-" * w for w in widths], *rows[1:]]
+    lines = []
+    for row in rows:
+        padded = zip(row[: len(align)], widths, align, strict=True)
+        cells = [c.ljust(w) if a == "<" else c.rjust(w) for c, w, a in padded]
+        lines.append("  ".join([*cells, *row[len(align) :]]))
+    return lines

@@ -1,4 +1,4 @@
-"""(b) Training throughput: images per second through each pipeline's own training loop.
+"""Row (b), training throughput: images per second through each pipeline's own training loop.
 
 Both sides train the same ResNet9 (same width) with the same recipe (Adam, one-cycle LR
 stepped per batch, value clipping, weight decay) at the same batch size, each fed by its
@@ -7,6 +7,7 @@ own input pipeline, and are timed over a fixed number of steps after untimed war
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -32,6 +33,28 @@ def tutorial_images_per_sec(
     model = tutorial.to_device(tutorial.ResNet9(3, 10, width), device)
     seconds = tutorial.train_steps(model, tutorial.DeviceDataLoader(dl, device), steps, warmup)
     return steps * batch_size / seconds
+
+
+def tutorial_on_archive(
+    archive: Path,
+    dest: Path,
+    width: float,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    device: str | None = None,
+) -> tuple[float, torch.device, float]:
+    """Extract ``archive`` into ``dest``, then :func:`tutorial_images_per_sec` on ``device``.
+
+    ``device`` defaults to the tutorial's own choice (the GPU when there is one). Returns the
+    images/s, the device and the extraction's seconds.
+    """
+    t0 = time.perf_counter()
+    png_root = tutorial.extract(archive, dest)
+    extracted = time.perf_counter() - t0
+    on = torch.device(device) if device else tutorial.get_default_device()
+    rate = tutorial_images_per_sec(png_root, width, batch_size, steps, warmup, on)
+    return rate, on, extracted
 
 
 def job_images_per_sec(

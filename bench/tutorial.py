@@ -1,4 +1,6 @@
-"""The classic Jovian "05b-cifar10-resnet" tutorial pipeline, re-implemented as the baseline.
+"""The tutorial column of rows (a)–(c) and of the GPU rows: the Jovian "05b" pipeline, re-made.
+
+The classic Jovian "05b-cifar10-resnet" tutorial pipeline, re-implemented as the baseline.
 
 Deliberately independent of ``job/``: this is what the tutorial does, step by step —
 extract the fast.ai ``cifar10.tgz``, ``ImageFolder`` over the PNGs, PIL transforms in a
@@ -66,7 +68,7 @@ def is_extracted(archive: Path, dest: Path) -> bool:
 
 
 def _identity(archive: Path) -> dict[str, Any]:
-    # Path, size (bytes) and modification time (ns): hashing the 135 MB archive would cost
+    # Path, size (bytes) and modification time (ns): hashing the whole archive would cost
     # what reuse saves, and these change whenever the file is replaced.
     st = archive.stat()
     return {"archive": str(archive.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}

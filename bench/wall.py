@@ -1,4 +1,4 @@
-"""(c) Whole-job wall time: both pipelines as real subprocesses, cold and then warm.
+"""Row (c), whole-job wall time: both pipelines as real subprocesses, cold and then warm.
 
 "Cold" means nothing prepared: the job gets a fresh DATA_DIR (so it hashes the archive, read
 in place through its file:// URL, and decodes it into its cache) and a fresh OUTPUT_DIR; the
@@ -15,16 +15,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.runs import data_vars, job_events, run_logged
 from job.contract import HISTORY_JSON, METRICS_JSON, VARIABLE_NAMES
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,15 @@ class WallConfig:
     def slug(self) -> str:
         """A file-name-safe identifier of the configuration."""
         return f"w{self.width:g}-{self.train}-{self.test}-e{self.epochs}"
+
+    def job_vars(self) -> dict[str, str]:
+        """The job variables of this configuration (``BATCH_SIZE`` aside)."""
+        return {
+            "MODEL_WIDTH": f"{self.width:g}",
+            "TRAIN_LIMIT": str(self.train),
+            "TEST_LIMIT": str(self.test),
+            "EPOCHS": str(self.epochs),
+        }
 
 
 @dataclass(frozen=True)
@@ -106,22 +112,17 @@ def run_job(
     env = clean_env()
     env.update(
         {
-            "DATA_URL": archive.resolve().as_uri(),
-            "DATA_DIR": str(data),
+            **data_vars(archive, data),
             "OUTPUT_DIR": str(output),
-            "MODEL_WIDTH": f"{cfg.width:g}",
-            "TRAIN_LIMIT": str(cfg.train),
-            "TEST_LIMIT": str(cfg.test),
-            "EPOCHS": str(cfg.epochs),
+            **cfg.job_vars(),
             "BATCH_SIZE": str(cfg.batch_size),
             **(extra_env or {}),
         }
     )
-    seconds, stdout = _timed([sys.executable, "-m", "job"], env, workdir / f"job{tag}")
+    seconds, stdout = run_logged([sys.executable, "-m", "job"], env, workdir / f"job{tag}")
     if warm and _decoded_caches(data) != caches:
         raise RuntimeError(f"the warm job rebuilt its decoded cache in {data}; it was not warm")
-    events = [json.loads(line) for line in stdout.splitlines() if line.strip()]
-    done = next(e for e in events if e.get("event") == "done")
+    done = next(e for e in job_events(stdout) if e.get("event") == "done")
     metrics = json.loads((output / METRICS_JSON).read_text())
     history = json.loads((output / HISTORY_JSON).read_text())
     details = {"metrics": metrics, "history": [_without_lrs(h) for h in history]}
@@ -172,26 +173,12 @@ def run_tutorial(archive: Path, cfg: WallConfig, workdir: Path, warm: bool = Fal
         str(result),
         *(["--reuse-extracted"] if warm else []),
     ]
-    seconds, _ = _timed(cmd, clean_env(), workdir / f"tutorial{tag}")
+    seconds, _ = run_logged(cmd, clean_env(), workdir / f"tutorial{tag}")
     details = json.loads(result.read_text())
     details.pop("history", None)
     if warm and not details.get("reused_extraction"):
         raise RuntimeError(f"the warm tutorial found no completed extraction in {data}")
     return RunResult(seconds, float(details["val_acc"]), details)
-
-
-def _timed(cmd: list[str], env: dict[str, str], log_stem: Path) -> tuple[float, str]:
-    """Run ``cmd`` from the repository root; return (wall seconds, stdout). Logs are kept."""
-    log_stem.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    log_stem.with_suffix(".stdout").write_text(proc.stdout)
-    log_stem.with_suffix(".stderr").write_text(proc.stderr)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        raise RuntimeError(f"{' '.join(cmd[:3])} exited {proc.returncode}:\n{tail}")
-    return seconds, proc.stdout
 
 
 def _fresh(path: Path) -> None:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.paths import REPO
+from bench.paths import SHARED_ARCHIVE as REAL_CIFAR
 from job.contract import OUTPUTS, VARIABLE_NAMES
 from tests.archives import make_archive
 
-REPO = Path(__file__).resolve().parent.parent
-REAL_CIFAR = REPO.parent / "shared" / "data" / "cifar10.tgz"
 REQUIRE_ALL = os.environ.get("RESNET_JOB_REQUIRE_ALL") == "1"
 __all__ = ["OUTPUTS", "REAL_CIFAR", "JobResult", "job_env", "need", "run_job", "start_job"]
 

@@ -105,7 +105,36 @@ def test_a_step_past_its_limit_is_stopped_and_recorded(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--only", "nope"], ["--limit", "job=abc"], ["--limit", "nope=3"], []]
+    ("budget", "low", "high"),
+    [(None, 470, 480), (["--budget", "300"], 290, 300), (["--budget", "10"], 20, 20)],
+    ids=["default 480 s", "300 s", "below the step's own limit"],
+)
+def test_the_budget_sets_what_the_last_step_may_take(
+    tmp_path: Path, budget: list[str] | None, low: float, high: float
+) -> None:
+    # Not a dry run (the dry run keeps its own small limits): the last step, here the only
+    # one, gets what the budget leaves after the wheels, and at least its own 20 s.
+    missing = tmp_path / "no-subset.tgz"
+    args = ["--out", str(tmp_path), "--only", "search_data", "--subset", str(missing)]
+    proc = _campaign(*args, *(budget or []))
+    record = json.loads((tmp_path / "campaign.json").read_text())
+    limit = record["steps"]["search_data"]["limit_s"]
+    assert proc.returncode == 1  # no subset: the step fails, after its limit was planned
+    assert record["budget_s"] == (int(budget[1]) if budget else 480)
+    assert low <= limit <= high
+    assert f"campaign: search_data (limit {limit:.0f} s)" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--only", "nope"],
+        ["--limit", "job=abc"],
+        ["--limit", "nope=3"],
+        [],
+        ["--budget", "0"],
+        ["--budget", "abc"],
+    ],
 )
 def test_bad_usage_exits_2(tmp_path: Path, args: list[str]) -> None:
     out = ["--out", str(tmp_path)] if args else []
