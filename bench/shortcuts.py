@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _OPTIMIZER = """
@@ -77,7 +78,7 @@ def _exit_seconds(code: str) -> float:
     return time.time() - last
 
 
-def _median(measure, code: str, repeat: int) -> float:  # type: ignore[no-untyped-def]
+def _median(measure: Callable[[str], float], code: str, repeat: int) -> float:
     return statistics.median(measure(code) for _ in range(repeat))
 
 

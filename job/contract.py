@@ -375,10 +375,6 @@ class _Record:
         values = ((f.name, getattr(self, f.name)) for f in fields(self))  # type: ignore[arg-type]
         return {name: list(v) if isinstance(v, tuple) else v for name, v in values}
 
-    def __getitem__(self, field: str) -> Any:
-        """``record["val_acc"]``: the field read as callers of the history's dicts did."""
-        return getattr(self, field)
-
 
 @dataclass(frozen=True)
 class Evaluation(_Record):

@@ -10,6 +10,7 @@ import torch
 
 from job.checkpoint import load_checkpoint
 from job.config import Config, from_env
+from job.contract import TrainedEpoch
 from job.data import load_dataset
 from job.errors import StoppedError
 from job.train import FitResult, fit
@@ -32,9 +33,9 @@ def _config(archive: Path, root: Path, name: str) -> Config:
 
 
 def _fit(cfg: Config, device: torch.device, stop_after: int | None = None) -> FitResult:
-    def on_epoch(entry: dict[str, Any]) -> None:
+    def on_epoch(entry: TrainedEpoch) -> None:
         # fit writes the epoch's checkpoint before calling this: the state SIGTERM leaves.
-        if entry["epoch"] == stop_after:
+        if entry.epoch == stop_after:
             raise StoppedError(f"stopped after epoch {stop_after}")
 
     return fit(cfg, load_dataset(cfg), device, "bf16", on_epoch)
