@@ -12,22 +12,15 @@ from typing import Any
 import pytest
 
 from bench.campaign import STEPS
-from tests.conftest import REPO
+from tests.bench.commands import run_command
 
 ALL_STEPS = ["wheels", *(s.name for s in STEPS)]
 
 
-def _campaign(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def _campaign(*args: str) -> subprocess.CompletedProcess[str]:
     # One BLAS thread per process: the dry run starts several jobs on a small machine.
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        ["bash", "bench/gpu_campaign.sh", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_command("bash", "bench/gpu_campaign.sh", *args, env=env)
 
 
 @pytest.fixture(scope="module")

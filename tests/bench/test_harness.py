@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.table import Row, render
 from bench.wall import WallConfig, parse_configs
-from tests.conftest import REPO
+from tests.bench.commands import run_module
 
 
-def _bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_module("bench", *args)
 
 
 def test_speed_up_reads_as_the_jobs_advantage() -> None:

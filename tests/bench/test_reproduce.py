@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.reproduce import RECIPE, job_env
-from tests.conftest import REPO
+from tests.bench.commands import run_module
 
 
 def _env(environ: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -67,14 +65,7 @@ def test_tiny_override_runs_the_job_and_compares(archives: dict[str, Path], tmp_
         "DEVICE": "cpu",
         "OMP_NUM_THREADS": "1",
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.reproduce", "--output", str(tmp_path / "out")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_module("bench.reproduce", "--output", str(tmp_path / "out"), env=env)
     assert proc.returncode == 0, proc.stderr
     assert "0.9050–0.9059" in proc.stdout
     assert "NOT the full recipe" in proc.stdout
@@ -85,13 +76,6 @@ def test_job_failure_is_passed_through(tmp_path: Path) -> None:
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "DEVICE": "cpu"}
     missing = (tmp_path / "missing.tgz").as_uri()
     args = ["--data-url", missing, "--output", str(tmp_path / "out")]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.reproduce", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_module("bench.reproduce", *args, env=env, timeout=300)
     assert proc.returncode == 3  # the job's "data unavailable"
     assert "exited 3" in proc.stderr

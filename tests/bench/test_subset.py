@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.subset import SubsetError, plan, write_subset
-from tests.conftest import REPO
+from tests.bench.commands import run_module
 
 
 def _members(path: Path) -> dict[str, bytes]:
@@ -24,13 +23,7 @@ def _members(path: Path) -> dict[str, bytes]:
 
 
 def _subset(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench.subset", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("bench.subset", *args, timeout=300)
 
 
 @pytest.mark.parametrize(("n_train", "n_test"), [(100, 50), (105, 53)])
