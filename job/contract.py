@@ -108,6 +108,12 @@ class Variables:
         "clip gradients to ±value; 0 disables",
         tunable=True,
     )
+    label_smoothing: float = _variable(
+        "0",
+        parsers.number(float, 0, below=1, hint="0.1"),
+        "cross-entropy label smoothing of the training loss, in [0, 1); 0 = none (the tutorial)",
+        tunable=True,
+    )
     optimizer: str = _variable("adam", parsers.choice("adam", "sgd"), "adam or sgd", tunable=True)
     seed: int = _variable("0", parsers.number(int, 0, hint="0"), "all randomness derives from it")
     device: str = _variable("auto", parsers.device, "auto, cpu, cuda or cuda:N", fingerprint=False)

@@ -200,6 +200,8 @@ def _train_steps(training: _Training, epoch: int) -> tuple[float, list[float], f
     """
     model, optimizer, scaler = training.step_model, training.optimizer, training.scaler
     grad_clip, train_dl = training.cfg.grad_clip, training.train_dl
+    # Training loss only: val_loss stays the plain cross-entropy, comparable across runs.
+    label_smoothing = training.cfg.label_smoothing
     model.train()
     device = train_dl.device
     loss_sum = torch.zeros((), device=device)
@@ -213,7 +215,7 @@ def _train_steps(training: _Training, epoch: int) -> tuple[float, list[float], f
                 "rerun with the same OUTPUT_DIR to resume."
             )
         with training.autocast():
-            loss = F.cross_entropy(model(images), labels)
+            loss = F.cross_entropy(model(images), labels, label_smoothing=label_smoothing)
         scaler.scale(loss).backward()
         if grad_clip > 0:
             scaler.unscale_(optimizer)

@@ -152,3 +152,9 @@ def test_a_trained_epochs_lrs_are_immutable_in_the_record_and_a_list_in_json() -
 def test_an_entry_that_is_neither_record_is_refused(entry) -> None:
     with pytest.raises(ValueError, match="not a history entry"):
         contract.record_from_json(entry)
+
+
+def test_the_doc_names_exactly_the_tunable_variables() -> None:
+    start = DOC.index("(`TUNABLE`):") + len("(`TUNABLE`):")
+    listed = re.findall(r"`([A-Z_]+)`", DOC[start : DOC.index(".", start)])
+    assert sorted(listed) == sorted(contract.TUNABLE.values())

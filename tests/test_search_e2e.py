@@ -204,6 +204,23 @@ def test_pruned_trials_ran_fewer_epochs(archives, tmp_path) -> None:
         assert t.user_attrs["epochs"] == len(history) - 1 == 3  # entry 0: before training
 
 
+def test_a_space_file_tunes_label_smoothing_into_each_trials_job(archives, tmp_path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("label_smoothing: {low: 0.05, high: 0.3}\n")
+    output = tmp_path / "search"
+    args = search_args(
+        output, archives["fastai"], trials=2, epochs=1, extra=["--space", str(space)]
+    )
+    proc = run_search(args)
+    assert proc.returncode == 0, proc.stderr
+    trials = load(output).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    for t in trials:
+        config = json.loads((output / "trials" / str(t.number) / "config.json").read_text())
+        assert 0.05 <= t.params["label_smoothing"] <= 0.3
+        assert config["label_smoothing"] == pytest.approx(t.params["label_smoothing"])
+
+
 def test_killed_driver_takes_its_trials_along_and_a_rerun_finishes_the_budget(
     archives, tmp_path
 ) -> None:

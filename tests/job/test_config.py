@@ -29,6 +29,8 @@ def test_every_config_field_has_a_variable() -> None:
         ({"EPOCHS": "3"}, ("epochs", 3)),
         ({"MAX_LR": "2e-3"}, ("max_lr", 0.002)),
         ({"GRAD_CLIP": "0"}, ("grad_clip", 0.0)),
+        ({"LABEL_SMOOTHING": "0.1"}, ("label_smoothing", 0.1)),
+        ({"LABEL_SMOOTHING": "0"}, ("label_smoothing", 0.0)),
         ({"OPTIMIZER": "SGD"}, ("optimizer", "sgd")),
         ({"DEVICE": "cuda:1"}, ("device", "cuda:1")),
         ({"COMPILE": "true"}, ("compile", True)),
@@ -61,6 +63,10 @@ def test_valid_values_parse(env: dict[str, str], expected: tuple[str, object]) -
         ("DATA_SHA256", "not-a-digest"),
         ("COMPILE", "maybe"),
         ("SEED", "-1"),
+        ("LABEL_SMOOTHING", "1"),
+        ("LABEL_SMOOTHING", "-0.1"),
+        ("LABEL_SMOOTHING", "nan"),
+        ("LABEL_SMOOTHING", "a lot"),
     ],
 )
 def test_invalid_value_is_rejected_by_name(name: str, value: str) -> None:

@@ -140,3 +140,36 @@ def test_the_checkpoint_history_holds_the_records_as_plain_dicts(fits: dict) -> 
 def test_a_resumed_fit_ends_with_the_uninterrupted_history(fits: dict) -> None:
     assert fits["resumed"].resumed_from == 1
     assert _untimed(fits["resumed"].records) == _untimed(fits["whole"].records)
+
+
+# -- LABEL_SMOOTHING ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoothed(archives: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The same seeded fit without LABEL_SMOOTHING, with it set to its default, and at 0.2."""
+    root = tmp_path_factory.mktemp("smoothing")
+    runs = {}
+    settings: dict[str, dict[str, str]] = {
+        "unset": {},
+        "zero": {"LABEL_SMOOTHING": "0"},
+        "0.2": {"LABEL_SMOOTHING": "0.2"},
+    }
+    for name, env in settings.items():
+        cfg = from_env(
+            job_env(root / name, DATA_URL=archives["python"].as_uri(), PRECISION="fp32", **env)
+        )
+        runs[name] = _fit(cfg)[0].records
+    return runs
+
+
+def test_label_smoothing_0_is_the_tutorials_plain_cross_entropy(smoothed: dict) -> None:
+    assert _untimed(smoothed["zero"]) == _untimed(smoothed["unset"])
+
+
+def test_label_smoothing_changes_the_training_loss_not_the_untrained_val_loss(
+    smoothed: dict,
+) -> None:
+    plain, smooth = smoothed["unset"], smoothed["0.2"]
+    assert _untimed(smooth[:1]) == _untimed(plain[:1])  # the same model before training
+    assert smooth[1].train_loss != plain[1].train_loss
