@@ -157,8 +157,8 @@ def samples_figure(
 ) -> Figure:
     """A grid of augmented, de-normalised training images, each labelled with its class.
 
-    The grid is one image in one Axes (a white band above each tile holds its label): drawing
-    32 separate Axes took most of a second.
+    The grid is one image in one Axes (a white band above each tile holds its label): 32
+    separate Axes would cost 32 layouts and draws.
     """
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
@@ -199,8 +199,8 @@ def plot_samples(
 def start_samples(output_dir: Path, data: Dataset, seed: int) -> Future[None]:
     """Draw samples.png from ``seed``'s :func:`sample_indices` on a thread of its own.
 
-    The drawing (matplotlib's import and the figure take ~0.5 s of one core) overlaps the
-    training; the run waits for the returned future, which re-raises what the drawing raised,
+    The drawing (matplotlib's import and the figure, a noticeable share of a short run's
+    fixed cost: docs/benchmarks.md) overlaps the training; the run waits for the returned future, which re-raises what the drawing raised,
     before it reports done, so every output exists when it exits 0.
     """
     picked = sample_indices(len(data.train_labels), seed)
