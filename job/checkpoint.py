@@ -115,7 +115,7 @@ def load_checkpoint(output_dir: Path, fingerprint: dict[str, Any]) -> dict[str, 
     if damage is not None:
         kind = "an unverifiable" if "no checksum" in damage else "a damaged"
         raise ConfigError(f"{where} holds {kind} {CHECKPOINT} ({damage}); {advice}.")
-    saved = state.get("fingerprint", {})
+    saved = _with_new_defaults(state.get("fingerprint", {}), fingerprint)
     if saved != fingerprint:
         diff = ", ".join(
             f"{k.upper()} {saved.get(k)!r} → {fingerprint.get(k)!r}"
@@ -127,3 +127,15 @@ def load_checkpoint(output_dir: Path, fingerprint: dict[str, Any]) -> dict[str, 
             f"({diff}); use a new OUTPUT_DIR or delete {CHECKPOINT} to start over."
         )
     return state
+
+
+def _with_new_defaults(saved: dict[str, Any], fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` plus the default of each variable it lacks: a checkpoint written before a
+    variable existed trained with that variable's default, so it resumes unless the run sets
+    another value."""
+    from job.config import Config
+
+    defaults = Config().fingerprint()
+    added = {k: defaults[k] for k in fingerprint.keys() - saved.keys() if k in defaults}
+    return {**saved, **added}
+

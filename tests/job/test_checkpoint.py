@@ -126,3 +126,19 @@ def test_a_full_volume_keeps_the_last_checkpoint_whole(tmp_path: Path) -> None:
         assert (out / CHECKPOINT).read_bytes() == before and leftovers(out) == []
         state = load_checkpoint(out, FINGERPRINT)
         assert state is not None and state["epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "resumes"), [(0.0, True), (0.1, False)], ids=["its-default", "another-value"]
+)
+def test_a_checkpoint_older_than_a_variable_resumes_only_at_its_default(
+    saved: bytes, tmp_path: Path, value: float, resumes: bool
+) -> None:
+    # FINGERPRINT has no label_smoothing: written before LABEL_SMOOTHING existed.
+    (tmp_path / CHECKPOINT).write_bytes(saved)
+    fingerprint = {**FINGERPRINT, "label_smoothing": value}
+    if resumes:
+        assert load_checkpoint(tmp_path, fingerprint) is not None
+    else:
+        with pytest.raises(ConfigError, match=r"LABEL_SMOOTHING 0\.0 → 0\.1"):
+            load_checkpoint(tmp_path, fingerprint)
