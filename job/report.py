@@ -200,8 +200,9 @@ def start_samples(output_dir: Path, data: Dataset, seed: int) -> Future[None]:
     """Draw samples.png from ``seed``'s :func:`sample_indices` on a thread of its own.
 
     The drawing (matplotlib's import and the figure, a noticeable share of a short run's
-    fixed cost: docs/benchmarks.md) overlaps the training; the run waits for the returned future, which re-raises what the drawing raised,
-    before it reports done, so every output exists when it exits 0.
+    fixed cost: docs/benchmarks.md) overlaps the training. The run waits for the returned
+    future, which re-raises what the drawing raised, before it reports done, so every output
+    exists when it exits 0.
     """
     picked = sample_indices(len(data.train_labels), seed)
     sample = DeviceLoader(
