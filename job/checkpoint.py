@@ -138,4 +138,3 @@ def _with_new_defaults(saved: dict[str, Any], fingerprint: dict[str, Any]) -> di
     defaults = Config().fingerprint()
     added = {k: defaults[k] for k in fingerprint.keys() - saved.keys() if k in defaults}
     return {**saved, **added}
-
