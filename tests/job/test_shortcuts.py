@@ -52,7 +52,7 @@ def _arrays() -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed], ids=["stored", "compressed"])
-def testnpz_arrays_equal_numpys_own_load(tmp_path: Path, save) -> None:
+def test_npz_arrays_equal_numpys_own_load(tmp_path: Path, save) -> None:
     path = tmp_path / "cache.npz"
     save(path, **_arrays())
     loaded = npz_arrays(path)
