@@ -7,13 +7,21 @@ of the job) loads nothing else of the package.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from job.config import Config, from_env
+    from job.contract import VARIABLES, EpochRecord, Evaluation, ExitCode, TrainedEpoch
+    from job.errors import ConfigError, DataError, DivergedError, JobError, StoppedError
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "VARIABLES": "job.contract",
     "ExitCode": "job.contract",
+    "EpochRecord": "job.contract",
+    "Evaluation": "job.contract",
+    "TrainedEpoch": "job.contract",
     "Config": "job.config",
     "from_env": "job.config",
     "ConfigError": "job.errors",
@@ -22,7 +30,20 @@ _EXPORTS = {
     "JobError": "job.errors",
     "StoppedError": "job.errors",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "VARIABLES",
+    "Config",
+    "ConfigError",
+    "DataError",
+    "DivergedError",
+    "EpochRecord",
+    "Evaluation",
+    "ExitCode",
+    "JobError",
+    "StoppedError",
+    "TrainedEpoch",
+    "from_env",
+]
 
 
 def __getattr__(name: str) -> Any:
