@@ -376,8 +376,7 @@ class _Record:
 
     def to_json(self) -> dict[str, Any]:
         """The history.json entry: every field in order, a tuple as a list."""
-        from dataclasses import fields
-
+        # Subclasses are dataclasses; _Record itself is not, hence the ignore.
         values = ((f.name, getattr(self, f.name)) for f in fields(self))  # type: ignore[arg-type]
         return {name: list(v) if isinstance(v, tuple) else v for name, v in values}
 
