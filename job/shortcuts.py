@@ -127,13 +127,17 @@ def exit_now(code: int) -> NoReturn:
     """Exit with ``code`` at once, without the interpreter's teardown.
 
     Tearing torch down (its modules, the CUDA libraries) does nothing a finished run needs:
-    every output is written and fsynced, and the events are flushed here. When another
-    non-daemon thread still runs, the plain ``sys.exit`` is taken instead, so that thread is
-    joined as Python would join it.
+    every output is written and fsynced, and the events are flushed here. Threads that are not
+    daemons are joined first, as the interpreter would join them. When the flush fails (a
+    closed or full stdout), the plain ``sys.exit`` is taken instead, so Python reports the
+    lost output as it always does.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
-    if any(not t.daemon for t in others):
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
         sys.exit(code)
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
     os._exit(code)

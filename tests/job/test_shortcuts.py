@@ -9,6 +9,7 @@ and its never importing torch._dynamo are tested with the training loop (test_tr
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,35 +86,46 @@ def test_a_member_whose_header_disagrees_with_the_zip_is_refused(tmp_path: Path)
 _EXIT = """
 import atexit, sys, threading, time
 from job.shortcuts import exit_now
-atexit.register(lambda: print("teardown ran", flush=True))
+atexit.register(lambda: print("teardown ran", file=sys.stderr, flush=True))
 if {thread!r}:
     def late():
         time.sleep(0.3)
-        print("thread finished", flush=True)
+        print("thread finished", file=sys.stderr, flush=True)
     threading.Thread(target=late).start()
 print("written", end="")  # no newline, no flush: exit_now must flush it
 exit_now({code})
 """
 
 
-def _exit(code: int, thread: bool) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", _EXIT.format(code=code, thread=thread)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def _exit(code: int, *, thread: bool = False, full: bool = False) -> tuple[int, str, str]:
+    """Run the snippet; with ``full``, its stdout is /dev/full, where every flush fails."""
+    with open("/dev/full" if full else os.devnull, "w") as sink:
+        result = subprocess.run(
+            [sys.executable, "-c", _EXIT.format(code=code, thread=thread)],
+            cwd=REPO,
+            stdout=sink if full else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    return result.returncode, result.stdout or "", result.stderr
 
 
 @pytest.mark.parametrize("code", [0, 3])
 def test_exit_now_flushes_and_skips_the_teardown(code: int) -> None:
-    result = _exit(code, thread=False)
-    assert result.returncode == code
-    assert result.stdout == "written"  # flushed, and no atexit handler ran
+    returncode, out, err = _exit(code)
+    assert returncode == code
+    assert out == "written" and "teardown ran" not in err  # flushed; no atexit handler ran
 
 
-def test_exit_now_falls_back_to_sys_exit_while_a_thread_runs() -> None:
-    result = _exit(0, thread=True)
-    assert result.returncode == 0
-    assert "thread finished" in result.stdout and "teardown ran" in result.stdout
+def test_exit_now_joins_a_running_thread_first() -> None:
+    returncode, out, err = _exit(0, thread=True)
+    assert returncode == 0 and out == "written"
+    assert "thread finished" in err and "teardown ran" not in err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_exit_now_falls_back_to_sys_exit_when_stdout_cannot_be_flushed() -> None:
+    returncode, _, err = _exit(0, full=True)
+    assert "teardown ran" in err  # the plain exit ran the interpreter's teardown
+    assert returncode != 0  # and, as Python does, reported the lost output
