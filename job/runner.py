@@ -18,12 +18,10 @@ from job.data import Dataset, load_dataset
 from job.errors import ConfigError
 from job.events import EpochReporter, emit, log, report_done
 from job.files import atomic_write, write_json
-from job.metrics import device_name, run_metrics
+from job.metrics import run_metrics
 from job.promote import promote_run
 from job.report import plot_history, start_samples, write_history
 from job.train import FitResult, fit
-
-__all__ = ["device_name", "run"]  # device_name moved to job.metrics; importable here as before
 
 
 def run(cfg: Config) -> dict[str, Any]:

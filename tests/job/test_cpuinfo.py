@@ -52,7 +52,7 @@ def test_a_cpu_runs_device_name_is_the_cpu_model() -> None:
     import torch
 
     need(cpuinfo.CPUINFO.is_file(), "no /proc/cpuinfo (not Linux)")
-    from job.runner import device_name
+    from job.metrics import device_name
 
     name = device_name(torch.device("cpu"))
     assert name == cpuinfo.parse(cpuinfo.CPUINFO.read_text())["model name"]
