@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench import wall
 from bench.paths import SHARED_ARCHIVE
-from bench.runs import write_json
+from job.files import write_json
 
 DEFAULT_WALL_CONFIGS = "1:2000:1000:1,0.25:5000:2000:2"
 PARTS = ("a", "b", "c", "d", "e")

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.paths import REPO, SUBSET
-from bench.runs import wait_or_stop, write_json
+from bench.runs import wait_or_stop
 from bench.table import fixed_width
+from job.files import write_json
 
 WHEELS = REPO / ".whl"
 WHEEL_LIST = REPO / "bench" / "wheels.txt"

@@ -31,9 +31,9 @@ from bench.runs import (
     search_command,
     steady_images_per_sec,
     wait_or_stop,
-    write_json,
 )
 from job.contract import HISTORY_JSON, METRICS_JSON
+from job.files import write_json
 
 
 class StepError(Exception):

@@ -2,7 +2,7 @@
 
 The job's data variables, the ``python -m search run`` command line, a logged and timed
 subprocess, stopping a process that overruns, and the JSON and ``trials.csv`` files the runs
-leave behind.
+leave behind. Results are written with :func:`job.files.write_json`.
 """
 
 from __future__ import annotations
@@ -89,12 +89,6 @@ def wait_or_stop(
     return True
 
 
-def write_json(path: Path, data: Any) -> None:
-    """``data`` as indented JSON (anything else as its text), creating the folder first."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-
-
 def read_json(path: Path) -> dict[str, Any]:
     """The JSON object in ``path``; empty when there is no such file."""
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -126,9 +120,7 @@ def decode(archive: Path, data_dir: Path) -> Any:
     from job.config import from_env
     from job.data import load_dataset
 
-    return load_dataset(
-        from_env({"DATA_URL": archive.resolve().as_uri(), "DATA_DIR": str(data_dir)})
-    )
+    return load_dataset(from_env(data_vars(archive, data_dir)))
 
 
 def steady_images_per_sec(history: list[dict[str, Any]], n_train: int) -> float | None:

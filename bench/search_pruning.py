@@ -26,7 +26,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.paths import OUTPUT, REPO, SHARED_ARCHIVE
-from bench.runs import data_vars, search_command, write_json
+from bench.runs import data_vars, search_command
+from job.files import write_json
 
 
 def _run(args: argparse.Namespace, pruner: str) -> dict:

@@ -17,7 +17,6 @@ Warm rows only: the files are in the page cache and torch's modules on disk are 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from job.files import write_json
 
 _OPTIMIZER = """
 import time, torch
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:
         print(f"{r['figure']:<40} {r['plain']:>8.3f} {r['shortcut']:>9.3f} {r['saved']:>8.3f}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows)
 
 
 if __name__ == "__main__":
