@@ -6,6 +6,8 @@ running from the moment it is asked for until it is told, whoever runs it. Optun
 this inside ``Study.optimize``, and offers no public name for what it needs:
 
 - a trial's storage id (``Trial._trial_id``), which heartbeats and system attributes take;
+- the RDB storage's SQLAlchemy models (``optuna.storages._rdb.models``), which
+  :mod:`search.storage.tokens` recognises in a session to tag a write with its token;
 - the heartbeat interface (``optuna.storages._heartbeat.BaseHeartbeat``), which
   :class:`search.storage.RetryingStorage` implements so that ``fail_stale_trials`` and the
   heartbeat callbacks keep working through it (they call its ``_get_stale_trial_ids``), and
@@ -20,13 +22,21 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
+from types import ModuleType
 
 import optuna
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial
 
-__all__ = ["BaseHeartbeat", "FrozenStudy", "quiet_experimental", "trial_id"]
+__all__ = ["BaseHeartbeat", "FrozenStudy", "quiet_experimental", "rdb_models", "trial_id"]
+
+
+def rdb_models() -> ModuleType:
+    """The RDB storage's SQLAlchemy models (imported on use: they import SQLAlchemy)."""
+    from optuna.storages._rdb import models
+
+    return models
 
 
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:

@@ -26,7 +26,7 @@ The package, by concern: :mod:`~search.storage.urls` (URLs and secrets),
 from __future__ import annotations
 
 from search.storage.create import create_or_load_study, creation_lock, make_storage
-from search.storage.errors import StorageRefused, StorageUnavailable
+from search.storage.errors import StorageBroken, StorageRefused, StorageUnavailable
 from search.storage.forward import RetryingStorage
 from search.storage.requeue import Requeue
 from search.storage.urls import describe, postgres_driver, scrub
@@ -34,6 +34,7 @@ from search.storage.urls import describe, postgres_driver, scrub
 __all__ = [
     "Requeue",
     "RetryingStorage",
+    "StorageBroken",
     "StorageRefused",
     "StorageUnavailable",
     "create_or_load_study",

@@ -61,23 +61,24 @@ def make_storage(
     if sqlite:
         kwargs = {"connect_args": {"timeout": 120}}  # seconds to wait for SQLite's file lock
 
-    def create() -> RDBStorage:
+    outage = Outage(url, retry_seconds)
+
+    def create() -> RetryingStorage:
         with quiet_experimental():
-            return RDBStorage(
+            backend = RDBStorage(
                 url,
                 engine_kwargs=kwargs,
                 heartbeat_interval=heartbeat,
                 grace_period=3 * heartbeat,
                 heartbeat_stale_trial_callback=Requeue(retries),
             )
+        return RetryingStorage(backend, url, outage)  # creates its token table
 
-    outage = Outage(url, retry_seconds)
     races = 0
     while True:
         try:
             with creation_lock(url):
-                backend = create()
-            break
+                return create()
         except Exception as exc:
             if creation_race(exc) and races < _CREATION_RACES:
                 races += 1  # a client outside the lock created the schema at the same time
@@ -86,7 +87,6 @@ def make_storage(
             if refused(exc) or sqlite or not unreachable(exc):
                 raise StorageRefused(_refusal(url, exc)) from None
             outage.failed(exc, starting=True)
-    return RetryingStorage(backend, url, outage)
 
 
 def _refusal(url: str, exc: BaseException) -> str:

@@ -25,7 +25,10 @@ class RetryingStorage(Retrying, BaseStorage, BaseHeartbeat):
     call that failed because the database could not be reached.
 
     Optuna only ever calls a storage through the methods of ``BaseStorage`` and
-    ``BaseHeartbeat``; each is forwarded with :meth:`_retry`.
+    ``BaseHeartbeat``; each is forwarded with :meth:`_retry`. The writes a second attempt
+    would apply twice (creating a study or a trial, deleting a study, changing a trial's
+    state) go through :meth:`_write`, exactly once; every other write sets a value and is
+    the same when applied twice.
     """
 
     # -- BaseStorage and BaseHeartbeat: every method forwarded to the RDB storage ----------
@@ -33,10 +36,18 @@ class RetryingStorage(Retrying, BaseStorage, BaseHeartbeat):
     def create_new_study(
         self, directions: Sequence[StudyDirection], study_name: str | None = None
     ) -> int:
-        return self._retry(self.backend.create_new_study, directions, study_name)
+        return self._write(
+            "new study",
+            self.backend.create_new_study,
+            directions,
+            study_name,
+            committed=lambda study_id: study_id,
+        )
 
     def delete_study(self, study_id: int) -> None:
-        return self._retry(self.backend.delete_study, study_id)
+        return self._write(
+            "deleted study", self.backend.delete_study, study_id, committed=lambda _: None
+        )
 
     def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
         return self._retry(self.backend.set_study_user_attr, study_id, key, value)
@@ -63,7 +74,13 @@ class RetryingStorage(Retrying, BaseStorage, BaseHeartbeat):
         return self._retry(self.backend.get_all_studies)
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        return self._retry(self.backend.create_new_trial, study_id, template_trial)
+        return self._write(
+            "new trial",
+            self.backend.create_new_trial,
+            study_id,
+            template_trial,
+            committed=lambda new_id: new_id,
+        )
 
     def set_trial_param(
         self,
@@ -90,7 +107,15 @@ class RetryingStorage(Retrying, BaseStorage, BaseHeartbeat):
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
-        return self._retry_state(trial_id, state, values)
+        return self._write(
+            "trial",
+            self.backend.set_trial_state_values,
+            trial_id,
+            state,
+            values,
+            ref_id=trial_id,
+            committed=lambda _: True,
+        )
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float

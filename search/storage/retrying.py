@@ -4,7 +4,14 @@ every storage call goes through.
 A call that fails because the database cannot be reached is retried with backoff until the
 database answers again, for at most ``retry_seconds`` per outage. Past that bound the call
 raises :class:`~search.storage.errors.StorageUnavailable`, and every later call fails at
-once, so a stopping driver does not wait out the bound again for each trial.
+once, so a stopping driver does not wait out the bound again for each trial. A SQLite file
+locked by another process is retried for :data:`~search.storage.errors.BUSY_SECONDS`; any
+other database error is permanent and raises :class:`~search.storage.errors.StorageBroken`
+at once (:func:`~search.storage.errors.classify` tells them apart).
+
+A write that a retry could apply twice goes through :meth:`Retrying._write`, which tags it
+with a token (:mod:`search.storage.tokens`) and, before running it again, looks whether the
+first attempt committed.
 """
 
 from __future__ import annotations
@@ -12,14 +19,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
 
-from search.storage.errors import StorageUnavailable, database_error, unreachable
+from search.storage.errors import (
+    BUSY_SECONDS,
+    Kind,
+    StorageBroken,
+    StorageUnavailable,
+    classify,
+    database_error,
+)
+from search.storage.tokens import Committed, Target, Tokens
 from search.storage.urls import describe, scrub
 
 log = logging.getLogger("search")
@@ -29,6 +42,21 @@ _R = TypeVar("_R")
 
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
 """The shortest and the longest wait between two attempts, in seconds."""
+
+
+_FIXES = (
+    (("readonly", "read-only"), "make the database file and its folder writable"),
+    (("disk is full", "no space"), "free space on the database's disk"),
+    (("disk i/o", "malformed", "not a database"), "check the database's disk and file"),
+    (
+        ("no such table", "does not exist", "undefined"),
+        "point --storage at the study's database (this one lacks Optuna's tables)",
+    ),
+    (("authentication", "password"), "check the user and password of --storage"),
+)
+"""Words of a permanent error, and what the user should do about it."""
+
+_FIX = "fix the database"
 
 
 class Outage:
@@ -79,6 +107,20 @@ class Outage:
             self._since = None
             self.reachable_since = time.monotonic()
 
+    def broken(self, exc: BaseException, kind: Kind) -> str:
+        """The sentence for a permanent error ``exc`` of the database."""
+        error = scrub(database_error(exc), self.url)
+        if kind == "busy":
+            what = f"stayed locked by another process for {BUSY_SECONDS:g} s ({error})"
+            fix = "stop the other process, or use PostgreSQL for several drivers"
+        else:
+            what = f"failed with an error no retry cures ({error})"
+            fix = next((f for words, f in _FIXES if any(w in error.lower() for w in words)), _FIX)
+        return (
+            f"the study's database, {describe(self.url)}, {what}; {fix}, then rerun the same "
+            "command to continue."
+        )
+
     def _sentence(self, exc: BaseException, starting: bool) -> str:
         what = "could not be reached" if starting else "stayed unreachable"
         then = (
@@ -95,12 +137,17 @@ class Outage:
 
 class Retrying:
     """An RDB storage's calls, retried while its database is unreachable: the part of
-    :class:`~search.storage.forward.RetryingStorage` that is not forwarding."""
+    :class:`~search.storage.forward.RetryingStorage` that is not forwarding.
+
+    It pickles as its RDB storage (which opens its engine again) and its bound: a process
+    that unpickles it gets its own connections and outage state.
+    """
 
     def __init__(self, backend: RDBStorage, url: str, outage: Outage) -> None:
         self.backend = backend
         self.url = url
         self.outage = outage
+        self.tokens = Tokens(backend)
 
     @property
     def reachable_since(self) -> float:
@@ -118,36 +165,60 @@ class Retrying:
         return self._retry(function)
 
     def _retry(self, method: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        """``method(*args, **kwargs)``, retried while the database is unreachable."""
+        """``method(*args, **kwargs)``, retried while the database is unreachable (or, for
+        up to BUSY_SECONDS, locked); a permanent database error raises StorageBroken."""
+        busy_since: float | None = None
         while True:
             try:
                 result = method(*args, **kwargs)
             except Exception as exc:
-                if not unreachable(exc):
+                kind = classify(exc)
+                if kind == "other":
                     raise
-                self.outage.failed(exc)
-                continue
+                if kind == "outage":
+                    self.outage.failed(exc)
+                    continue
+                if kind == "busy":
+                    busy_since = busy_since or time.monotonic()
+                    if time.monotonic() - busy_since < BUSY_SECONDS:
+                        time.sleep(BACKOFF_FIRST)
+                        continue
+                raise StorageBroken(self.outage.broken(exc, kind)) from None
             self.outage.succeeded()
             return result
 
-    def _retry_state(
-        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
-    ) -> bool:
-        """``set_trial_state_values``, retried; a retry that finds the trial already in
-        ``state`` counts as done (the first attempt committed before the connection dropped)."""
-        attempts = 0
+    def _write(
+        self,
+        target: Target,
+        method: Callable[..., _R],
+        *args: Any,
+        ref_id: int | None = None,
+        committed: Callable[[int], _R],
+    ) -> _R:
+        """``method(*args)`` applied exactly once, retried like any call: a retry that finds
+        the first attempt's token returns ``committed(id the write recorded)`` instead of
+        writing again."""
+        token = Tokens.new()
+        tried = False
 
-        def attempt() -> bool:
-            nonlocal attempts
-            attempts += 1
+        def attempt() -> _R:
+            nonlocal tried
+            if tried:
+                found = self.tokens.find(token)
+                if found is not None:
+                    return committed(found)
+            tried = True
             try:
-                return self.backend.set_trial_state_values(trial_id, state, values)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                if attempts > 1 and self.backend.get_trial(trial_id).state == state:
-                    return True
-                raise
+                with self.tokens.tagging(token, target, ref_id):
+                    return method(*args)
+            except Committed as done:  # Optuna ran it again itself, and it had committed
+                return committed(done.ref_id)
 
         return self._retry(attempt)
 
     def __getstate__(self) -> dict[str, Any]:
-        raise TypeError("a RetryingStorage cannot be pickled; open the URL in each process")
+        return {"backend": self.backend, "url": self.url, "retry": self.outage.retry_seconds}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        url = state["url"]
+        Retrying.__init__(self, state["backend"], url, Outage(url, state["retry"]))

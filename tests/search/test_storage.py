@@ -160,11 +160,19 @@ def test_processes_opening_one_study_at_once_on_an_empty_database_all_succeed(
     assert len(optuna.get_all_study_names(make_storage(url))) == 1
 
 
-def test_a_retrying_storage_is_an_optuna_storage_that_refuses_pickling(tmp_path: Path) -> None:
-    import pickle
-
+def test_a_retrying_storage_is_an_optuna_storage(tmp_path: Path) -> None:
     storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}")
     assert isinstance(storage, optuna.storages.BaseStorage)
     assert isinstance(storage, BaseHeartbeat)
-    with pytest.raises(TypeError, match="cannot be pickled; open the URL in each process"):
-        pickle.dumps(storage)
+
+
+def test_an_unpickled_storage_opens_its_own_connections(tmp_path: Path) -> None:
+    import pickle
+
+    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", retry_seconds=42)
+    optuna.create_study(storage=storage, study_name="pickled")
+    restored = pickle.loads(pickle.dumps(storage))
+    assert [s.study_name for s in restored.get_all_studies()] == ["pickled"]
+    assert restored.backend.engine is not storage.backend.engine
+    assert restored.outage is not storage.outage
+    assert restored.outage.retry_seconds == 42
