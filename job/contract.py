@@ -124,6 +124,13 @@ class Variables:
         "fp32, bf16 or fp16",
     )
     compile: bool = _variable("0", parsers.flag, "1 uses torch.compile", fingerprint=False)
+    cpu_threads: int | str = _variable(
+        "auto",
+        parsers.count_or_auto,
+        "torch's CPU threads; auto = the fewest of the affinity mask, the cgroup CPU quota "
+        "and OMP_NUM_THREADS",
+        fingerprint=False,
+    )
     model_width: float = _variable(
         "1.0",
         parsers.number(float, 0, exclusive=True, hint="0.25"),
@@ -142,6 +149,12 @@ class Variables:
         "",
         parsers.optional_path,
         "after success, promote the model here if it beats the champion; empty = off",
+        fingerprint=False,
+    )
+    progress_seconds: float = _variable(
+        "30",
+        parsers.number(float, 0, hint="30"),
+        "seconds between progress lines and events inside an epoch; 0 = off",
         fingerprint=False,
     )
 
@@ -243,7 +256,7 @@ class DriverExit(IntEnum):
 EVENT_VERSION = 1
 """Every event carries ``"v": EVENT_VERSION``; a caller ignores lines of another version."""
 
-EventName = Literal["start", "epoch", "promote", "done", "error"]
+EventName = Literal["start", "progress", "epoch", "promote", "done", "error"]
 
 
 class StartEvent(TypedDict):
@@ -254,7 +267,24 @@ class StartEvent(TypedDict):
     config: dict[str, Any]
     device: str
     precision: str
+    cpu_threads: int
+    """torch's CPU threads, CPU_THREADS resolved."""
     pid: int
+
+
+class ProgressEvent(TypedDict):
+    """Every PROGRESS_SECONDS while an epoch trains: the steps handed to the device so far."""
+
+    v: int
+    event: Literal["progress"]
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    images_per_sec: float
+    """Training images of the steps so far per second since the epoch began."""
+    seconds: float
+    """Seconds since the epoch began."""
 
 
 class EpochEvent(TypedDict):
@@ -311,6 +341,7 @@ class ErrorEvent(_ErrorEventBase, total=False):
 
 EVENTS: dict[str, type] = {
     "start": StartEvent,
+    "progress": ProgressEvent,
     "epoch": EpochEvent,
     "promote": PromoteEvent,
     "done": DoneEvent,

@@ -14,10 +14,16 @@ from job.train import FitResult
 
 
 def run_metrics(
-    result: FitResult, data: Dataset, device: torch.device, precision: str, started: float
+    result: FitResult,
+    data: Dataset,
+    device: torch.device,
+    precision: str,
+    started: float,
+    cpu_threads: int,
 ) -> dict[str, Any]:
     """What metrics.json holds, in its order; ``started`` is the run's ``time.perf_counter()``
-    when it began (for ``wall_seconds``). The caller adds ``promotion`` when it promotes."""
+    when it began (for ``wall_seconds``), ``cpu_threads`` torch's CPU threads. The caller adds
+    ``promotion`` when it promotes."""
     history = result.records
     trained = trained_epochs(history)
     best = max(history, key=lambda h: h.val_acc)
@@ -40,6 +46,7 @@ def run_metrics(
         "device": str(device),
         "device_name": device_name(device),
         "precision": precision,
+        "cpu_threads": cpu_threads,
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
         "data_sha256": data.sha256,

@@ -95,3 +95,13 @@ def device(text: str) -> str:
     if value in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", value):
         return value
     raise ValueError("allowed values are auto, cpu, cuda, cuda:N")
+
+
+def count_or_auto(text: str) -> int | str:
+    """``auto``, or a whole number ≥ 1."""
+    value = text.strip().lower()
+    if value == "auto":
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ValueError("expected auto or a whole number ≥ 1, for example 4")

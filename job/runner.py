@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from job import signals
+from job import signals, threads
 from job.config import Config, resolve_device, resolve_precision
 from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL
 from job.data import Dataset, load_dataset
@@ -28,12 +28,12 @@ def run(cfg: Config) -> dict[str, Any]:
     """Train per ``cfg`` and write every output; return the metrics written to metrics.json."""
     started = time.perf_counter()
     signals.install()
-    device, precision = _prepare(cfg)
+    device, precision, cpu_threads = _prepare(cfg)
     data = _load(cfg)
     samples = start_samples(cfg.output_dir, data, cfg.seed)  # drawn while the model trains
     result = fit(cfg, data, device, precision, EpochReporter(cfg.epochs))
     _publish(cfg.output_dir, result, samples)
-    metrics = run_metrics(result, data, device, precision, started)
+    metrics = run_metrics(result, data, device, precision, started, cpu_threads)
     write_json(cfg.output_dir / METRICS_JSON, metrics)
     if cfg.promote_dir is not None:
         promote_run(cfg.output_dir, cfg.promote_dir, metrics)
@@ -41,19 +41,31 @@ def run(cfg: Config) -> dict[str, Any]:
     return metrics
 
 
-def _prepare(cfg: Config) -> tuple[torch.device, str]:
-    """Resolve the device and precision, check OUTPUT_DIR is writable, report the start and
-    write config.json; return the device and the precision."""
+def _prepare(cfg: Config) -> tuple[torch.device, str, int]:
+    """Size torch's thread pools, resolve the device and precision, check OUTPUT_DIR is
+    writable, report the start and write config.json; return the device, the precision and
+    the CPU threads."""
+    cpu_threads = threads.resolve(cfg.cpu_threads, torch.get_num_threads())
+    threads.apply(cpu_threads)  # before any torch work: the inter-op pool is sized once
     device = resolve_device(cfg)
     precision = resolve_precision(cfg, device)
     _prepare_output(cfg.output_dir)
-    emit("start", config=cfg.to_json(), device=str(device), precision=precision, pid=os.getpid())
-    log(f"resnet-job: {cfg.epochs} epochs on {device} ({precision}), output in {cfg.output_dir}")
-    write_json(
-        cfg.output_dir / CONFIG_JSON,
-        {**cfg.to_json(), "resolved_device": str(device), "resolved_precision": precision},
+    emit(
+        "start",
+        config=cfg.to_json(),
+        device=str(device),
+        precision=precision,
+        cpu_threads=cpu_threads,
+        pid=os.getpid(),
     )
-    return device, precision
+    log(
+        f"resnet-job: {cfg.epochs} epochs on {device} ({precision}, {cpu_threads} CPU threads), "
+        f"output in {cfg.output_dir}"
+    )
+    resolved: dict[str, Any] = {"resolved_device": str(device), "resolved_precision": precision}
+    resolved["resolved_cpu_threads"] = cpu_threads
+    write_json(cfg.output_dir / CONFIG_JSON, {**cfg.to_json(), **resolved})
+    return device, precision, cpu_threads
 
 
 def _load(cfg: Config) -> Dataset:

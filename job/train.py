@@ -25,6 +25,7 @@ from job.data import Dataset
 from job.errors import DivergedError, StoppedError
 from job.loader import DeviceLoader
 from job.model import ResNet9
+from job.progress import EpochProgress
 from job.shortcuts import eager_optimizer_class
 
 _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -207,27 +208,35 @@ def _train_steps(training: _Training, epoch: int) -> tuple[float, list[float], f
     loss_sum = torch.zeros((), device=device)
     first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first non-finite step
     lrs: list[float] = []
+    cfg = training.cfg
+    progress = EpochProgress(
+        epoch, cfg.epochs, len(train_dl), train_dl.batch_size, train_dl.n, cfg.progress_seconds
+    )
     t0 = time.perf_counter()
-    for step, (images, labels) in enumerate(train_dl.epoch(epoch), start=1):
-        if signals.stop_requested():
-            raise StoppedError(
-                f"Stopped by SIGTERM during epoch {epoch}; {CHECKPOINT} holds epoch {epoch - 1}: "
-                "rerun with the same OUTPUT_DIR to resume."
-            )
-        with training.autocast():
-            loss = F.cross_entropy(model(images), labels, label_smoothing=label_smoothing)
-        scaler.scale(loss).backward()
-        if grad_clip > 0:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_value_(model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        lrs.append(optimizer.param_groups[0]["lr"])  # the tutorial records lr before stepping
-        training.sched.step()
-        loss = loss.detach().float()
-        loss_sum += loss
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+    try:
+        for step, (images, labels) in enumerate(train_dl.epoch(epoch), start=1):
+            if signals.stop_requested():
+                raise StoppedError(
+                    f"Stopped by SIGTERM during epoch {epoch}; {CHECKPOINT} holds epoch "
+                    f"{epoch - 1}: rerun with the same OUTPUT_DIR to resume."
+                )
+            with training.autocast():
+                loss = F.cross_entropy(model(images), labels, label_smoothing=label_smoothing)
+            scaler.scale(loss).backward()
+            if grad_clip > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_value_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            lrs.append(optimizer.param_groups[0]["lr"])  # the tutorial records lr before stepping
+            training.sched.step()
+            loss = loss.detach().float()
+            loss_sum += loss
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
+            progress.step(step)  # the step counter and the clock only: no host sync
+    finally:
+        progress.close()
     n_steps = len(lrs)
     train_loss, bad_step = (loss_sum / max(n_steps, 1)).item(), int(first_bad)  # one sync per epoch
     if device.type == "cuda":
