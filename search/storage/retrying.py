@@ -45,7 +45,7 @@ BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
 
 
 _FIXES = (
-    (("readonly", "read-only"), "make the database file and its folder writable"),
+    (("readonly", "read-only"), "make the database writable (SQLite: its file and folder)"),
     (("disk is full", "no space"), "free space on the database's disk"),
     (("disk i/o", "malformed", "not a database"), "check the database's disk and file"),
     (
@@ -66,6 +66,7 @@ class Outage:
     def __init__(self, url: str, retry_seconds: float) -> None:
         self.url = url
         self.retry_seconds = retry_seconds
+        self.busy_seconds = BUSY_SECONDS
         self._lock = threading.Lock()
         self._since: float | None = None
         self.reachable_since = time.monotonic()
@@ -111,7 +112,7 @@ class Outage:
         """The sentence for a permanent error ``exc`` of the database."""
         error = scrub(database_error(exc), self.url)
         if kind == "busy":
-            what = f"stayed locked by another process for {BUSY_SECONDS:g} s ({error})"
+            what = f"stayed locked by another process for {self.busy_seconds:g} s ({error})"
             fix = "stop the other process, or use PostgreSQL for several drivers"
         else:
             what = f"failed with an error no retry cures ({error})"
@@ -180,7 +181,7 @@ class Retrying:
                     continue
                 if kind == "busy":
                     busy_since = busy_since or time.monotonic()
-                    if time.monotonic() - busy_since < BUSY_SECONDS:
+                    if time.monotonic() - busy_since < self.outage.busy_seconds:
                         time.sleep(BACKOFF_FIRST)
                         continue
                 raise StorageBroken(self.outage.broken(exc, kind)) from None
