@@ -7,7 +7,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run test test-gpu lint format bench reproduce gpu-data wheels gpu-campaign \
-	search dashboard clean
+	search dashboard clean optuna-suite
 
 ## help: list the targets with one line each
 help:
@@ -35,6 +35,21 @@ PYTEST_ARGS ?=
 ## test: make lint, then every test except those marked gpu (real HTTP, processes, signals, services)
 test: lint
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+# Optuna's own storage tests, from the installed Optuna's source distribution (its licence
+# beside them); `make test` runs them against the project's storage (tests/search/optuna_suite).
+OPTUNA_SUITE := .ci/cache/optuna-suite
+
+## optuna-suite: fetch the installed Optuna's storage tests into .ci/cache (make test runs them)
+optuna-suite: venv
+	@set -e; \
+	version="$$($(PY) -c 'import optuna; print(optuna.__version__)')"; \
+	rm -rf $(OPTUNA_SUITE); mkdir -p $(OPTUNA_SUITE); \
+	$(PY) -m pip download -q --no-binary :all: --no-deps -d $(OPTUNA_SUITE) "optuna==$$version"; \
+	tar -xzf $(OPTUNA_SUITE)/optuna-$$version.tar.gz -C $(OPTUNA_SUITE) --strip-components=1 \
+	  optuna-$$version/LICENSE optuna-$$version/tests/storages_tests; \
+	rm $(OPTUNA_SUITE)/optuna-$$version.tar.gz; \
+	echo "Optuna $$version's storage tests in $(OPTUNA_SUITE)"
 
 ## test-gpu: only the tests marked gpu (needs a CUDA device; they skip with a reason without one)
 test-gpu: venv
