@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from job.config import Config, from_env
-    from job.contract import VARIABLES, EpochRecord, Evaluation, ExitCode, TrainedEpoch
+    from job.contract import (
+        VARIABLES,
+        EpochRecord,
+        Evaluation,
+        ExitCode,
+        PredictExit,
+        TrainedEpoch,
+    )
     from job.errors import ConfigError, DataError, DivergedError, JobError, StoppedError
 
 __version__ = "0.1.0"
@@ -22,6 +29,7 @@ _EXPORTS = {
     "EpochRecord": "job.contract",
     "Evaluation": "job.contract",
     "TrainedEpoch": "job.contract",
+    "PredictExit": "job.contract",
     "Config": "job.config",
     "from_env": "job.config",
     "ConfigError": "job.errors",
@@ -40,6 +48,7 @@ __all__ = [
     "Evaluation",
     "ExitCode",
     "JobError",
+    "PredictExit",
     "StoppedError",
     "TrainedEpoch",
     "from_env",

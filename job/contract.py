@@ -251,6 +251,20 @@ class DriverExit(IntEnum):
     """Stopped by SIGTERM before the budget was met: rerun the same command to continue."""
 
 
+class PredictExit(IntEnum):
+    """How ``python -m job.predict`` (``resnet-job-predict``) ends (``docs/contract.md``)."""
+
+    DONE = 0
+    UNEXPECTED = 1
+    """A bug: the traceback is printed."""
+    BAD_MODEL = 2
+    """A bad option, or the model folder is missing or holds no exported model."""
+    NO_IMAGE = 3
+    """An image path does not exist or is not a file."""
+    BAD_IMAGE = 4
+    """An image file is not a readable PNG or JPEG."""
+
+
 # -- events out ----------------------------------------------------------------------------
 
 EVENT_VERSION = 1
@@ -356,6 +370,10 @@ HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 METRICS_JSON = "metrics.json"
 MODEL = "model.pt"
+EXPORTED_MODEL = "model.torchscript.pt"
+"""The trained model as TorchScript with its normalisation: ``torch.jit.load`` alone runs it."""
+CLASSES_JSON = "classes.json"
+"""The class names, in the order of the model's outputs."""
 CHECKPOINT = "checkpoint.pt"
 ACCURACY_PNG = "accuracy.png"
 LOSSES_PNG = "losses.png"
@@ -371,6 +389,8 @@ OUTPUTS: tuple[str, ...] = (
     HISTORY_CSV,
     METRICS_JSON,
     MODEL,
+    EXPORTED_MODEL,
+    CLASSES_JSON,
     CHECKPOINT,
     *PLOTS,
 )
@@ -378,6 +398,8 @@ OUTPUTS: tuple[str, ...] = (
 
 PROMOTED: tuple[str, ...] = (
     MODEL,
+    EXPORTED_MODEL,
+    CLASSES_JSON,
     METRICS_JSON,
     CONFIG_JSON,
     HISTORY_JSON,

@@ -17,6 +17,7 @@ from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL
 from job.data import Dataset, load_dataset
 from job.errors import ConfigError
 from job.events import EpochReporter, emit, log, report_done
+from job.export import export
 from job.files import atomic_write, write_json
 from job.metrics import run_metrics
 from job.promote import promote_run
@@ -32,7 +33,7 @@ def run(cfg: Config) -> dict[str, Any]:
     data = _load(cfg)
     samples = start_samples(cfg.output_dir, data, cfg.seed)  # drawn while the model trains
     result = fit(cfg, data, device, precision, EpochReporter(cfg.epochs))
-    _publish(cfg.output_dir, result, samples)
+    _publish(cfg.output_dir, result, data.classes, samples)
     metrics = run_metrics(result, data, device, precision, started, cpu_threads)
     write_json(cfg.output_dir / METRICS_JSON, metrics)
     if cfg.promote_dir is not None:
@@ -78,13 +79,16 @@ def _load(cfg: Config) -> Dataset:
     return data
 
 
-def _publish(output_dir: Path, result: FitResult, samples: Future[None]) -> None:
-    """model.pt, history.json and .csv and the plots; waits for samples.png (and re-raises
-    what drawing it raised)."""
+def _publish(
+    output_dir: Path, result: FitResult, classes: tuple[str, ...], samples: Future[None]
+) -> None:
+    """model.pt, the exported model and classes.json, history.json and .csv and the plots;
+    waits for samples.png (and re-raises what drawing it raised)."""
     if result.resumed_from:
         log(f"resumed after epoch {result.resumed_from} from {output_dir / CHECKPOINT}")
     state = result.model.state_dict()
     atomic_write(output_dir / MODEL, lambda f: torch.save(state, f))
+    export(result.model, classes, output_dir)
     write_history(output_dir, result.records)
     plot_history(output_dir, result.records)
     samples.result()

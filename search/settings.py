@@ -132,7 +132,7 @@ def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
     parallel = slots(
         launcher_name, gpu_ids, options.trials_per_gpu, options.parallel, options.gpu_resource
     )
-    launcher = _launcher(launcher_name, options, gpus=bool(gpu_ids))
+    launcher = _launcher(launcher_name, options, gpus=bool(gpu_ids), slots=parallel)
     data_dir = Path(fixed.pop("DATA_DIR", os.environ.get("DATA_DIR", str(DEFAULTS.data_dir))))
     return Settings(
         trials=options.trials,
@@ -239,7 +239,7 @@ def _template(path: Path | None) -> dict[str, Any] | None:
         raise SettingsError(str(exc)) from None
 
 
-def _launcher(name: str, options: RunOptions, gpus: bool) -> Launcher:
+def _launcher(name: str, options: RunOptions, gpus: bool, slots: int) -> Launcher:
     from search.launchers import make_launcher
 
     template = _template(options.job_template)
@@ -252,6 +252,7 @@ def _launcher(name: str, options: RunOptions, gpus: bool) -> Launcher:
             template=template,
             gpu_resource=options.gpu_resource,
             trials_per_gpu=options.trials_per_gpu,
+            slots=slots,
         )
     except ValueError as exc:  # a setting the launcher refuses: its message is the sentence
         raise SettingsError(str(exc)) from None

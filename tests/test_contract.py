@@ -48,7 +48,8 @@ def test_the_doc_lists_no_variable_the_job_lacks() -> None:
 @pytest.mark.parametrize(
     ("heading", "code"),
     [("## Exit codes of the job", code) for code in contract.ExitCode]
-    + [("## Exit codes of the search driver", code) for code in contract.DriverExit],
+    + [("## Exit codes of the search driver", code) for code in contract.DriverExit]
+    + [("## Exit codes of the predictor", code) for code in contract.PredictExit],
     ids=lambda x: x if isinstance(x, str) else f"{type(x).__name__}.{x.name}",
 )
 def test_every_exit_code_is_documented_by_value_and_name(heading, code) -> None:
@@ -61,8 +62,9 @@ def test_every_exit_code_is_documented_by_value_and_name(heading, code) -> None:
     [
         ("## Exit codes of the job", contract.ExitCode),
         ("## Exit codes of the search driver", contract.DriverExit),
+        ("## Exit codes of the predictor", contract.PredictExit),
     ],
-    ids=["job", "driver"],
+    ids=["job", "driver", "predictor"],
 )
 def test_the_doc_lists_no_exit_code_that_does_not_exist(heading, codes) -> None:
     documented = set(_rows(_section(heading))) - {"code"}

@@ -22,22 +22,24 @@ def make_launcher(
     template: Mapping[str, Any] | None = None,
     gpu_resource: str | None = None,
     trials_per_gpu: int = DEFAULTS.trials_per_gpu,
+    slots: int = 1,
 ) -> Launcher:
     """Build the launcher ``name`` (local, docker, kubernetes) with its options.
 
-    ``image`` serves docker and kubernetes; ``namespace``, ``gpus`` (whether trials get a
-    GPU), ``template``, ``gpu_resource`` (``None``: the launcher's default, nvidia.com/gpu)
-    and ``trials_per_gpu`` serve kubernetes. A setting the launcher refuses raises
-    ValueError with one sentence saying what to do.
+    ``slots`` (the driver's trials at once) serves local and docker, which divide this
+    machine's cores between them; ``image`` serves docker and kubernetes; ``namespace``,
+    ``gpus`` (whether trials get a GPU), ``template``, ``gpu_resource`` (``None``: the
+    launcher's default, nvidia.com/gpu) and ``trials_per_gpu`` serve kubernetes. A setting the
+    launcher refuses raises ValueError with one sentence saying what to do.
     """
     if name == "local":
         from search.launchers.local import LocalLauncher
 
-        return LocalLauncher()
+        return LocalLauncher(slots=slots)
     if name == "docker":
         from search.launchers.docker import DockerLauncher
 
-        return DockerLauncher(image=image)
+        return DockerLauncher(image=image, slots=slots)
     if name == "kubernetes":
         from search.launchers.kubernetes import KubernetesLauncher
 

@@ -5,7 +5,10 @@ Each trial is a container of the image, run as the invoking user's uid with grou
 that user and no host folder's ownership is ever changed. The data cache is mounted at
 /data, the trial's folder at /output and a host ``file://`` archive read-only under
 /archive; the container is pinned to one GPU with ``--gpus device=N``, labelled with study,
-trial and driver, and removed once it ended.
+trial and driver, and removed once it ended. With several slots each container gets its share
+of the host's cores (:mod:`search.launchers.cores`): ``--cpus`` of it and, where there are
+enough cores, ``--cpuset-cpus``; the job inside sizes its threads from them (CPU_THREADS
+``auto``).
 ``stop`` is ``docker stop`` (SIGTERM, so the job checkpoints). A watchdog process removes
 this driver's containers when the driver dies, even by SIGKILL.
 """
@@ -17,13 +20,14 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from job.contract import JOB_LOG
 from search.launchers.base import LOST, LogFileTail, TrialSpec
+from search.launchers.cores import CorePool, Share
 
 DRIVER_LABEL = "resnet-job/driver"
 ARCHIVE_DIR = "/archive"  # where a host file:// archive appears in the container
@@ -45,10 +49,13 @@ def invoking_user() -> str:
 class DockerRun(LogFileTail):
     """One trial container."""
 
-    def __init__(self, container: Any, log_path: Path) -> None:
+    def __init__(
+        self, container: Any, log_path: Path, ended: Callable[[], None] = lambda: None
+    ) -> None:
         self.container = container
         self.log_path: Path | None = log_path
         self._code: int | None = None
+        self._ended = ended
 
     def lines(self) -> Iterator[str]:
         """Follow the container's stdout (its stderr is kept for the log file)."""
@@ -91,6 +98,7 @@ class DockerRun(LogFileTail):
         with contextlib.suppress(DockerException):
             self.container.remove(force=True)
         self._code = code
+        self._ended()
         return code
 
 
@@ -100,7 +108,12 @@ class DockerLauncher:
     name = "docker"
 
     def __init__(
-        self, image: str, client: Any = None, shm_size: str = "2g", user: str | None = None
+        self,
+        image: str,
+        client: Any = None,
+        shm_size: str = "2g",
+        user: str | None = None,
+        slots: int = 1,
     ) -> None:
         import docker
 
@@ -110,12 +123,11 @@ class DockerLauncher:
         self.shm_size = shm_size
         self.user = user or invoking_user()
         self.driver = uuid.uuid4().hex
+        self.cores = CorePool(slots)
         self._watchdog = _start_watchdog(self.driver)
 
     def start(self, spec: TrialSpec) -> DockerRun:
         """Create and start the trial's container."""
-        from docker.types import DeviceRequest
-
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         spec.data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(spec.env)
@@ -133,7 +145,30 @@ class DockerLauncher:
             env["DATA_URL"] = f"file://{ARCHIVE_DIR}/{archive.name}"
         labels = {f"resnet-job/{k}": v for k, v in spec.labels.items()}
         labels[DRIVER_LABEL] = self.driver
-        container = self.client.containers.run(
+        share = self.cores.take()
+        try:
+            container = self._run(spec, env, labels, volumes, share)
+        except BaseException:
+            self.cores.give_back(share)
+            raise
+        return DockerRun(container, spec.output_dir / JOB_LOG, lambda: self.cores.give_back(share))
+
+    def _run(
+        self,
+        spec: TrialSpec,
+        env: dict[str, str],
+        labels: dict[str, str],
+        volumes: dict[str, dict[str, str]],
+        share: Share | None,
+    ) -> Any:
+        from docker.types import DeviceRequest
+
+        limits: dict[str, Any] = {}
+        if share is not None:
+            limits["nano_cpus"] = share.threads * 10**9  # --cpus, in billionths of a CPU
+            if share.cpus:
+                limits["cpuset_cpus"] = share.cpuset()
+        return self.client.containers.run(
             self.image,
             detach=True,
             environment=env,
@@ -147,8 +182,8 @@ class DockerLauncher:
             ),
             shm_size=self.shm_size,
             name=f"{spec.name}-{uuid.uuid4().hex[:6]}",
+            **limits,
         )
-        return DockerRun(container, spec.output_dir / JOB_LOG)
 
 
 def _start_watchdog(driver: str) -> subprocess.Popen[bytes]:

@@ -1,7 +1,9 @@
 """Run the job as a local process: ``python -m job`` in its own process group.
 
 The process dies with the driver even when the driver is killed with SIGKILL: on Linux the
-child asks the kernel for ``PR_SET_PDEATHSIG`` before it executes the job.
+child asks the kernel for ``PR_SET_PDEATHSIG`` before it executes the job. With several slots,
+each trial gets its share of the cores (:mod:`search.launchers.cores`): ``CPU_THREADS`` and,
+where there are enough cores, an affinity mask of its own.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from job.contract import JOB_LOG, VARIABLE_NAMES
 from search.launchers.base import LogFileTail, TrialSpec
+from search.launchers.cores import CorePool
 
 _DRIVER_ONLY = frozenset({"CUDA_VISIBLE_DEVICES", "SEARCH_STORAGE"})
 """Variables of the driver's environment that a trial never inherits: the GPU pin is set per
@@ -27,19 +30,28 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Runs in the child between fork and exec: SIGKILL me when the driver's thread dies."""
+def _die_with_parent(parent: int, cpus: frozenset[int]) -> None:
+    """Runs in the child between fork and exec: SIGKILL me when the driver's thread dies, and
+    keep me on ``cpus`` (all of the driver's when empty)."""
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the driver died before prctl took effect
         os._exit(137)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
 
 
 class LocalRun(LogFileTail):
-    """A job process started by :class:`LocalLauncher`."""
+    """A job process started by :class:`LocalLauncher`; ``ended`` runs once when it ended."""
 
-    def __init__(self, proc: subprocess.Popen[str], log_path: Path) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[str],
+        log_path: Path,
+        ended: Callable[[], None] = lambda: None,
+    ) -> None:
         self.proc = proc
         self.log_path: Path | None = log_path
+        self._ended: Callable[[], None] | None = ended
 
     def lines(self) -> Iterator[str]:
         """Yield stdout lines until the process closes its stdout."""
@@ -60,6 +72,9 @@ class LocalRun(LogFileTail):
         self._signal(signal.SIGKILL)  # leftovers in the group, e.g. data-loader workers
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+        ended, self._ended = self._ended, None
+        if ended is not None:  # the first wait frees the run's cores
+            ended()
         return 128 - code if code < 0 else code
 
     def _signal(self, sig: int) -> None:
@@ -68,13 +83,17 @@ class LocalRun(LogFileTail):
 
 
 class LocalLauncher:
-    """Start the job as a child process of the driver."""
+    """Start the job as a child process of the driver; ``slots`` trials at once share the
+    cores (one slot: the trial sizes itself)."""
 
     name = "local"
 
-    def __init__(self, command: Sequence[str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self, command: Sequence[str] | None = None, cwd: Path | None = None, slots: int = 1
+    ) -> None:
         self.command = list(command or [sys.executable, "-m", "job"])
         self.cwd = cwd
+        self.cores = CorePool(slots)
 
     def start(self, spec: TrialSpec) -> LocalRun:
         """Start ``spec`` as a process; its stderr goes to ``<output_dir>/job.log``."""
@@ -92,19 +111,27 @@ class LocalLauncher:
         )
         if spec.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = spec.gpu
+        share = self.cores.take()
+        if share is not None:
+            env.setdefault("CPU_THREADS", str(share.threads))  # a --job-env CPU_THREADS wins
+        cpus = share.cpus if share is not None else frozenset()
         log_path = spec.output_dir / JOB_LOG
         parent = os.getpid()
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=env,
-                cwd=self.cwd,
-                text=True,
-                bufsize=1,
-                start_new_session=True,
-                preexec_fn=lambda: _die_with_parent(parent),
-            )
-        return LocalRun(proc, log_path)
+        try:
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    self.command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=env,
+                    cwd=self.cwd,
+                    text=True,
+                    bufsize=1,
+                    start_new_session=True,
+                    preexec_fn=lambda: _die_with_parent(parent, cpus),
+                )
+        except BaseException:
+            self.cores.give_back(share)
+            raise
+        return LocalRun(proc, log_path, lambda: self.cores.give_back(share))

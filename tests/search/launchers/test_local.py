@@ -11,6 +11,7 @@ import pytest
 
 from search.launchers.base import TrialSpec
 from search.launchers.local import LocalLauncher
+from tests.conftest import need
 
 SCRIPT = """
 import os, signal, subprocess, sys, time
@@ -79,3 +80,63 @@ def _alive(pid: int) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+# -- slots share the cores ---------------------------------------------------------------------
+
+REPORT = """
+import json, os, sys, time
+out = os.environ["OUTPUT_DIR"]
+mine = {"cpus": sorted(os.sched_getaffinity(0)), "threads": os.environ.get("CPU_THREADS")}
+print(json.dumps(mine), flush=True)
+time.sleep(float(os.environ.get("HOLD", "0")))
+"""
+
+
+def _report(run) -> dict:
+    import json
+
+    line = next(iter(run.lines()))
+    run.wait()
+    return json.loads(line)
+
+
+def test_parallel_runs_are_pinned_to_disjoint_cores(tmp_path) -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    need(len(cores) >= 2, "pinning two runs to disjoint cores needs 2 or more cores")
+    launcher = LocalLauncher([sys.executable, "-c", REPORT], slots=2)
+    hold = {"HOLD": "1"}
+    runs = [
+        launcher.start(TrialSpec(f"t{i}", hold, tmp_path / f"o{i}", tmp_path / "d"))
+        for i in range(2)
+    ]
+    reports = [_report(run) for run in runs]
+    per_slot = len(cores) // 2
+    assert [len(r["cpus"]) for r in reports] == [per_slot, per_slot]
+    assert not set(reports[0]["cpus"]) & set(reports[1]["cpus"])
+    assert [r["threads"] for r in reports] == [str(per_slot)] * 2
+
+
+def test_a_finished_run_frees_its_cores_for_the_next(tmp_path) -> None:
+    launcher = LocalLauncher([sys.executable, "-c", REPORT], slots=2)
+    seen = [
+        _report(launcher.start(TrialSpec(f"t{i}", {}, tmp_path / f"o{i}", tmp_path / "d")))
+        for i in range(4)
+    ]
+    # One run at a time: each takes the set the previous one gave back, never an unpinned one.
+    assert all(len(r["cpus"]) == max(1, len(os.sched_getaffinity(0)) // 2) for r in seen)
+
+
+def test_a_cpu_threads_given_by_the_user_wins(tmp_path) -> None:
+    launcher = LocalLauncher([sys.executable, "-c", REPORT], slots=2)
+    spec = TrialSpec("t", {"CPU_THREADS": "5"}, tmp_path / "o", tmp_path / "d")
+    assert _report(launcher.start(spec))["threads"] == "5"
+
+
+def test_one_slot_leaves_the_run_to_size_itself(tmp_path) -> None:
+    report = _report(
+        LocalLauncher([sys.executable, "-c", REPORT]).start(
+            TrialSpec("t", {}, tmp_path / "o", tmp_path / "d")
+        )
+    )
+    assert report == {"cpus": sorted(os.sched_getaffinity(0)), "threads": None}

@@ -1,0 +1,151 @@
+"""`python -m job.predict` (``resnet-job-predict``): classify image files with a trained model.
+
+``MODEL`` is a folder holding ``model.torchscript.pt`` and ``classes.json``: a run's OUTPUT_DIR,
+a champion (``PROMOTE_DIR/champion``) or a PROMOTE_DIR itself (its champion is used). Each image
+(PNG or JPEG, any size) is converted to RGB and resized to 32 × 32 pixels (PIL, bilinear with
+antialiasing), and one JSON line per image goes to stdout, in the order given:
+``{"image": PATH, "top": [{"class": NAME, "index": I, "probability": P}, …]}``.
+Every image is read before any is classified: a missing or unreadable one prints one sentence
+on stderr, nothing on stdout, and exits with its code (:class:`job.contract.PredictExit`).
+The model runs through ``torch.jit.load`` alone, as any consumer of the champion would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from job.contract import CLASSES_JSON, EXPORTED_MODEL, PredictExit
+
+SIZE = 32  # pixels: the model's input is 32 × 32
+FORMATS = ("PNG", "JPEG")
+
+
+class _Failure(Exception):
+    def __init__(self, code: PredictExit, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def model_folder(path: Path) -> Path:
+    """The folder of the exported model ``path`` names (a PROMOTE_DIR gives its champion)."""
+    if not (path / EXPORTED_MODEL).is_file() and (path / "champion" / EXPORTED_MODEL).is_file():
+        return path / "champion"
+    return path
+
+
+def _load_model(path: Path) -> tuple[Any, list[str]]:
+    import torch
+
+    folder = model_folder(path)
+    if not folder.is_dir():
+        raise _Failure(
+            PredictExit.BAD_MODEL,
+            f"The model folder {str(path)!r} does not exist; give a run's OUTPUT_DIR, a "
+            "champion or a PROMOTE_DIR.",
+        )
+    try:
+        classes = json.loads((folder / CLASSES_JSON).read_text())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 deprecates torch.jit
+            model = torch.jit.load(str(folder / EXPORTED_MODEL), map_location="cpu")
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise _Failure(
+            PredictExit.BAD_MODEL,
+            f"{str(folder)!r} holds no readable {EXPORTED_MODEL} and {CLASSES_JSON} "
+            f"({type(exc).__name__}); give the folder of a run that finished.",
+        ) from None
+    return model.eval(), [str(c) for c in classes]
+
+
+def read_image(path: Path) -> bytes:
+    """``path`` as 32 × 32 RGB pixels (HWC bytes); a missing or unreadable file is a
+    :class:`_Failure` naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise _Failure(
+            PredictExit.NO_IMAGE, f"The image {str(path)!r} does not exist or is not a file."
+        )
+    try:
+        with Image.open(path) as image:
+            if image.format not in FORMATS:
+                raise _Failure(
+                    PredictExit.BAD_IMAGE,
+                    f"The image {str(path)!r} is {image.format or 'of an unknown format'}, not "
+                    "PNG or JPEG; convert it first.",
+                )
+            rgb = image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
+            return rgb.tobytes()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise _Failure(
+            PredictExit.BAD_IMAGE,
+            f"The image {str(path)!r} cannot be read as PNG or JPEG (damaged or another "
+            "kind of file).",
+        ) from None
+
+
+def classify(model: Any, classes: list[str], pixels: list[bytes], top: int) -> list[list[dict]]:
+    """The ``top`` classes with their probabilities of each image's pixels."""
+    import torch
+
+    batch = torch.frombuffer(bytearray(b"".join(pixels)), dtype=torch.uint8)
+    batch = batch.view(len(pixels), SIZE, SIZE, 3)  # channels last: the model takes them so
+    with torch.inference_mode():
+        probs = torch.softmax(model(batch).float(), dim=1)
+    values, indices = probs.topk(min(top, len(classes)), dim=1)
+    return [
+        [
+            {"class": classes[i], "index": i, "probability": round(p, 6)}
+            for p, i in zip(row_p, row_i, strict=True)
+        ]
+        for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)
+    ]
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    help="Classify PNG or JPEG IMAGES (any size, resized to 32×32) with the exported model in "
+    "MODEL (a run's OUTPUT_DIR, a champion or a PROMOTE_DIR); one JSON line per image.",
+    epilog="\b\nExit codes: "
+    + ", ".join(f"{int(c)} {c.name.lower().replace('_', ' ')}" for c in PredictExit),
+)
+@click.option("--top", type=click.IntRange(1), default=3, show_default=True, help="Classes shown.")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+def cli(top: int, model: Path, images: tuple[Path, ...]) -> None:
+    """The command (help text above)."""
+    pixels = [read_image(path) for path in images]  # every image read before any output
+    net, classes = _load_model(model)
+    for path, best in zip(images, classify(net, classes, pixels, top), strict=True):
+        sys.stdout.write(json.dumps({"image": str(path), "top": best}) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: classify, and turn every failure into its documented exit code."""
+    try:
+        cli.main(args=argv, prog_name="resnet-job-predict", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(PredictExit.BAD_MODEL)
+    except _Failure as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        sys.exit(exc.code)
+    except Exception as exc:
+        traceback.print_exc()
+        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc}; this is a bug.\n")
+        sys.exit(PredictExit.UNEXPECTED)
+    sys.exit(PredictExit.DONE)
+
+
+if __name__ == "__main__":
+    main()
