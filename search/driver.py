@@ -28,6 +28,7 @@ from search._optuna import quiet_experimental, trial_id
 from search.errors import StudyStopped
 from search.settings import Settings
 from search.storage import Requeue, StorageUnavailable, scrub
+from search.storage.retrying import BACKOFF_MAX
 from search.study import FINISHED, open_study
 from search.trial import DOES_NOT_FIT, TrialRunner
 
@@ -238,10 +239,13 @@ class Driver:
 
         A trial is gone when its heartbeat is stale, when its driver ran on this host and is
         no longer running, or when no driver ever claimed it. Staleness is judged only once
-        the database has been reachable for a whole grace period: after an outage, every
-        driver's heartbeats are old, and each must get the chance to beat again first.
+        the database has been reachable for a whole grace period plus the longest wait
+        between two attempts: after an outage, every driver's heartbeats are old, and each
+        must get the chance to notice the database is back (its next attempt comes up to
+        BACKOFF_MAX later) and beat again first.
         """
-        if time.monotonic() - self.storage.reachable_since >= self.storage.grace_period:
+        settled = self.storage.grace_period + BACKOFF_MAX
+        if time.monotonic() - self.storage.reachable_since >= settled:
             with quiet_experimental():
                 fail_stale_trials(self.study)
         now = datetime.datetime.now()
