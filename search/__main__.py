@@ -48,7 +48,8 @@ class BadInput(click.ClickException):
 
 
 class StorageLost(click.ClickException):
-    """The study's database stayed unreachable past ``--storage-retry``: exit 6."""
+    """The study's database became unusable (unreachable past ``--storage-retry``, or an
+    error no retry cures): exit 6."""
 
     exit_code = DriverExit.STORAGE
 
@@ -64,8 +65,8 @@ def _refused() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _storage_errors(url: str) -> Iterator[None]:
-    """Turn the storage's failures into one-sentence exits: 6 when unreachable, 2 when it
-    refused us; other errors are reported without the URL's password."""
+    """Turn the storage's failures into one-sentence exits: 6 when unusable (unreachable or
+    broken), 2 when it refused us; other errors are reported without the URL's password."""
     from search.storage import StorageRefused, StorageUnavailable, scrub
 
     try:

@@ -6,7 +6,13 @@ because the database cannot be reached (a PostgreSQL pod rescheduled, a failover
 maintenance restart) is retried with backoff until the database answers again, for at most
 ``retry_seconds`` per outage. Past that bound the call raises :class:`StorageUnavailable`
 (the driver exits :attr:`~job.contract.DriverExit.STORAGE`), and every later call fails at
-once, so a stopping driver does not wait out the bound again for each trial.
+once, so a stopping driver does not wait out the bound again for each trial. A database that
+answers with an error no retry cures (read-only, full, damaged, a missing table) raises
+:class:`StorageBroken` (exit 6 too) at once instead.
+
+Writes that a retry could apply twice (creating a study or a trial, deleting a study,
+changing a trial's state) are applied exactly once: each carries a token written in its own
+transaction, which the retry looks for first (:mod:`~search.storage.tokens`).
 
 Creating the schema and the study is serialised between drivers that start at the same
 moment on an empty database: a PostgreSQL advisory lock, or a lock file beside a SQLite
@@ -20,7 +26,8 @@ The package, by concern: :mod:`~search.storage.urls` (URLs and secrets),
 :mod:`~search.storage.create` (opening the database, the creation lock, creating the study),
 :mod:`~search.storage.retrying` (the outage state and the retry loop),
 :mod:`~search.storage.forward` (the storage Optuna calls), :mod:`~search.storage.requeue`
-(queueing a trial again) and :mod:`~search.storage.errors` (what a retry can cure).
+(queueing a trial again), :mod:`~search.storage.tokens` (exactly-once writes) and
+:mod:`~search.storage.errors` (what a retry can cure).
 """
 
 from __future__ import annotations

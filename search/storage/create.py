@@ -21,11 +21,12 @@ from optuna.storages import RDBStorage
 from search._optuna import quiet_experimental
 from search.settings import DEFAULTS
 from search.storage.errors import (
+    StorageBroken,
     StorageRefused,
+    classify,
     creation_race,
     database_error,
     refused,
-    unreachable,
 )
 from search.storage.forward import RetryingStorage
 from search.storage.requeue import Requeue
@@ -51,8 +52,9 @@ def make_storage(
     ``retries`` times.
 
     A PostgreSQL server that cannot be reached is retried for up to ``retry_seconds``, then
-    :class:`StorageUnavailable`; a server that refuses us, a bad URL or an unusable SQLite
-    path raises :class:`StorageRefused` at once.
+    :class:`StorageUnavailable`; a server that refuses us, a bad URL or a SQLite path that
+    cannot be opened raises :class:`StorageRefused` at once, and a database that fails with a
+    permanent error (read-only, full, damaged) :class:`StorageBroken`.
     """
     url = postgres_driver(url)
     check_url(url)
@@ -84,9 +86,13 @@ def make_storage(
                 races += 1  # a client outside the lock created the schema at the same time
                 time.sleep(BACKOFF_FIRST * races)
                 continue
-            if refused(exc) or sqlite or not unreachable(exc):
+            kind = classify(exc)
+            if refused(exc) or kind == "other":
                 raise StorageRefused(_refusal(url, exc)) from None
-            outage.failed(exc, starting=True)
+            if kind == "outage" and not sqlite:
+                outage.failed(exc, starting=True)
+                continue
+            raise StorageBroken(outage.broken(exc, kind)) from None
 
 
 def _refusal(url: str, exc: BaseException) -> str:

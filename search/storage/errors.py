@@ -32,8 +32,10 @@ _NOT_TRANSIENT = (
     "no pg_hba.conf entry",
     "does not exist",
     "authentication",
+    "unable to open database file",
 )
-"""Connection errors that a restart will not cure: the URL or the server's setup is wrong."""
+"""Errors that a restart will not cure because the URL or the server's setup is wrong (for
+SQLite: a path whose file cannot be opened)."""
 
 _OUTAGE = (
     "connection refused",

@@ -1,4 +1,5 @@
-"""A permanent database error ends ``python -m search run`` with exit 6 and one sentence."""
+"""A database that fails for good ends ``python -m search run`` with one sentence: exit 6
+when the database is unusable (read-only here), exit 2 when --storage names no usable file."""
 
 from __future__ import annotations
 
@@ -7,15 +8,39 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 
 from search.storage import make_storage
 from tests.conftest import REPO
 from tests.search.helpers import clean_env
 
 
-def test_a_read_only_study_database_exits_6_at_once_with_one_sentence(tmp_path: Path) -> None:
-    database = tmp_path / "study.db"
+def _with_a_study(database: Path) -> None:
     optuna.create_study(storage=make_storage(f"sqlite:///{database}"), study_name="other")
+
+
+def _empty(database: Path) -> None:
+    database.write_bytes(b"")
+
+
+def _missing(database: Path) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("prepare", "code", "words"),
+    [
+        (_with_a_study, 6, "make the database writable"),
+        (_empty, 6, "make the database writable"),
+        (_missing, 2, "unable to open database file"),
+    ],
+    ids=["a study in it", "an empty file", "no file"],
+)
+def test_a_read_only_study_database_ends_the_run_at_once_with_one_sentence(
+    tmp_path: Path, prepare, code: int, words: str
+) -> None:
+    database = tmp_path / "study.db"
+    prepare(database)
     url = f"sqlite:///file:{database}?mode=ro&uri=true"
     proc = subprocess.run(
         [
@@ -38,8 +63,7 @@ def test_a_read_only_study_database_exits_6_at_once_with_one_sentence(tmp_path: 
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 6, proc.stderr
+    assert proc.returncode == code, proc.stderr
     (sentence,) = proc.stderr.strip().splitlines()
-    assert "attempt to write a readonly database" in sentence
-    assert "make the database writable" in sentence
+    assert words in sentence
     assert "Traceback" not in proc.stderr
