@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from search.space import Space
 
 LAUNCHERS = ("auto", "local", "docker", "kubernetes")
+
+CPU_PARALLEL = 2
+"""Trials at once of a search without GPUs whose trials share this machine (local, docker),
+given that many cores: each trial then gets half the cores, which measured faster than one
+trial on all of them (docs/benchmarks.md: parallel CPU trials)."""
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
 
@@ -199,14 +204,28 @@ def choose_launcher(name: str, image: str, say: Callable[[str], None]) -> str:
     return chosen
 
 
+def cpu_slots(cpus: int | None = None) -> int:
+    """The default trials at once of a CPU-only local or docker search on ``cpus`` usable
+    cores (default: this process's, within its cgroup quota): :data:`CPU_PARALLEL`, or fewer
+    on a smaller machine."""
+    if cpus is None:
+        from job.threads import available_cpus
+
+        cpus = available_cpus()
+    return max(1, min(CPU_PARALLEL, cpus))
+
+
 def slots(
     launcher: str,
     gpu_ids: list[str],
     trials_per_gpu: int,
     parallel: int | None,
     gpu_resource: str | None,
+    cpus: int | None = None,
 ) -> int:
-    """Trials at once: ``--parallel``, by default GPUs × K; refuse what cannot be honoured."""
+    """Trials at once: ``--parallel``, by default GPUs × K, or without GPUs
+    :func:`cpu_slots` for the launchers whose trials share this machine (local, docker; one
+    on Kubernetes, where each pod has its own CPUs); refuse what cannot be honoured."""
     if gpu_resource is not None and launcher != "kubernetes":
         raise SettingsError(
             f"--gpu-resource names a Kubernetes resource and applies to --launcher kubernetes "
@@ -219,6 +238,8 @@ def slots(
         )
     count = len(gpu_ids) * trials_per_gpu
     if parallel is None:
+        if not gpu_ids and launcher in ("local", "docker"):
+            return cpu_slots(cpus)
         return max(1, count)
     if gpu_ids and launcher != "kubernetes" and parallel > count:
         raise SettingsError(

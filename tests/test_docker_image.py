@@ -181,8 +181,13 @@ def test_image_labels_name_version_and_revision(image_config: dict) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["python", "-m", "job"], ["python", "-m", "search"], ["optuna-dashboard"]],
-    ids=["job", "search", "dashboard"],
+    [
+        ["python", "-m", "job"],
+        ["python", "-m", "search"],
+        ["optuna-dashboard"],
+        ["resnet-job-predict"],
+    ],
+    ids=["job", "search", "dashboard", "predict"],
 )
 def test_image_runs_every_program(image: str, command: list[str]) -> None:
     proc = _docker("run", "--rm", "--entrypoint", command[0], image, *command[1:], "--help")
@@ -356,3 +361,38 @@ def test_data_cache_is_shared_by_the_image_user_and_an_arbitrary_uid(
         TINY, real_cifar, {"/data": data_dir, "/output": out}, extra=["--rm", "--user", "12345:0"]
     )
     assert run.code == 0, run.stderr[-3000:]
+
+
+# ---- CPU limits -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [["--cpus", "1"], ["--cpuset-cpus", "0"]], ids=["cpus", "cpuset"])
+def test_a_cpu_limit_sizes_the_jobs_threads(
+    image: str, real_cifar: Path, data_dir: Path, tmp_path: Path, limit: list[str]
+) -> None:
+    # PyTorch alone would start a thread per host core under --cpus 1 (a quota, not a mask).
+    need((os.cpu_count() or 1) >= 2, "a 1-CPU limit is only visible on a host with 2+ cores")
+    out = open_dir(tmp_path / "out")
+    run, _ = docker_run(
+        TINY, real_cifar, {"/data": data_dir, "/output": out}, extra=["--rm", *limit]
+    )
+    assert run.code == 0, run.stderr[-3000:]
+    assert run.of("start")[0]["cpu_threads"] == 1
+    assert json.loads((out / "metrics.json").read_text())["cpu_threads"] == 1
+
+
+def test_the_image_classifies_an_image_with_the_runs_model(
+    image: str, tiny_run: tuple[Run, Path], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    _, out = tiny_run
+    pictures = open_dir(tmp_path / "pictures")
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(pictures / "red.jpg")
+    proc = _docker(
+        "run", "--rm", "-v", f"{out}:/output:ro", "-v", f"{pictures}:/pictures:ro",
+        "--entrypoint", "resnet-job-predict", image, "/output", "/pictures/red.jpg",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    line = json.loads(proc.stdout)
+    assert line["image"] == "/pictures/red.jpg" and len(line["top"]) == 3

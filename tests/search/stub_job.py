@@ -11,6 +11,8 @@ behaviour, e.g. ``0=exit4,1=preempt,*=done``:
   error event (carrying ``reason`` REASON when given, e.g. ``exit5-memory``);
 - ``preempt``: exit 143 on the first run, done when rerun in the same OUTPUT_DIR;
 - ``silent``: hang;
+- ``slow``: one epoch of SLOW_EPOCH_SECONDS that sends a ``progress`` event every
+  PROGRESS_EVERY seconds (an epoch longer than a short ``--trial-timeout``), then done;
 - ``gatherN``: wait until N stub runs of the study are running at once (each leaves a
   marker in ``<study output>/gather/``), then done; exit 9 if that never happens.
 
@@ -27,6 +29,10 @@ from pathlib import Path
 
 LOW_EPOCH_SECONDS = 1.5
 """Seconds a ``low`` run spends between two epochs."""
+
+SLOW_EPOCH_SECONDS = 3.0
+PROGRESS_EVERY = 0.25
+"""A ``slow`` run's epoch and the seconds between its progress events."""
 
 GATHER_LIMIT = 120.0
 """Seconds a ``gatherN`` run waits for the others before it gives up (a failure, not a hang)."""
@@ -59,6 +65,14 @@ def main() -> int:
     emit("start", pid=os.getpid())
     if what == "silent":
         time.sleep(3600)
+    if what == "slow":
+        steps = round(SLOW_EPOCH_SECONDS / PROGRESS_EVERY)
+        for step in range(1, steps + 1):
+            time.sleep(PROGRESS_EVERY)
+            emit("progress", epoch=1, epochs=1, step=step, steps=steps, images_per_sec=1.0)
+        emit("epoch", epoch=1, epochs=1, val_acc=0.6)
+        emit("done", val_acc=0.6)
+        return 0
     if what.startswith("gather") and not gather(out, int(what[len("gather") :])):
         print("error: the other runs never started; nothing to do.", file=sys.stderr)
         return 9

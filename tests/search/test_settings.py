@@ -94,7 +94,6 @@ def test_the_data_folder_defaults_to_the_jobs_data_dir() -> None:
         ("local", ["0", "1"], 2, None, 4),
         ("docker", ["3"], 3, None, 3),
         ("local", ["0", "1"], 2, 3, 3),
-        ("local", [], 1, None, 1),
         ("local", [], 1, 4, 4),
         ("kubernetes", ["0", "1"], 1, 8, 8),  # the cluster places them, not the driver
     ],
@@ -105,6 +104,24 @@ def test_parallel_defaults_to_gpus_times_trials_per_gpu(
     from search.settings import slots as _slots
 
     assert _slots(launcher, gpus, per_gpu, parallel, None) == slots
+
+
+@pytest.mark.parametrize(
+    ("launcher", "cpus", "slots"),
+    [
+        ("local", 1, 1),
+        ("local", 2, 2),
+        ("docker", 2, 2),
+        ("local", 64, 2),
+        ("kubernetes", 64, 1),  # each trial pod has its own CPUs: one unless --parallel says
+    ],
+)
+def test_a_cpu_only_search_runs_cpu_parallel_trials_where_the_cores_allow(
+    launcher: str, cpus: int, slots: int
+) -> None:
+    from search.settings import slots as _slots
+
+    assert _slots(launcher, [], 1, None, None, cpus=cpus) == slots
 
 
 @pytest.mark.parametrize(
@@ -164,7 +181,9 @@ def test_run_options_become_the_drivers_settings(tmp_path: Path) -> None:
     said: list[str] = []
     settings = build_settings(options, said.append)
     assert settings.launcher.name == "local"
-    assert settings.parallel == 1 and list(settings.gpus) == []
+    from search.settings import cpu_slots
+
+    assert settings.parallel == cpu_slots() and list(settings.gpus) == []
     assert settings.job_env == {"EPOCHS": "2"}
     assert settings.data_dir == (tmp_path / "cache").resolve()
     assert settings.storage == storage_url(None, tmp_path / "out")

@@ -193,3 +193,26 @@ def test_a_failure_of_this_trial_alone_is_recorded_and_the_study_goes_on(
     assert frozen.state == TrialState.FAIL
     assert frozen.user_attrs["fail_reason"] == reason
     assert "stub failure" in frozen.user_attrs["stderr"]
+
+
+# -- signs of life: --trial-timeout --------------------------------------------------------------
+
+
+def test_a_trial_whose_epoch_outlasts_the_timeout_but_reports_progress_completes(
+    tmp_path: Path, study: optuna.Study
+) -> None:
+    from tests.search.stub_job import PROGRESS_EVERY, SLOW_EPOCH_SECONDS
+
+    timeout = 1.0
+    assert PROGRESS_EVERY < timeout < SLOW_EPOCH_SECONDS  # the epoch alone would be stale
+    frozen = _run(tmp_path, study, "*=slow", trial_timeout=timeout)
+    assert frozen.state == TrialState.COMPLETE
+    assert frozen.value == pytest.approx(0.6)
+
+
+def test_a_trial_that_sends_nothing_for_the_timeout_is_still_failed(
+    tmp_path: Path, study: optuna.Study
+) -> None:
+    frozen = _run(tmp_path, study, "*=silent", trial_timeout=1.0)
+    assert frozen.state == TrialState.FAIL
+    assert frozen.user_attrs["fail_reason"] == "no event for 1 s; stopped"

@@ -124,3 +124,26 @@ def test_killed_driver_leaves_no_container_behind(docker_client, archives, tmp_p
         time.sleep(0.5)
     assert _containers(docker_client, study) == []
     assert "RUNNING" in states(load(tmp_path / "search", study=study))
+
+
+def test_parallel_trial_containers_get_disjoint_cpu_shares(docker_client, tmp_path) -> None:
+    from search.launchers.base import TrialSpec
+    from search.launchers.docker import DockerLauncher
+
+    cores = sorted(os.sched_getaffinity(0))
+    need(len(cores) >= 2, "two disjoint --cpuset-cpus sets need 2 or more cores")
+    launcher = DockerLauncher(IMAGE, client=docker_client, slots=2)
+    # EPOCHS=abc: the job exits 2 at once; the limits are the container's from its creation.
+    runs = [
+        launcher.start(TrialSpec(f"t{i}", {"EPOCHS": "abc"}, tmp_path / f"o{i}", tmp_path / "d"))
+        for i in range(2)
+    ]
+    configs = []
+    for run in runs:
+        run.container.reload()
+        configs.append(run.container.attrs["HostConfig"])
+        assert run.wait() == 2
+    per_slot = len(cores) // 2
+    assert [c["NanoCpus"] for c in configs] == [per_slot * 10**9] * 2
+    sets = [set(map(int, c["CpusetCpus"].split(","))) for c in configs]
+    assert all(len(s) == per_slot for s in sets) and not sets[0] & sets[1]
