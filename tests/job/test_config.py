@@ -132,8 +132,9 @@ def test_config_has_exactly_the_declared_variables_in_order() -> None:
 def test_the_fingerprint_holds_exactly_the_variables_declared_in_it() -> None:
     declared = {v.field for v in VARIABLES if v.fingerprint}
     assert set(Config().fingerprint()) == declared
-    # Where files live, the device and compilation never block a resume.
+    # Where files live, the device, compilation, threads and progress never block a resume.
     where_and_how = {"data_url", "data_dir", "output_dir", "device", "compile", "promote_dir"}
+    where_and_how |= {"cpu_threads", "progress_seconds"}
     assert declared == {v.field for v in VARIABLES} - where_and_how
 
 

@@ -40,7 +40,7 @@ def test_a_field_outside_the_contract_is_refused(capsys, name: str) -> None:
 
 def test_an_unknown_event_is_refused() -> None:
     with pytest.raises(TypeError, match="unknown event"):
-        emit("progress", epoch=1)
+        emit("heartbeat", epoch=1)
 
 
 def test_the_optional_reason_is_allowed_on_error(capsys) -> None:
