@@ -25,3 +25,28 @@ def test_quarter_width_reaches_the_tutorial_pipelines_accuracy(real_cifar, tmp_p
     metrics = json.loads((tmp_path / "output" / "metrics.json").read_text())
     assert (metrics["n_train"], metrics["n_test"], metrics["data_layout"]) == (5000, 2000, "fastai")
     assert metrics["val_acc"] > 0.40
+
+
+@pytest.mark.realdata
+def test_the_exported_model_reaches_the_runs_val_acc_on_real_images(real_cifar, tmp_path) -> None:
+    from job.config import from_env
+    from job.contract import EXPORTED_MODEL
+    from job.data import load_dataset
+    from tests.job.fresh import fresh_accuracy
+
+    env = job_env(
+        tmp_path,
+        DATA_URL=real_cifar.as_uri(),
+        MODEL_WIDTH=0.25,
+        TRAIN_LIMIT=2000,
+        TEST_LIMIT=1000,
+        EPOCHS=2,
+        BATCH_SIZE=200,
+        PRECISION="fp32",  # the exported model computes in fp32, as this evaluation then does
+    )
+    result = run_job(env, timeout=1200)
+    assert result.code == 0, result.stderr
+    data = load_dataset(from_env(env))  # the same variables: the run's own test images
+    model = tmp_path / "output" / EXPORTED_MODEL
+    accuracy = fresh_accuracy(tmp_path, model, data.test_images, data.test_labels)
+    assert accuracy == result.of("done")[0]["val_acc"] > 0.2  # chance is 0.1

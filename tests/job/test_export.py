@@ -15,6 +15,7 @@ from PIL import Image
 
 from job.contract import CLASSES_JSON, EXPORTED_MODEL, PredictExit
 from tests.conftest import REPO, job_env, run_job
+from tests.job.fresh import fresh_accuracy
 
 
 @dataclass(frozen=True)
@@ -49,48 +50,10 @@ def trained(archives: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
 # -- the exported model in a fresh interpreter ----------------------------------------------
 
-FRESH = """
-import importlib.util, sys
-import torch
-assert importlib.util.find_spec("job") is None, "this project is importable"
-model = torch.jit.load(sys.argv[1])
-data = torch.load(sys.argv[2])
-images = data["images"].float() / 255 if sys.argv[3] == "float" else data["images"]
-if sys.argv[3] == "channels_last":
-    images = images.permute(0, 2, 3, 1)
-with torch.inference_mode():
-    predicted = model(images).argmax(dim=1)
-print((predicted == data["labels"]).double().mean().item())
-"""
-
 
 def _fresh_accuracy(tmp: Path, trained: Trained, form: str) -> float:
-    """Accuracy from ``python -I -S`` in an empty folder with only torch's site-packages on
-    sys.path: neither this checkout nor its editable install can be imported."""
-    empty = tmp / "empty"
-    empty.mkdir()
-    data = tmp / "test-images.pt"
-    torch.save({"images": trained.images, "labels": trained.labels}, data)
-    site = str(Path(torch.__file__).parent.parent)
-    script = f"import sys; sys.path.append({site!r})\n" + FRESH
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-S",
-            "-c",
-            script,
-            str(trained.output / EXPORTED_MODEL),
-            str(data),
-            form,
-        ],
-        cwd=empty,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return float(proc.stdout)
+    model = trained.output / EXPORTED_MODEL
+    return fresh_accuracy(tmp, model, trained.images, trained.labels, form)
 
 
 def test_the_exported_model_reaches_the_runs_val_acc_without_this_project(
