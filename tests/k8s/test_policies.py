@@ -197,6 +197,16 @@ def test_training_output_folder_is_per_job(name: str, container: dict, spec: dic
     assert {"/data", "/output"} <= mounts
 
 
+@pytest.mark.parametrize(("name", "container", "spec"), TRAINING, ids=_ids(TRAINING))
+def test_training_threads_follow_the_pods_cpu_limit(name: str, container: dict, spec: dict) -> None:
+    # The job sizes its threads from the cgroup quota limits.cpu sets (CPU_THREADS=auto): a
+    # whole number of CPUs, and no CPU_THREADS or OMP_NUM_THREADS that would override it.
+    limit = str(container["resources"]["limits"]["cpu"])
+    assert limit.isdigit() and int(limit) >= 1
+    env = {e["name"] for e in container.get("env", [])}
+    assert not env & {"CPU_THREADS", "OMP_NUM_THREADS"}
+
+
 # ---- the retraining CronJob -----------------------------------------------------------------
 
 
