@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -144,6 +145,8 @@ class Soak:
             if f.trial is not None
         )
         self.rng = random.Random(args.seed + 1)
+        # The soak's own reads ride out the restart it causes: their notices are not news.
+        logging.getLogger("search").setLevel(logging.ERROR)
         self.pg = Postgres()
         self.drivers: dict[int, subprocess.Popen[bytes]] = {}
         self.driver_pids: list[int] = []

@@ -11,8 +11,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from search._optuna import quiet_experimental
 from search.driver import Driver, StudyStopped
 from search.events import parse_event
+from search.storage.retrying import BACKOFF_MAX
 from tests.search.helpers import alive, stub_driver
 from tests.search.postgres import Server, throwaway_postgres
 
@@ -253,3 +255,24 @@ def _wait_for(path: Path) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+@pytest.mark.parametrize(
+    ("back_for", "state"),
+    [
+        (3 + BACKOFF_MAX - 1, "RUNNING"),  # back for a grace period, not yet the longest wait
+        (3 + BACKOFF_MAX + 1, "FAIL"),  # and past it: the heartbeat really stopped
+    ],
+)
+def test_after_an_outage_heartbeats_are_judged_once_every_driver_could_beat_again(
+    tmp_path, back_for: float, state: str
+) -> None:
+    driver = _driver(tmp_path, "*=done", trials=1, heartbeat=1)  # grace period: 3 s
+    with quiet_experimental():
+        trial = driver.study.ask()
+    trial.set_user_attr("driver", "elsewhere:1:1")  # another machine's: only heartbeats tell
+    driver.storage.record_heartbeat(trial._trial_id)
+    time.sleep(4)  # seconds: the heartbeat is older than the grace period
+    driver.storage.outage.reachable_since = time.monotonic() - back_for
+    driver._reap()
+    assert driver.study.get_trials()[0].state.name == state
