@@ -40,9 +40,9 @@ def model_folder(path: Path) -> Path:
     return path
 
 
-def _load_model(path: Path) -> tuple[Any, list[str]]:
-    import torch
-
+def _check_folder(path: Path) -> Path:
+    """The model folder ``path`` names, once it is known to exist (checked before the images
+    are read, so a wrong MODEL is the sentence a user sees first)."""
     folder = model_folder(path)
     if not folder.is_dir():
         raise _Failure(
@@ -50,6 +50,12 @@ def _load_model(path: Path) -> tuple[Any, list[str]]:
             f"The model folder {str(path)!r} does not exist; give a run's OUTPUT_DIR, a "
             "champion or a PROMOTE_DIR.",
         )
+    return folder
+
+
+def _load_model(folder: Path) -> tuple[Any, list[str]]:
+    import torch
+
     try:
         classes = json.loads((folder / CLASSES_JSON).read_text())
         with warnings.catch_warnings():
@@ -121,8 +127,9 @@ def classify(model: Any, classes: list[str], pixels: list[bytes], top: int) -> l
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 def cli(top: int, model: Path, images: tuple[Path, ...]) -> None:
     """The command (help text above)."""
+    folder = _check_folder(model)
     pixels = [read_image(path) for path in images]  # every image read before any output
-    net, classes = _load_model(model)
+    net, classes = _load_model(folder)
     for path, best in zip(images, classify(net, classes, pixels, top), strict=True):
         sys.stdout.write(json.dumps({"image": str(path), "top": best}) + "\n")
     sys.stdout.flush()

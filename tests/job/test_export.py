@@ -174,3 +174,9 @@ def test_a_bad_model_folder_is_one_sentence_and_exit_2(
     assert proc.returncode == PredictExit.BAD_MODEL
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_model_folder_is_told_before_a_missing_image(tmp_path: Path) -> None:
+    proc = _predict(tmp_path / "missing", tmp_path / "missing.png")
+    assert proc.returncode == PredictExit.BAD_MODEL
+    assert "The model folder" in proc.stderr
