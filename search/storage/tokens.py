@@ -63,8 +63,9 @@ class Tokens:
     def __init__(self, backend: RDBStorage) -> None:
         self._backend = backend
         self._local = threading.local()  # Optuna's sessions are per thread, so is a write
-        _TABLE.metadata.create_all(backend.engine)
-        event.listen(backend.scoped_session, "after_flush", self._after_flush)
+        self.available = _create_table(backend)
+        if self.available:
+            event.listen(backend.scoped_session, "after_flush", self._after_flush)
 
     @staticmethod
     def new() -> str:
@@ -103,6 +104,21 @@ class Tokens:
             return
         session.connection().execute(_TABLE.insert().values(token=pending.token, ref_id=ref_id))
         pending.written_in = transaction
+
+
+def _create_table(backend: RDBStorage) -> bool:
+    """Create the token table if it is missing; False when this database will not let us
+    (a read-only copy of a study made before the table existed, a role that may only read):
+    such a storage can be read, and its writes fail anyway."""
+    from search.storage.errors import classify
+
+    try:
+        _TABLE.metadata.create_all(backend.engine)
+    except Exception as exc:
+        if classify(exc) != "permanent":
+            raise
+        return False
+    return True
 
 
 def _select(token: str) -> Any:  # a Select of one int column

@@ -246,3 +246,13 @@ def test_a_sqlite_lock_held_past_the_bound_stops_with_one_sentence(tmp_path: Pat
         holder.close()
     assert time.monotonic() - started < 10  # seconds: the busy bound, not --storage-retry
     assert e.value.code == 6
+
+
+def test_a_read_only_study_made_before_the_token_table_can_still_be_read(tmp_path: Path) -> None:
+    database = tmp_path / "study.db"
+    url = f"sqlite:///{database}"
+    optuna.create_study(storage=make_storage(url), study_name="s")
+    with sqlite3.connect(database) as db:
+        db.execute("DROP TABLE resnet_job_write_tokens")  # as an older version left it
+    storage = make_storage(f"sqlite:///file:{database}?mode=ro&uri=true")
+    assert [s.study_name for s in storage.get_all_studies()] == ["s"]
