@@ -108,7 +108,7 @@ def creation_lock(url: str) -> Iterator[None]:
     (creation is retried on the integrity error instead).
     """
     if url.startswith("sqlite"):
-        database = url.partition(":///")[2]
+        database = _sqlite_path(url)
         if not database or database == ":memory:":
             yield
             return
@@ -136,6 +136,17 @@ def creation_lock(url: str) -> Iterator[None]:
                     )
     finally:
         engine.dispose()
+
+
+def _sqlite_path(url: str) -> str:
+    """The file a SQLite URL names, also in its URI form (``sqlite:///file:PATH?mode=ro&uri=true``)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):
+        database = database.removeprefix("file:").partition("?")[0]
+    return database
 
 
 def create_or_load_study(
