@@ -245,7 +245,8 @@ class DriverExit(IntEnum):
     RESOURCES = 5
     """A trial's disk filled up: every trial would fail the same way."""
     STORAGE = 6
-    """The study's database stayed unreachable past ``--storage-retry``."""
+    """The study's database is unusable: unreachable past ``--storage-retry``, or an error no
+    retry cures."""
     INTERRUPTED = 130
     STOPPED = 143
     """Stopped by SIGTERM before the budget was met: rerun the same command to continue."""

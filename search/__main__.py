@@ -151,7 +151,10 @@ _storage_retry = click.option(
 @click.option(
     "--parallel",
     type=click.IntRange(min=1),
-    help="Trials at once (default: GPUs x --trials-per-gpu, 1 without GPUs).",
+    help=(
+        "Trials at once (default: GPUs x --trials-per-gpu; without GPUs 2 for local and "
+        "docker on 2+ cores, else 1)."
+    ),
 )
 @click.option(
     "--launcher",

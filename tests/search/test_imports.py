@@ -24,6 +24,7 @@ SEARCH_MODULES = (
     "search.storage.forward",
     "search.storage.requeue",
     "search.storage.retrying",
+    "search.storage.tokens",
     "search.storage.urls",
     "search.console",
     "search.events",
@@ -35,6 +36,7 @@ SEARCH_MODULES = (
     "search.space",
     "search.jobvars",
     "search.launchers",
+    "search.launchers.cores",
     "search.launchers.local",
     "search.launchers.docker",
     "search.launchers.kubernetes",
@@ -42,7 +44,7 @@ SEARCH_MODULES = (
     "search.launchers.k8s_runtime",
 )
 
-JOB_MODULES_ALLOWED = {"job", "job.contract", "job.parsers", "job.files"}
+JOB_MODULES_ALLOWED = {"job", "job.contract", "job.parsers", "job.files", "job.threads"}
 """The standard-library-only modules of the job that the search may import."""
 
 
