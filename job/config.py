@@ -32,6 +32,13 @@ class Config(contract.Variables):
         """The config as JSON-ready values (paths as strings)."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
+    @property
+    def seed_number(self) -> int:
+        """SEED as a number; SEED=random must have been resolved (:func:`job.seed.resolve`)."""
+        if isinstance(self.seed, str):
+            raise RuntimeError("SEED=random was not resolved before the run used it")
+        return self.seed
+
     def fingerprint(self) -> dict[str, Any]:
         """The settings that determine a run's result; a checkpoint must match them to resume
         (the variables declared with ``fingerprint``)."""

@@ -115,7 +115,12 @@ class Variables:
         tunable=True,
     )
     optimizer: str = _variable("adam", parsers.choice("adam", "sgd"), "adam or sgd", tunable=True)
-    seed: int = _variable("0", parsers.number(int, 0, hint="0"), "all randomness derives from it")
+    seed: int | str = _variable(
+        "0",
+        parsers.seed,
+        "all randomness derives from it; random = a seed drawn once for OUTPUT_DIR "
+        "(a resumed run keeps it) and recorded",
+    )
     device: str = _variable("auto", parsers.device, "auto, cpu, cuda or cuda:N", fingerprint=False)
     precision: str = _variable(
         "auto",
@@ -149,6 +154,13 @@ class Variables:
         "",
         parsers.optional_path,
         "after success, promote the model here if it beats the champion; empty = off",
+        fingerprint=False,
+    )
+    promote_margin: float = _variable(
+        "0.005",
+        parsers.number(float, 0, hint="0.01"),
+        "promote only when val_acc beats the champion, re-evaluated on this run's test split, "
+        "by more than this",
         fingerprint=False,
     )
     progress_seconds: float = _variable(

@@ -20,10 +20,12 @@ def run_metrics(
     precision: str,
     started: float,
     cpu_threads: int,
+    *,
+    seed: int,
 ) -> dict[str, Any]:
     """What metrics.json holds, in its order; ``started`` is the run's ``time.perf_counter()``
-    when it began (for ``wall_seconds``), ``cpu_threads`` torch's CPU threads. The caller adds
-    ``promotion`` when it promotes."""
+    when it began (for ``wall_seconds``), ``cpu_threads`` torch's CPU threads, ``seed`` SEED
+    resolved. The caller adds ``promotion`` when it promotes."""
     history = result.records
     trained = trained_epochs(history)
     best = max(history, key=lambda h: h.val_acc)
@@ -37,6 +39,7 @@ def run_metrics(
         "best_epoch": best.epoch,
         "epochs": len(trained),
         "resumed_from": result.resumed_from,
+        "seed": seed,
         "train_seconds": train_seconds,
         "images_per_sec": n_train * len(trained) / train_seconds if train_seconds else 0.0,
         "wall_seconds": time.perf_counter() - started,

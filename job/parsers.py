@@ -105,3 +105,13 @@ def count_or_auto(text: str) -> int | str:
     if value.isdigit() and int(value) >= 1:
         return int(value)
     raise ValueError("expected auto or a whole number ≥ 1, for example 4")
+
+
+def seed(text: str) -> int | str:
+    """``random``, or a whole number ≥ 0."""
+    value = text.strip().lower()
+    if value == "random":
+        return value
+    if value.isdigit():
+        return int(value)
+    raise ValueError("expected random or a whole number ≥ 0, for example 0")

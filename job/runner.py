@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from job import seed as seeds
 from job import signals, threads
 from job.config import Config, resolve_device, resolve_precision
 from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL
@@ -29,12 +30,15 @@ def run(cfg: Config) -> dict[str, Any]:
     """Train per ``cfg`` and write every output; return the metrics written to metrics.json."""
     started = time.perf_counter()
     signals.install()
+    cfg = seeds.resolve(cfg)  # before anything records or uses the seed
     device, precision, cpu_threads = _prepare(cfg)
     data = _load(cfg)
-    samples = start_samples(cfg.output_dir, data, cfg.seed)  # drawn while the model trains
+    samples = start_samples(cfg.output_dir, data, cfg.seed_number)  # drawn while the model trains
     result = fit(cfg, data, device, precision, EpochReporter(cfg.epochs))
     _publish(cfg.output_dir, result, data.classes, samples)
-    metrics = run_metrics(result, data, device, precision, started, cpu_threads)
+    metrics = run_metrics(
+        result, data, device, precision, started, cpu_threads, seed=cfg.seed_number
+    )
     write_json(cfg.output_dir / METRICS_JSON, metrics)
     if cfg.promote_dir is not None:
         promote_run(cfg.output_dir, cfg.promote_dir, metrics)

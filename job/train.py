@@ -68,7 +68,7 @@ def fit(
     on_epoch: Callable[[TrainedEpoch], None],
 ) -> FitResult:
     """Train per the recipe, checkpointing after every epoch; resume from OUTPUT_DIR's one."""
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed_number)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     training = _build(cfg, data, device, precision)
@@ -98,7 +98,7 @@ def _build(cfg: Config, data: Dataset, device: torch.device, precision: str) -> 
         data.train_labels,
         cfg.batch_size,
         train=True,
-        seed=cfg.seed,
+        seed=cfg.seed_number,
         device=device,
     )
     # The tutorial evaluates with batches twice the training size.

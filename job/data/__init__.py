@@ -93,7 +93,7 @@ def _verified(archive: Path, data_dir: Path, cfg: Config, *, downloaded: bool) -
 
 def _limited(arrays: dict[str, np.ndarray], digest: str, cfg: Config) -> Dataset:
     """Apply TRAIN_LIMIT/TEST_LIMIT as fixed subsets drawn from SEED."""
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.seed_number)
     picked = {}
     for split, limit in (("train", cfg.train_limit), ("test", cfg.test_limit)):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]

@@ -37,6 +37,11 @@ def test_every_config_field_has_a_variable() -> None:
         ({"MODEL_WIDTH": "0.25"}, ("model_width", 0.25)),
         ({"DATA_SHA256": "A" * 64}, ("data_sha256", "a" * 64)),
         ({"PROMOTE_DIR": ""}, ("promote_dir", None)),
+        ({"SEED": "42"}, ("seed", 42)),
+        ({"SEED": "random"}, ("seed", "random")),
+        ({"SEED": " Random "}, ("seed", "random")),
+        ({"PROMOTE_MARGIN": "0"}, ("promote_margin", 0.0)),
+        ({"PROMOTE_MARGIN": "0.02"}, ("promote_margin", 0.02)),
     ],
 )
 def test_valid_values_parse(env: dict[str, str], expected: tuple[str, object]) -> None:
@@ -63,6 +68,12 @@ def test_valid_values_parse(env: dict[str, str], expected: tuple[str, object]) -
         ("DATA_SHA256", "not-a-digest"),
         ("COMPILE", "maybe"),
         ("SEED", "-1"),
+        ("SEED", "1.5"),
+        ("SEED", "randomly"),
+        ("SEED", ""),
+        ("PROMOTE_MARGIN", "-0.01"),
+        ("PROMOTE_MARGIN", "nan"),
+        ("PROMOTE_MARGIN", "some"),
         ("LABEL_SMOOTHING", "1"),
         ("LABEL_SMOOTHING", "-0.1"),
         ("LABEL_SMOOTHING", "nan"),
@@ -134,7 +145,7 @@ def test_the_fingerprint_holds_exactly_the_variables_declared_in_it() -> None:
     assert set(Config().fingerprint()) == declared
     # Where files live, the device, compilation, threads and progress never block a resume.
     where_and_how = {"data_url", "data_dir", "output_dir", "device", "compile", "promote_dir"}
-    where_and_how |= {"cpu_threads", "progress_seconds"}
+    where_and_how |= {"cpu_threads", "progress_seconds", "promote_margin"}
     assert declared == {v.field for v in VARIABLES} - where_and_how
 
 

@@ -20,6 +20,7 @@ KEYS = [
     "best_epoch",
     "epochs",
     "resumed_from",
+    "seed",
     "train_seconds",
     "images_per_sec",
     "wall_seconds",
@@ -63,7 +64,7 @@ def _result(*trained: TrainedEpoch, resumed_from: int = 0) -> FitResult:
 
 def test_metrics_have_the_contracts_keys_in_order() -> None:
     metrics = run_metrics(
-        _result(_epoch(1, 0.5, 2.0)), _data(), torch.device("cpu"), "fp32", 0.0, 2
+        _result(_epoch(1, 0.5, 2.0)), _data(), torch.device("cpu"), "fp32", 0.0, 2, seed=7
     )
     assert list(metrics) == KEYS
 
@@ -71,11 +72,11 @@ def test_metrics_have_the_contracts_keys_in_order() -> None:
 def test_metrics_summarise_the_trained_epochs() -> None:
     result = _result(_epoch(1, 0.5, 2.0), _epoch(2, 0.7, 3.0), _epoch(3, 0.6, 5.0), resumed_from=1)
     started = time.perf_counter()
-    metrics = run_metrics(result, _data(), torch.device("cpu"), "bf16", started, 3)
+    metrics = run_metrics(result, _data(), torch.device("cpu"), "bf16", started, 3, seed=7)
     assert metrics["val_acc"] == 0.6 and metrics["val_loss"] == pytest.approx(2.0 / 3)
     assert metrics["train_loss"] == pytest.approx(1.0 / 3)
     assert (metrics["best_val_acc"], metrics["best_epoch"]) == (0.7, 2)
-    assert (metrics["epochs"], metrics["resumed_from"]) == (3, 1)
+    assert (metrics["epochs"], metrics["resumed_from"], metrics["seed"]) == (3, 1, 7)
     assert metrics["train_seconds"] == 10.0
     assert metrics["images_per_sec"] == 100 * 3 / 10.0
     assert 0 <= metrics["wall_seconds"] < 60
@@ -85,7 +86,9 @@ def test_metrics_summarise_the_trained_epochs() -> None:
 
 
 def test_a_run_with_nothing_trained_reports_its_evaluation() -> None:
-    metrics = run_metrics(_result(), _data(), torch.device("cpu"), "fp32", time.perf_counter(), 1)
+    metrics = run_metrics(
+        _result(), _data(), torch.device("cpu"), "fp32", time.perf_counter(), 1, seed=7
+    )
     assert (metrics["val_acc"], metrics["best_epoch"], metrics["epochs"]) == (0.1, 0, 0)
     assert metrics["train_loss"] is None
     assert (metrics["train_seconds"], metrics["images_per_sec"]) == (0, 0.0)

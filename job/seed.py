@@ -1,0 +1,50 @@
+"""SEED=random resolved: a new seed for a new OUTPUT_DIR, the same one for a resumed run.
+
+The seed belongs to the checkpoint's fingerprint, so a run stopped and restarted (a pod
+rescheduled, a Job's retry) must draw the seed its checkpoint was written with, or it could
+not resume. ``random`` therefore reads OUTPUT_DIR's checkpoint first and draws only when
+there is none (or none readable: the checkpoint's own verification then reports it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from pathlib import Path
+
+from job.config import Config
+from job.contract import CHECKPOINT
+from job.events import log
+
+RANDOM = "random"
+SEED_BITS = 31  # a positive int32: any tool that takes a seed takes it
+
+
+def resolve(cfg: Config) -> Config:
+    """``cfg`` with SEED as a number: itself, the checkpoint's seed, or a new draw."""
+    if cfg.seed != RANDOM:
+        return cfg
+    seed = _checkpoint_seed(cfg.output_dir)
+    if seed is None:
+        seed = secrets.randbits(SEED_BITS)
+        log(f"seed: {seed}, drawn (SEED=random)")
+    else:
+        log(f"seed: {seed}, from {cfg.output_dir / CHECKPOINT} (SEED=random, resuming)")
+    return dataclasses.replace(cfg, seed=seed)
+
+
+def _checkpoint_seed(output_dir: Path) -> int | None:
+    """The seed in the fingerprint of ``output_dir``'s checkpoint; None when there is none or
+    it cannot be read (verifying it is :func:`job.checkpoint.load_checkpoint`'s job)."""
+    path = output_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    import torch
+
+    try:
+        # mmap: only the pickled dict is read, not the weights behind it.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        seed = state["fingerprint"]["seed"]
+    except Exception:  # damaged or foreign: the checkpoint's own check says so next
+        return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None
