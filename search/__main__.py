@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from job.contract import DriverExit
-from search.console import drive, plot_notes, say
+from search.console import drive, plot_notes, say, verdict
 from search.errors import first_line
 from search.settings import (
     DEFAULTS,
@@ -236,6 +236,23 @@ _storage_retry = click.option(
     show_default=True,
     help="Seconds between trial heartbeats; a trial silent 3x this long is stale.",
 )
+@click.option(
+    "--confirm",
+    type=click.IntRange(min=0),
+    default=DEFAULTS.confirm,
+    show_default=True,
+    metavar="K",
+    help="After the budget, re-run the top K configurations and the baseline on "
+    "--confirm-seeds seeds and export the best mean; 0 = off.",
+)
+@click.option(
+    "--confirm-seeds",
+    type=click.IntRange(min=2),
+    default=DEFAULTS.confirm_seeds,
+    show_default=True,
+    metavar="S",
+    help="Seeds per confirmed configuration: the study's SEED and the next S-1.",
+)
 def run(**given: Any) -> None:
     """Run the study until it holds TRIALS finished trials, then write the results."""
     _optuna_logging()
@@ -258,7 +275,8 @@ def run(**given: Any) -> None:
 @click.option(
     "--configmap",
     metavar="NAME",
-    help="Also write <output>/configmap.yaml: a ConfigMap NAME of the best parameters.",
+    help="Also write <output>/configmap.yaml: a ConfigMap NAME of the exported parameters "
+    "and a PROMOTE_MARGIN from the confirmation's seed noise.",
 )
 def best(
     storage: str | None,
@@ -267,7 +285,8 @@ def best(
     storage_retry: float,
     configmap: str | None,
 ) -> None:
-    """Print the best trial; (re)write best_params.json and best.env."""
+    """Print the exported trial (the confirmed winner, else the best) and the verdict;
+    (re)write best_params.json and best.env."""
     _optuna_logging()
     from search.report import write_best, write_configmap
 
@@ -278,6 +297,7 @@ def best(
             raise BadInput(f"the study {study_name!r} has no COMPLETE trial yet.")
         summary = {"trial": trial.number, "val_acc": trial.value, "params": trial.params}
         click.echo(json.dumps(summary))
+        verdict(study)
         if configmap:
             say(f"wrote {write_configmap(study, output, configmap)}")
 

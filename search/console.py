@@ -33,7 +33,7 @@ def drive(driver: Driver, trials: int, output: Path) -> int:
     signal.signal(signal.SIGTERM, lambda *_: driver.stop())
     code: int = DriverExit.DONE
     try:
-        progress = Progress(driver.study, trials, say)
+        progress = Progress(driver.study, trials, say, driver.confirmations)
         driver.run(on_trial=progress)
     except StudyStopped as exc:
         say(str(exc))
@@ -72,8 +72,24 @@ def results(study: optuna.Study, output: Path) -> None:
     table = summary_table(study)
     say("top trials and the baseline (vs_best: val_acc minus the best's):")
     click.echo(table, err=True)
+    verdict(study)
     say(
-        f"best trial {best.number}: val_acc {best.value:.4f} "
+        f"exported trial {best.number}: val_acc {best.value:.4f} "
         + " ".join(f"{k}={v}" for k, v in best.params.items())
     )
     say(f"results in {output}")
+
+
+def verdict(study: optuna.Study) -> None:
+    """Say what the confirmation phase showed (nothing without it), and show it as the
+    study's note in the dashboard."""
+    from search.confirm import confirmation_of
+    from search.report import write_note
+
+    confirmation = confirmation_of(study)
+    if confirmation is None:
+        return
+    say(f"confirmed over seeds {confirmation.seeds}: {confirmation.line()}")
+    if confirmation.baseline_wins:
+        say(confirmation.baseline_sentence())
+    write_note(study, confirmation)

@@ -5,6 +5,12 @@ Each worker thread repeatedly takes a trial from the study and hands it to a
 result. The budget is the study's total of finished (COMPLETE or PRUNED) trials, so several
 drivers, and reruns after a crash, share it. A heartbeat thread keeps this driver's running
 trials alive in the storage; trials whose driver is gone are failed and queued again.
+
+Once the budget is met, the confirmation phase (``settings.confirm`` > 0) runs the same way:
+the plan (:mod:`search.confirm`) queues each missing run as a WAITING trial of the sibling
+study, and the workers take them one at a time (a WAITING → RUNNING change only one driver
+can make), so each run is executed once however many drivers share the phase, and a rerun
+finishes what a dead driver left.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from job.contract import DriverExit
+from job.contract import DriverExit, default
+from search import confirm
 from search._optuna import quiet_experimental, trial_id
 from search.errors import StudyStopped
 from search.settings import Settings
@@ -86,10 +93,12 @@ class Driver:
         self.id = driver_id()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._active: dict[int, int] = {}  # trial number -> trial id, for heartbeats
+        self._active: set[int] = set()  # trial ids, for heartbeats
         self._error: StudyStopped | None = None
         self._failures_in_a_row = 0
         self.runner = TrialRunner(settings, self.study, self.storage, self._stopping, self.requeue)
+        self.sibling: optuna.Study | None = None  # the confirmation runs' study, once planned
+        self._confirm_runner: TrialRunner | None = None
 
     @property
     def stopping(self) -> bool:
@@ -104,8 +113,9 @@ class Driver:
     # -- the study loop ---------------------------------------------------------------
 
     def run(self, on_trial: Callable[[FrozenTrial], None] | None = None) -> None:
-        """Run trials until the study holds ``settings.trials`` finished ones; call
-        ``on_trial`` with each trial this driver recorded.
+        """Run trials until the study holds ``settings.trials`` finished ones, then the
+        confirmation phase; call ``on_trial`` with each trial (and confirmation run) this
+        driver recorded.
 
         Raises :class:`StudyStopped` when a trial shows the study cannot succeed (bad
         configuration, data unavailable, a full disk, too many failures in a row) or the
@@ -120,8 +130,32 @@ class Driver:
             raise
         beat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         beat.start()
+        try:
+            self._phase(self._next_trial, self.runner.run, on_trial)
+            if self._error is None and self._plan_confirmation():
+                self._phase(self._next_confirmation, self._confirm, on_trial)
+        finally:
+            self._stopping.set()
+        if self._error is not None:
+            raise self._error
+
+    def confirmations(self) -> tuple[int, int]:
+        """Confirmation runs completed and planned (0, 0 before the phase)."""
+        if self.sibling is None:
+            return 0, 0
+        return confirm.done(self.sibling), confirm.planned(self.sibling)
+
+    def _phase(
+        self,
+        take: Callable[[], optuna.Trial | None],
+        execute: Callable[[optuna.Trial, str | None], FrozenTrial | None],
+        on_trial: Callable[[FrozenTrial], None] | None,
+    ) -> None:
+        """Worker threads run what ``take`` gives them with ``execute`` until it is None."""
         workers = [
-            threading.Thread(target=self._work, args=(slot, on_trial), name=f"worker-{slot}")
+            threading.Thread(
+                target=self._work, args=(slot, take, execute, on_trial), name=f"worker-{slot}"
+            )
             for slot in range(max(1, self.settings.parallel))
         ]
         for worker in workers:
@@ -135,10 +169,35 @@ class Driver:
             for worker in workers:
                 worker.join()
             raise
-        finally:
-            self._stopping.set()
-        if self._error is not None:
-            raise self._error
+
+    def _plan_confirmation(self) -> bool:
+        """Queue the confirmation runs the budget's top trials still lack; False when the
+        phase is off or the budget is not met (stopped)."""
+        settings = self.settings
+        if settings.confirm <= 0 or self._stopping.is_set():
+            return False
+        if self.finished() < settings.trials:
+            return False
+        from search.report import baseline_trial
+
+        seed = int(settings.job_env.get("SEED", default("SEED")))
+        self.sibling = confirm.plan(
+            self.study,
+            settings.storage,
+            settings.confirm,
+            confirm.seeds(seed, settings.confirm_seeds),
+            baseline_trial(self.study),
+        )
+        self._confirm_runner = TrialRunner(
+            settings, self.sibling, self.storage, self._stopping, self.requeue, folder="confirm"
+        )
+        return True
+
+    def _confirm(self, trial: optuna.Trial, gpu: str | None) -> FrozenTrial | None:
+        """Run one confirmation run: its configuration with its seed."""
+        assert self._confirm_runner is not None
+        _, seed = confirm.suggest_identity(trial)
+        return self._confirm_runner.run(trial, gpu, {"SEED": str(seed)})
 
     def stop(self) -> None:
         """Stop launching trials and stop the running ones (they are queued to run again)."""
@@ -154,15 +213,21 @@ class Driver:
             self._error = self._error or exc
         self._stopping.set()
 
-    def _work(self, slot: int, on_trial: Callable[[FrozenTrial], None] | None) -> None:
+    def _work(
+        self,
+        slot: int,
+        take: Callable[[], optuna.Trial | None],
+        execute: Callable[[optuna.Trial, str | None], FrozenTrial | None],
+        on_trial: Callable[[FrozenTrial], None] | None,
+    ) -> None:
         gpus = self.settings.gpus
         gpu = gpus[slot % len(gpus)] if gpus else None
         try:
             while not self._stopping.is_set():
-                trial = self._next_trial()
+                trial = take()
                 if trial is None:
                     return
-                frozen = self._run(trial, gpu)
+                frozen = self._run(trial, gpu, execute)
                 if frozen is not None:
                     self._count(frozen)
                     if on_trial is not None:
@@ -170,10 +235,15 @@ class Driver:
         except StudyStopped as exc:
             self._stop_study(exc)
 
-    def _run(self, trial: optuna.Trial, gpu: str | None) -> FrozenTrial | None:
+    def _run(
+        self,
+        trial: optuna.Trial,
+        gpu: str | None,
+        execute: Callable[[optuna.Trial, str | None], FrozenTrial | None],
+    ) -> FrozenTrial | None:
         """Run one trial; a bug in the driver fails that trial and the study goes on."""
         try:
-            return self.runner.run(trial, gpu)
+            return execute(trial, gpu)
         except StudyStopped:
             raise
         except Exception as exc:
@@ -182,12 +252,12 @@ class Driver:
             return self._fail(trial, reason)
         finally:
             with self._lock:
-                self._active.pop(trial.number, None)
+                self._active.discard(trial_id(trial))
 
     def _fail(self, trial: optuna.Trial, reason: str) -> FrozenTrial | None:
         try:
             trial.set_user_attr("fail_reason", reason[:500])
-            return self.study.tell(trial, state=TrialState.FAIL)
+            return trial.study.tell(trial, state=TrialState.FAIL)
         except StudyStopped:
             raise
         except Exception:
@@ -227,12 +297,36 @@ class Driver:
                 if done + running < self.settings.trials:
                     with quiet_experimental():  # heartbeats come from our own thread
                         trial = self.study.ask()
-                    trial.set_user_attr("driver", self.id)
-                    self._active[trial.number] = trial_id(trial)
-                    self.storage.record_heartbeat(trial_id(trial))
-                    return trial
+                    return self._claim(trial)
             self._stopping.wait(_WAIT_FOR_BUDGET)
         return None
+
+    def _next_confirmation(self) -> optuna.Trial | None:
+        """Take a queued confirmation run; None once none is queued or running."""
+        sibling = self.sibling
+        assert sibling is not None
+        while not self._stopping.is_set():
+            with self._lock:
+                self._reap()
+                trials = sibling.get_trials(deepcopy=False)
+                for waiting in (t for t in trials if t.state == TrialState.WAITING):
+                    # Only one driver's WAITING -> RUNNING change succeeds (Optuna's ask
+                    # pops a queued trial the same way), so each run is taken once.
+                    if self.storage.set_trial_state_values(
+                        trial_id(waiting), state=TrialState.RUNNING
+                    ):
+                        return self._claim(optuna.Trial(sibling, trial_id(waiting)))
+                if not any(t.state == TrialState.RUNNING for t in trials):
+                    return None
+            self._stopping.wait(_WAIT_FOR_BUDGET)
+        return None
+
+    def _claim(self, trial: optuna.Trial) -> optuna.Trial:
+        """Label ``trial`` as this driver's and start its heartbeats."""
+        trial.set_user_attr("driver", self.id)
+        self._active.add(trial_id(trial))
+        self.storage.record_heartbeat(trial_id(trial))
+        return trial
 
     def _reap(self) -> None:
         """Fail (and queue again) running trials whose driver is gone.
@@ -245,11 +339,16 @@ class Driver:
         BACKOFF_MAX later) and beat again first.
         """
         settled = self.storage.grace_period + BACKOFF_MAX
-        if time.monotonic() - self.storage.reachable_since >= settled:
-            with quiet_experimental():
-                fail_stale_trials(self.study)
+        studies = [self.study] if self.sibling is None else [self.study, self.sibling]
+        for study in studies:
+            if time.monotonic() - self.storage.reachable_since >= settled:
+                with quiet_experimental():
+                    fail_stale_trials(study)
+            self._reap_gone(study)
+
+    def _reap_gone(self, study: optuna.Study) -> None:
         now = datetime.datetime.now()
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = t.user_attrs.get("driver")
             if owner == self.id:
                 continue
@@ -259,19 +358,19 @@ class Driver:
                 started = t.datetime_start or now
                 gone = (now - started).total_seconds() > _ORPHAN_AFTER
             if gone:
-                self._requeue_running(t)
+                self._requeue_running(study, t)
 
-    def _requeue_running(self, trial: FrozenTrial) -> None:
+    def _requeue_running(self, study: optuna.Study, trial: FrozenTrial) -> None:
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             if self.storage.set_trial_state_values(trial_id(trial), state=TrialState.FAIL):
                 log.warning("trial %d: its driver is gone; queued again", trial.number)
-                self.requeue(self.study, self.storage.get_trial(trial_id(trial)))
+                self.requeue(study, self.storage.get_trial(trial_id(trial)))
 
     def _beat(self) -> None:
         """Record a heartbeat for every running trial of this driver, every ``heartbeat`` s."""
         while not self._stopping.wait(self.settings.heartbeat):
             with self._lock:
-                ids = list(self._active.values())
+                ids = list(self._active)
             for active_id in ids:
                 try:
                     self.storage.record_heartbeat(active_id)

@@ -14,16 +14,24 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.confirm import CONFIRMS, SEED
 from search.study import FINISHED
 
 
 class Progress:
     """Call it with each recorded trial (``Driver.run(on_trial=...)``); it prints a line."""
 
-    def __init__(self, study: optuna.Study, budget: int, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        budget: int,
+        echo: Callable[[str], None],
+        confirmations: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
         self.study = study
         self.budget = budget
         self.echo = echo
+        self.confirmations = confirmations
         self._lock = threading.Lock()  # workers call it concurrently; lines stay whole
         self._t0 = time.monotonic()
         self._finished_at_start = len(study.get_trials(deepcopy=False, states=FINISHED))
@@ -34,7 +42,15 @@ class Progress:
             self.echo(self.line(trial))
 
     def line(self, trial: FrozenTrial) -> str:
-        """``k/N finished | trial … | best … | ETA …`` for ``trial``."""
+        """``k/N finished | trial … | best … | ETA …`` for ``trial``; for a confirmation run
+        ``k/M confirmations | run … confirms trial T, seed S``."""
+        if CONFIRMS in trial.user_attrs and self.confirmations is not None:
+            done, planned = self.confirmations()
+            attrs = trial.user_attrs
+            return (
+                f"{done}/{planned} confirmations | run {trial.number} confirms trial "
+                f"{attrs[CONFIRMS]}, seed {attrs.get(SEED)}: {_trial(trial).split(' ', 2)[2]}"
+            )
         trials = self.study.get_trials(deepcopy=False)
         finished = sum(t.state in FINISHED for t in trials)
         parts = [f"{finished}/{self.budget} finished", _trial(trial)]

@@ -17,6 +17,7 @@ import yaml
 from optuna.trial import TrialState
 
 from job.files import atomic_write, write_json, write_text
+from search.confirm import Confirmation, confirmation_of, promote_margin
 from search.space import to_env
 
 BEST_PARAMS = "best_params.json"
@@ -53,13 +54,29 @@ def baseline_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return None
 
 
-def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | None:
-    """Write ``best_params.json`` and ``best.env``; return the best trial (None: nothing).
+def exported_trial(
+    study: optuna.Study, confirmation: Confirmation | None
+) -> optuna.trial.FrozenTrial | None:
+    """The trial whose parameters are exported: the confirmation phase's winner (the best
+    mean over seeds, or the baseline when nothing beats its mean), else the best trial."""
+    winner = None if confirmation is None else confirmation.winner
+    if winner is not None:
+        for trial in study.get_trials(deepcopy=False):
+            if trial.number == winner.trial:
+                return trial
+    return best_trial(study)
 
-    ``best_params.json`` also holds the baseline trial's ``val_acc`` and the best trial's
-    improvement over it (``null`` until the baseline completed).
+
+def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | None:
+    """Write ``best_params.json`` and ``best.env``; return the exported trial (None: none
+    completed).
+
+    ``best_params.json`` also holds the baseline trial's ``val_acc``, the exported trial's
+    improvement over it on the study's seed (``null`` until the baseline completed) and the
+    confirmation phase's ``confirmation`` object (``null`` without the phase).
     """
-    best = best_trial(study)
+    confirmation = confirmation_of(study)
+    best = exported_trial(study, confirmation)
     if best is None:
         return None
     output.mkdir(parents=True, exist_ok=True)
@@ -78,10 +95,21 @@ def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | 
             if baseline is None or best.value is None or baseline.value is None
             else best.value - baseline.value
         ),
+        "confirmation": None if confirmation is None else confirmation.as_json(),
     }
     write_json(output / BEST_PARAMS, summary)
     write_text(output / BEST_ENV, env_file(study.study_name, best))
     return best
+
+
+def write_note(study: optuna.Study, confirmation: Confirmation) -> None:
+    """Show the confirmation table and verdict as the study's note in optuna-dashboard
+    (a new version only when the text changed)."""
+    import optuna_dashboard
+
+    body = confirmation.markdown()
+    if optuna_dashboard.get_note(study) != body:
+        optuna_dashboard.save_note(study, body)
 
 
 def env_file(study_name: str, best: optuna.trial.FrozenTrial) -> str:
@@ -119,10 +147,17 @@ def summary_table(study: optuna.Study, top: int = 5) -> str:
 
 
 def configmap(study: optuna.Study, name: str) -> str:
-    """A Kubernetes ConfigMap manifest whose data are the best parameters as job variables."""
-    best = best_trial(study)
+    """A Kubernetes ConfigMap manifest whose data are the exported parameters as job
+    variables, and ``PROMOTE_MARGIN`` from the confirmation phase's seed noise (see
+    :func:`search.confirm.promote_margin`) when it measured some."""
+    confirmation = confirmation_of(study)
+    best = exported_trial(study, confirmation)
     if best is None:
         raise ValueError("the study has no COMPLETE trial yet")
+    data = to_env(best.params)
+    margin = promote_margin(confirmation)
+    if margin is not None:
+        data["PROMOTE_MARGIN"] = f"{margin:.4f}"
     doc = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -135,7 +170,7 @@ def configmap(study: optuna.Study, name: str) -> str:
                 "resnet-job/val-acc": f"{best.value:.6f}",
             },
         },
-        "data": to_env(best.params),
+        "data": data,
     }
     return yaml.safe_dump(doc, sort_keys=False)
 

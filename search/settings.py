@@ -54,6 +54,8 @@ class Defaults:
     data_dir: Path = Path(default("DATA_DIR"))
     port: int = 8080
     host: str = "127.0.0.1"
+    confirm: int = 3
+    confirm_seeds: int = 3
 
 
 DEFAULTS = Defaults()
@@ -92,6 +94,8 @@ class Settings:
     stop_grace: float = 30.0
     max_failures: int = 5
     storage_retry: float = DEFAULTS.storage_retry
+    confirm: int = DEFAULTS.confirm
+    confirm_seeds: int = DEFAULTS.confirm_seeds
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ class RunOptions:
     job_template: Path | None = None
     retries: int = DEFAULTS.retries
     heartbeat: int = DEFAULTS.heartbeat
+    confirm: int = DEFAULTS.confirm
+    confirm_seeds: int = DEFAULTS.confirm_seeds
 
 
 def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
@@ -132,6 +138,7 @@ def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
         fixed = parse_job_env(options.job_env, space.job_vars())
     except (SpaceError, JobEnvError) as exc:
         raise SettingsError(str(exc)) from None
+    _check_seed(options.confirm, fixed)
     gpu_ids = parse_gpus(options.gpus, detect_gpus)
     launcher_name = choose_launcher(options.launcher, options.image, say)
     parallel = slots(
@@ -157,7 +164,20 @@ def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
         retries=options.retries,
         heartbeat=options.heartbeat,
         storage_retry=options.storage_retry,
+        confirm=options.confirm,
+        confirm_seeds=options.confirm_seeds,
     )
+
+
+def _check_seed(confirm: int, fixed: Mapping[str, str]) -> None:
+    """The confirmation phase compares configurations on the same seeds: SEED must be one."""
+    seed = fixed.get("SEED", default("SEED")).strip()
+    if confirm > 0 and not seed.isdigit():
+        raise SettingsError(
+            f"--confirm {confirm} re-runs configurations on the study's seed and the next "
+            f"ones, so SEED must be a whole number, not {seed!r}; drop --job-env SEED={seed} "
+            "or pass --confirm 0."
+        )
 
 
 def storage_url(storage: str | None, output: Path) -> str:

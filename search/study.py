@@ -51,6 +51,9 @@ def open_study(
         pruner=make_pruner(pruner),
         first_params=first_params,
     )
+    if study.metric_names is None:  # the dashboard then says val_acc, not "Objective 0"
+        with quiet_experimental():
+            study.set_metric_names(["val_acc"])
     return study, storage
 
 

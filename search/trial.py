@@ -31,6 +31,7 @@ from job.contract import (
     EpochEvent,
     ErrorEvent,
     ExitCode,
+    default,
 )
 from search._optuna import quiet_experimental, trial_id
 from search.errors import StudyStopped
@@ -61,8 +62,10 @@ class TrialRunner:
         storage: BaseStorage,
         stopping: threading.Event,
         requeue: Requeue,
+        folder: str = "trials",
     ) -> None:
         self.settings = settings
+        self.folder = folder
         self.study = study
         self.storage = storage
         self.stopping = stopping
@@ -73,26 +76,31 @@ class TrialRunner:
 
     def trial_dir(self, number: int) -> Path:
         """The trial's own folder: the job's OUTPUT_DIR."""
-        return self.settings.output / "trials" / str(number)
+        return self.settings.output / self.folder / str(number)
 
-    def run(self, trial: optuna.Trial, gpu: str | None) -> FrozenTrial | None:
+    def run(
+        self, trial: optuna.Trial, gpu: str | None, env: Mapping[str, str] | None = None
+    ) -> FrozenTrial | None:
         """Run ``trial`` to its end and record it; the frozen trial (None: not recorded).
+        ``env`` overrides job variables (a confirmation run's SEED).
 
         Raises :class:`StudyStopped` when the run showed every trial would fail alike.
         """
         settings = self.settings
         params = settings.space.suggest(trial)
         out = self.trial_dir(trial.number)
+        name = self.study.study_name
         spec = TrialSpec(
-            name=f"{settings.study_name}-{trial.number}",
-            env={**settings.job_env, **to_env(params)},
+            name=f"{name}-{trial.number}",
+            env={**settings.job_env, **to_env(params), **(env or {})},
             output_dir=out,
             data_dir=settings.data_dir,
             gpu=gpu,
-            labels={"study": settings.study_name, "trial": str(trial.number)},
+            labels={"study": name, "trial": str(trial.number)},
         )
         carried = self._carry_checkpoint(trial, out)
         trial.set_user_attr("output_dir", str(out))
+        trial.set_user_attr("seed", spec.env.get("SEED", default("SEED")))
         trial.set_user_attr("launcher", getattr(settings.launcher, "name", "?"))
         if gpu is not None:
             trial.set_user_attr("gpu", gpu)

@@ -77,6 +77,8 @@ def search_args(
         "0",
         "--heartbeat",
         "2",
+        "--confirm",
+        "0",
     ]
     for key, value in settings.items():
         args += ["--job-env", f"{key}={value}"]
@@ -116,6 +118,7 @@ def stub_driver(tmp_path: Path, plan: str, trials: int = 2, **overrides: object)
         "data_dir": tmp_path / "data",
         "seed": 0,
         "stop_grace": 5,
+        "confirm": 0,
     }
     return Driver(Settings(**{**settings, **overrides}))
 

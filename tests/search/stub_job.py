@@ -13,6 +13,10 @@ behaviour, e.g. ``0=exit4,1=preempt,*=done``:
 - ``silent``: hang;
 - ``slow``: one epoch of SLOW_EPOCH_SECONDS that sends a ``progress`` event every
   PROGRESS_EVERY seconds (an epoch longer than a short ``--trial-timeout``), then done;
+- ``scored``: EPOCHS epochs whose val_acc is the score STUB_SCORES gives this run's MAX_LR
+  and SEED (``LR@SEED:VALUE`` items, space-separated, LR written as ``%g``; 0.3 when absent),
+  so a configuration can be lucky on one seed; a confirmation run (OUTPUT_DIR under
+  ``confirm/``) waits STUB_CONFIRM_SECONDS (default 0) before its last epoch;
 - ``gatherN``: wait until N stub runs of the study are running at once (each leaves a
   marker in ``<study output>/gather/``), then done; exit 9 if that never happens.
 
@@ -55,6 +59,18 @@ def gather(out: Path, count: int) -> bool:
     return False
 
 
+def scored(out: Path, epochs: int) -> int:
+    table = dict(item.split(":") for item in os.environ.get("STUB_SCORES", "").split())
+    key = f"{float(os.environ['MAX_LR']):g}@{os.environ.get('SEED', '0')}"
+    value = float(table.get(key, "0.3"))
+    for epoch in range(1, epochs + 1):
+        if epoch == epochs and out.parent.name == "confirm":
+            time.sleep(float(os.environ.get("STUB_CONFIRM_SECONDS", "0")))
+        emit("epoch", epoch=epoch, epochs=epochs, val_acc=value)
+    emit("done", val_acc=value)
+    return 0
+
+
 def main() -> int:
     out = Path(os.environ["OUTPUT_DIR"])
     out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +93,8 @@ def main() -> int:
         print("error: the other runs never started; nothing to do.", file=sys.stderr)
         return 9
     epochs = int(os.environ.get("EPOCHS", "2"))
+    if what == "scored":
+        return scored(out, epochs)
     base, step = (0.2, 0.01) if what == "low" else (0.5, 0.1)
     runs = out / "runs"
     first_run = not runs.exists()
