@@ -336,7 +336,15 @@ class PromoteEvent(TypedDict):
     event: Literal["promote"]
     promoted: bool
     val_acc: float
+    """This run's (the challenger's) final val_acc."""
     champion_val_acc: float | None
+    """The champion's model evaluated on this run's test split; None without a usable one."""
+    champion_recorded_val_acc: float | None
+    """The val_acc the champion recorded on its own test split; None without a champion."""
+    margin: float
+    """PROMOTE_MARGIN: promoted only when val_acc > champion_val_acc + margin."""
+    reason: str
+    """The decision in one sentence."""
     champion: str
 
 

@@ -13,6 +13,7 @@ import torch
 
 from job import seed as seeds
 from job import signals, threads
+from job.champion import judge
 from job.config import Config, resolve_device, resolve_precision
 from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL
 from job.data import Dataset, load_dataset
@@ -41,7 +42,8 @@ def run(cfg: Config) -> dict[str, Any]:
     )
     write_json(cfg.output_dir / METRICS_JSON, metrics)
     if cfg.promote_dir is not None:
-        promote_run(cfg.output_dir, cfg.promote_dir, metrics)
+        champion = judge(cfg, data, device, precision)
+        promote_run(cfg.output_dir, cfg.promote_dir, metrics, cfg.promote_margin, champion)
     report_done(metrics, str(cfg.output_dir))
     return metrics
 

@@ -101,10 +101,7 @@ def _build(cfg: Config, data: Dataset, device: torch.device, precision: str) -> 
         seed=cfg.seed_number,
         device=device,
     )
-    # The tutorial evaluates with batches twice the training size.
-    val_dl = DeviceLoader(
-        data.test_images, data.test_labels, 2 * cfg.batch_size, train=False, device=device
-    )
+    val_dl = eval_loader(cfg, data, device)
     model = ResNet9(len(data.classes), cfg.model_width).to(device)
     model = model.to(memory_format=torch.channels_last)
     opt_cls = optimizer_class(cfg.optimizer, compiled=cfg.compile)
@@ -114,8 +111,16 @@ def _build(cfg: Config, data: Dataset, device: torch.device, precision: str) -> 
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
-    autocast = _autocast(device, precision)
+    autocast = autocast_for(device, precision)
     return _Training(cfg, train_dl, val_dl, model, step_model, optimizer, sched, scaler, autocast)
+
+
+def eval_loader(cfg: Config, data: Dataset, device: torch.device) -> DeviceLoader:
+    """The test split as every evaluation of this run reads it (a promotion's champion too)."""
+    # The tutorial evaluates with batches twice the training size.
+    return DeviceLoader(
+        data.test_images, data.test_labels, 2 * cfg.batch_size, train=False, device=device
+    )
 
 
 def _restore(training: _Training, state: dict[str, Any]) -> tuple[list[EpochRecord], int]:
@@ -169,9 +174,10 @@ def optimizer_class(name: str, *, compiled: bool) -> _OptimizerClass:
     return base if compiled else eager_optimizer_class(base)
 
 
-def _autocast(
+def autocast_for(
     device: torch.device, precision: str
 ) -> Callable[[], contextlib.AbstractContextManager]:
+    """The context every forward pass of this run computes in (autocast, or none for fp32)."""
     if precision in _AMP:
         return lambda: torch.autocast(device.type, dtype=_AMP[precision])
     return contextlib.nullcontext

@@ -245,6 +245,7 @@ def test_first_run_becomes_the_champion(archives, tmp_path) -> None:
     assert result.code == 0, result.stderr
     (event,) = result.of("promote")
     assert event["promoted"] is True and event["champion_val_acc"] is None
+    assert event["reason"] == "there is no champion yet"
     champion = json.loads((promote / "champion" / "metrics.json").read_text())
     assert champion["val_acc"] == event["val_acc"]
     assert champion["promotion"]["promoted"] is True
@@ -253,16 +254,14 @@ def test_first_run_becomes_the_champion(archives, tmp_path) -> None:
 
 def test_a_run_that_does_not_beat_the_champion_is_not_promoted(archives, tmp_path) -> None:
     promote = tmp_path / "champion-dir"
-    best = promote / "runs" / "best"
-    best.mkdir(parents=True)
-    (best / "metrics.json").write_text(json.dumps({"val_acc": 1.0}))
-    (promote / "champion").symlink_to(Path("runs") / "best")
-    result = run_job(
-        job_env(tmp_path, DATA_URL=archives["fastai"].as_uri(), EPOCHS=1, PROMOTE_DIR=promote)
-    )
+    env = job_env(tmp_path, DATA_URL=archives["fastai"].as_uri(), EPOCHS=1, PROMOTE_DIR=promote)
+    assert run_job(env).code == 0
+    first = os.readlink(promote / "champion")
+    # The same recipe in a new OUTPUT_DIR trains the same model: equal is not better.
+    result = run_job({**env, "OUTPUT_DIR": str(tmp_path / "again")})
     assert result.code == 0, result.stderr
     (event,) = result.of("promote")
-    assert event["promoted"] is False and event["champion_val_acc"] == 1.0
-    assert os.readlink(promote / "champion") == "runs/best"
-    metrics = json.loads((tmp_path / "output" / "metrics.json").read_text())
+    assert event["promoted"] is False and event["champion_val_acc"] == event["val_acc"]
+    assert os.readlink(promote / "champion") == first
+    metrics = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert metrics["promotion"]["promoted"] is False

@@ -1,11 +1,18 @@
+"""Champion promotion: the lock and the atomic swap (on hand-made run folders whose champion
+is judged by its recorded figure), then the fair decision in real `python -m job` runs: the
+champion re-evaluated on the challenger's test split, the margin, a damaged champion."""
+
 import json
 import multiprocessing
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from job.promote import champion_val_acc, promote, promote_run
+from job.promote import decide, promote, promote_run, recorded_val_acc
+from tests.conftest import JobResult, job_env, run_job
 
 
 def _run_dir(root: Path, name: str, val_acc: float) -> Path:
@@ -16,11 +23,16 @@ def _run_dir(root: Path, name: str, val_acc: float) -> Path:
     return out
 
 
+def _recorded(folder: Path) -> float:
+    """A judge for hand-made folders: the champion's own recorded val_acc."""
+    return json.loads((folder / "metrics.json").read_text())["val_acc"]
+
+
 def _promote(out: Path, promote_dir: Path, val_acc: float, run_id: str) -> None:
     def record(decision: dict) -> None:
         (out / "metrics.json").write_text(json.dumps({"val_acc": val_acc, "promotion": decision}))
 
-    promote(out, promote_dir, val_acc, run_id, record)
+    promote(out, promote_dir, run_id, lambda: decide(promote_dir, val_acc, 0.0, _recorded), record)
 
 
 @pytest.mark.parametrize(
@@ -31,7 +43,7 @@ def test_only_a_strictly_better_run_replaces_the_champion(tmp_path, first, secon
     _promote(_run_dir(tmp_path, "a", first), promote_dir, first, "a")
     _promote(_run_dir(tmp_path, "b", second), promote_dir, second, "b")
     assert (promote_dir / "champion" / "model.pt").read_bytes() == winner.encode()
-    assert champion_val_acc(promote_dir) == max(first, second)
+    assert recorded_val_acc(promote_dir) == max(first, second)
 
 
 def test_the_champion_carries_the_promotion_decision(tmp_path) -> None:
@@ -42,6 +54,9 @@ def test_the_champion_carries_the_promotion_decision(tmp_path) -> None:
         "promoted": True,
         "val_acc": 0.7,
         "champion_val_acc": None,
+        "champion_recorded_val_acc": None,
+        "margin": 0.0,
+        "reason": "there is no champion yet",
         "champion": str(promote_dir / "champion"),
     }
 
@@ -83,11 +98,14 @@ def test_promote_run_records_the_decision_in_metrics_json_and_reports_it(tmp_pat
     promote_dir = tmp_path / "promote"
     out = _run_dir(tmp_path, "a", 0.7)
     metrics = {"val_acc": 0.7, "epochs": 2}
-    promote_run(out, promote_dir, metrics)
+    promote_run(out, promote_dir, metrics, 0.01, _recorded)
     decision = {
         "promoted": True,
         "val_acc": 0.7,
         "champion_val_acc": None,
+        "champion_recorded_val_acc": None,
+        "margin": 0.01,
+        "reason": "there is no champion yet",
         "champion": str(promote_dir / "champion"),
     }
     assert metrics == {"val_acc": 0.7, "epochs": 2, "promotion": decision}
@@ -95,7 +113,7 @@ def test_promote_run_records_the_decision_in_metrics_json_and_reports_it(tmp_pat
     assert json.loads((promote_dir / "champion" / "metrics.json").read_text()) == metrics
     captured = capsys.readouterr()
     assert json.loads(captured.out) == {"v": 1, "event": "promote", **decision}
-    assert captured.err == "promotion: promoted (this run 0.7000, champion None)\n"
+    assert captured.err == "promotion: promoted: there is no champion yet.\n"
     (run,) = (promote_dir / "runs").iterdir()
     assert re.fullmatch(r"\d{8}T\d{6}Z-\d+", run.name)  # UTC time and pid
 
@@ -104,10 +122,124 @@ def test_promote_run_keeps_a_better_champion(tmp_path, capsys) -> None:
     promote_dir = tmp_path / "promote"
     _promote(_run_dir(tmp_path, "a", 0.8), promote_dir, 0.8, "a")
     metrics = {"val_acc": 0.6}
-    promote_run(_run_dir(tmp_path, "b", 0.6), promote_dir, metrics)
+    promote_run(_run_dir(tmp_path, "b", 0.6), promote_dir, metrics, 0.0, _recorded)
     assert metrics["promotion"]["promoted"] is False
     assert metrics["promotion"]["champion_val_acc"] == 0.8
-    assert (
-        capsys.readouterr().err == "promotion: kept the champion (this run 0.6000, champion 0.8)\n"
+    assert capsys.readouterr().err == (
+        "promotion: kept the champion: 0.6000 does not beat the champion's 0.8000 on this "
+        "run's test split by more than the margin 0.\n"
     )
-    assert champion_val_acc(promote_dir) == 0.8
+    assert recorded_val_acc(promote_dir) == 0.8
+
+
+# --- the fair decision, in real runs ------------------------------------------------------------
+
+
+def _train(archives, tmp: Path, promote_dir: Path, **settings: object) -> JobResult:
+    env = job_env(tmp, DATA_URL=archives["python"].as_uri(), EPOCHS=1, PROMOTE_DIR=promote_dir)
+    result = run_job({**env, **{k: str(v) for k, v in settings.items()}})
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def champion_dir(archives, tmp_path_factory) -> Path:
+    """A PROMOTE_DIR whose champion is a real run evaluated on 100 of the 200 test images."""
+    tmp = tmp_path_factory.mktemp("champion")
+    _train(archives, tmp, tmp / "promote", TEST_LIMIT=100)
+    return tmp / "promote"
+
+
+@pytest.fixture
+def promote_dir(champion_dir, tmp_path) -> Path:
+    """A copy of the champion's PROMOTE_DIR for one test to change."""
+    copy = tmp_path / "promote"
+    shutil.copytree(champion_dir, copy, symlinks=True)
+    return copy
+
+
+def _decision(result: JobResult) -> dict:
+    (event,) = result.of("promote")
+    return event
+
+
+def test_the_champion_is_re_evaluated_on_the_challengers_test_split(
+    archives, tmp_path, promote_dir
+) -> None:
+    recorded = recorded_val_acc(promote_dir)
+    # The same seed and training data train the very same model; only the test split differs.
+    result = _train(archives, tmp_path, promote_dir, TEST_LIMIT=0, PROMOTE_MARGIN=0)
+    decision = _decision(result)
+    assert decision["champion_recorded_val_acc"] == recorded
+    assert decision["champion_val_acc"] == decision["val_acc"]  # this run's split and code
+    assert decision["promoted"] is False  # equal is not better
+    metrics = json.loads((tmp_path / "output" / "metrics.json").read_text())
+    assert metrics["promotion"] == {k: v for k, v in decision.items() if k not in ("v", "event")}
+    assert metrics["n_test"] == 200
+
+
+@pytest.mark.parametrize(
+    ("margin", "promoted"), [(0, True), (0.05, True), (0.9, False)], ids=["0", "below", "above"]
+)
+def test_a_better_run_replaces_the_champion_only_by_more_than_the_margin(
+    archives, tmp_path, promote_dir, margin, promoted
+) -> None:
+    before = os.readlink(promote_dir / "champion")
+    result = _train(archives, tmp_path, promote_dir, EPOCHS=3, PROMOTE_MARGIN=margin)
+    decision = _decision(result)
+    gain = decision["val_acc"] - decision["champion_val_acc"]
+    assert 0.05 < gain < 0.9  # three epochs against one: the figures straddle the margins
+    assert (decision["promoted"], decision["margin"]) == (promoted, margin)
+    assert (os.readlink(promote_dir / "champion") != before) is promoted
+
+
+def test_a_champion_of_another_width_is_evaluated_at_its_own_width(
+    archives, tmp_path, promote_dir
+) -> None:
+    result = _train(archives, tmp_path, promote_dir, MODEL_WIDTH=0.25, PROMOTE_MARGIN=0)
+    decision = _decision(result)
+    assert isinstance(decision["champion_val_acc"], float)
+    assert "cannot be evaluated" not in decision["reason"]
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _set(path: Path, key: str, value: object) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+
+
+DAMAGES = {
+    "truncated model": (lambda c: _truncate(c / "model.pt"), "its model.pt cannot be loaded"),
+    "missing model": (lambda c: (c / "model.pt").unlink(), "it has no model.pt"),
+    "other width": (
+        lambda c: _set(c / "config.json", "model_width", 0.5),
+        "its model.pt does not fit a ResNet9 of its MODEL_WIDTH=0.5",
+    ),
+    "missing folder": (shutil.rmtree, "its folder runs/"),
+    "missing config": (lambda c: (c / "config.json").unlink(), "it has no config.json"),
+    "other classes": (
+        lambda c: (c / "classes.json").write_text(json.dumps(["cat", "dog"])),
+        "its classes.json lists other classes than this run's data",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_an_unusable_champion_is_reported_and_replaced(
+    archives, tmp_path, promote_dir, damage
+) -> None:
+    spoil, why = DAMAGES[damage]
+    champion = promote_dir / "champion"
+    spoil(champion.resolve())
+    before = os.readlink(champion)
+    result = _train(archives, tmp_path, promote_dir, PROMOTE_MARGIN=0.9)
+    decision = _decision(result)
+    assert decision["promoted"] is True and decision["champion_val_acc"] is None
+    assert decision["reason"].startswith(f"the champion cannot be evaluated: {why}")
+    assert decision["reason"].endswith("; promoted in its place")
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("promotion:")]
+    assert line == f"promotion: promoted: {decision['reason']}."
+    assert os.readlink(champion) != before and (champion / "model.pt").is_file()

@@ -223,10 +223,48 @@ def test_cronjob_never_overlaps() -> None:
     assert spec["failedJobsHistoryLimit"] >= 1
 
 
-def test_cronjob_reads_the_best_params_configmap() -> None:
-    pod = _cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    refs = [s["configMapRef"] for s in pod["containers"][0]["envFrom"] if "configMapRef" in s]
-    assert refs == [{"name": "resnet-job-best-params", "optional": True}]
+def _cronjob_container() -> dict:
+    (container,) = _cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _configmap(name: str) -> dict:
+    (doc,) = [
+        d
+        for d in load_file("cronjob.yaml")
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name
+    ]
+    return doc
+
+
+def test_cronjob_reads_its_defaults_then_the_best_params_configmap() -> None:
+    # envFrom: for a key in several sources the last wins, so the best parameters (and a SEED
+    # a user puts there) override the retraining's defaults.
+    refs = [s["configMapRef"] for s in _cronjob_container()["envFrom"] if "configMapRef" in s]
+    assert refs == [
+        {"name": "resnet-job-retrain-defaults"},
+        {"name": "resnet-job-best-params", "optional": True},
+    ]
+
+
+def test_each_retraining_draws_a_new_seed() -> None:
+    assert _configmap("resnet-job-retrain-defaults")["data"] == {"SEED": "random"}
+    # Not in env, which would override every ConfigMap: a user's explicit SEED must win.
+    assert "SEED" not in {e["name"] for e in _cronjob_container()["env"]}
+
+
+def test_the_retraining_defaults_are_job_variables() -> None:
+    from job.config import from_env
+    from job.contract import VARIABLE_NAMES
+
+    data = _configmap("resnet-job-retrain-defaults")["data"]
+    assert set(data) <= VARIABLE_NAMES
+    from_env(data)  # every value parses
+
+
+def test_the_retraining_defaults_are_in_the_stack(rendered: list[dict]) -> None:
+    names = {(d["kind"], d["metadata"]["name"]) for d in rendered}
+    assert ("ConfigMap", "resnet-job-retrain-defaults") in names
 
 
 def test_cronjob_promotes_into_a_champion_folder() -> None:
@@ -384,4 +422,5 @@ def test_workload_kinds_are_known() -> None:
         "Role",
         "RoleBinding",
         "NetworkPolicy",
+        "ConfigMap",
     }
