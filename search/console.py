@@ -44,7 +44,8 @@ def drive(driver: Driver, trials: int, output: Path) -> int:
     if code == DriverExit.STORAGE:
         return code  # the database is gone: nothing to read the results from
     try:
-        if driver.stopping and code == DriverExit.DONE and driver.finished() < trials:
+        unfinished = driver.finished() < trials or driver.confirmation_pending()
+        if driver.stopping and code == DriverExit.DONE and unfinished:
             say("stopped; rerun the same command to continue.")
             code = DriverExit.STOPPED
         results(driver.study, output)

@@ -145,6 +145,13 @@ class Driver:
             return 0, 0
         return confirm.done(self.sibling), confirm.planned(self.sibling)
 
+    def confirmation_pending(self) -> bool:
+        """True while confirmation runs wait to be taken (the phase was stopped early)."""
+        if self.sibling is None:
+            return False
+        waiting = self.sibling.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return bool(waiting)
+
     def _phase(
         self,
         take: Callable[[], optuna.Trial | None],

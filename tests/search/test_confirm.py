@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -274,3 +275,31 @@ def test_a_missing_run_is_left_out_of_the_pairs() -> None:
 
 def test_the_seeds_start_with_the_studys_own() -> None:
     assert confirm.seeds(7, 3) == [7, 8, 9]
+
+
+def test_a_random_seed_with_the_phase_is_refused_in_one_sentence(tmp_path) -> None:
+    args = ["run", "--launcher", "local", "--gpus", "none", "--output", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, "-m", "search", *args, "--job-env", "SEED=random", "--confirm", "2"],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "SEED must be a whole number" in done.stderr and "--confirm 0" in done.stderr
+
+
+def test_progress_lines_count_the_confirmations(tmp_path) -> None:
+    from search.progress import Progress
+
+    driver = _driver(tmp_path, LUCKY)
+    lines: list[str] = []
+    driver.run(on_trial=Progress(driver.study, 4, lines.append, driver.confirmations))
+    confirming = [line for line in lines if "confirmations" in line]
+    assert [line.split(" ", 1)[0] for line in confirming] == [f"{k}/6" for k in range(1, 7)]
+    assert re.match(
+        r"^1/6 confirmations \| run 0 confirms trial \d, seed [12]: COMPLETE", confirming[0]
+    )
