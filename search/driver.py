@@ -190,7 +190,7 @@ class Driver:
         seed = int(settings.job_env.get("SEED", default("SEED")))
         self.sibling = confirm.plan(
             self.study,
-            settings.storage,
+            self.storage.url,  # with its driver named, as the creation lock needs it
             settings.confirm,
             confirm.seeds(seed, settings.confirm_seeds),
             baseline_trial(self.study),

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -22,7 +23,7 @@ from search import confirm
 from search.driver import Driver
 from search.report import BEST_ENV, BEST_PARAMS, configmap, write_best
 from tests.conftest import REPO
-from tests.search.helpers import alive, clean_env, stub_driver
+from tests.search.helpers import alive, clean_env, empty_database, load, stub_driver
 
 LUCKY = {
     # max_lr: val_acc on seeds 0, 1, 2. 0.01 is the baseline (the tutorial's max_lr); 0.02
@@ -171,17 +172,18 @@ DRIVE = """
 import json, sys
 from pathlib import Path
 from tests.search.test_confirm import _driver, LUCKY, _env
-folder, parallel, seconds = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-_driver(folder, LUCKY, parallel=parallel, job_env=_env(LUCKY, seconds)).run()
+folder, url, seconds = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+_driver(folder, LUCKY, storage=url, job_env=_env(LUCKY, seconds)).run()
 """
 
 
-def _spawn(tmp_path: Path, parallel: int = 1, seconds: float = 0.0) -> subprocess.Popen:
-    """A driver process on the study in ``tmp_path`` (created and queued here first, so
-    drivers starting together queue nothing twice)."""
-    _driver(tmp_path, LUCKY)
+def _spawn(tmp_path: Path, url: str | None = None, seconds: float = 0.0) -> subprocess.Popen:
+    """A driver process on the study in ``tmp_path`` or ``url`` (created and queued here
+    first, so drivers starting together queue nothing twice)."""
+    url = url or f"sqlite:///{tmp_path / 'study.db'}"
+    _driver(tmp_path, LUCKY, storage=url)
     return subprocess.Popen(
-        [sys.executable, "-c", DRIVE, str(tmp_path), str(parallel), str(seconds)],
+        [sys.executable, "-c", DRIVE, str(tmp_path), url, str(seconds)],
         cwd=REPO,
         env=clean_env(),
         stdout=subprocess.DEVNULL,
@@ -221,13 +223,17 @@ def test_a_driver_killed_during_the_phase_is_finished_by_a_rerun_each_run_once(
     assert _runs(rerun.sibling) == PLANNED
 
 
-def test_two_drivers_share_the_phase_without_duplicates(tmp_path) -> None:
-    drivers = [_spawn(tmp_path, seconds=1.0) for _ in range(2)]
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from empty_database(request.param, tmp_path)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_two_drivers_share_the_phase_without_duplicates(tmp_path, database_url) -> None:
+    drivers = [_spawn(tmp_path, database_url, seconds=1.0) for _ in range(2)]
     errors = [d.communicate(timeout=300)[1] for d in drivers]
     assert [d.returncode for d in drivers] == [0, 0], errors
-    sibling = confirm.find_sibling(
-        optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'study.db'}")
-    )
+    sibling = confirm.find_sibling(load(tmp_path, "t", storage=database_url))
     assert sibling is not None
     assert Counter(_runs(sibling)) == PLANNED
     executed = [run for run in (tmp_path / "out" / "confirm").iterdir() if (run / "pid").exists()]
