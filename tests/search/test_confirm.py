@@ -309,3 +309,9 @@ def test_progress_lines_count_the_confirmations(tmp_path) -> None:
     assert re.match(
         r"^1/6 confirmations \| run 0 confirms trial \d, seed [12]: COMPLETE", confirming[0]
     )
+
+
+def test_the_margin_is_a_job_variable() -> None:
+    from job.contract import VARIABLE_NAMES
+
+    assert "PROMOTE_MARGIN" in VARIABLE_NAMES
