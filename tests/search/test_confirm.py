@@ -315,3 +315,21 @@ def test_the_margin_is_a_job_variable() -> None:
     from job.contract import VARIABLE_NAMES
 
     assert "PROMOTE_MARGIN" in VARIABLE_NAMES
+
+
+def test_a_driver_stopped_during_the_phase_leaves_its_runs_queued(tmp_path) -> None:
+    import threading
+
+    driver = _driver(tmp_path, LUCKY, job_env=_env(LUCKY, confirm_seconds=30))
+    worker = threading.Thread(target=driver.run)
+    worker.start()
+    try:
+        _wait_for_a_running_confirmation(tmp_path)
+    finally:
+        driver.stop()
+        worker.join(timeout=60)
+    assert driver.confirmation_pending()
+    rerun = _driver(tmp_path, LUCKY)
+    rerun.run()
+    assert not rerun.confirmation_pending()
+    assert rerun.sibling is not None and _runs(rerun.sibling) == PLANNED
