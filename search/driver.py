@@ -196,7 +196,13 @@ class Driver:
             baseline_trial(self.study),
         )
         self._confirm_runner = TrialRunner(
-            settings, self.sibling, self.storage, self._stopping, self.requeue, folder="confirm"
+            settings,
+            self.sibling,
+            self.storage,
+            self._stopping,
+            self.requeue,
+            folder="confirm",
+            what="confirmation run",
         )
         return True
 

@@ -63,9 +63,11 @@ class TrialRunner:
         stopping: threading.Event,
         requeue: Requeue,
         folder: str = "trials",
+        what: str = "trial",
     ) -> None:
         self.settings = settings
         self.folder = folder
+        self.what = what  # how log lines name a run: "trial 3", "confirmation run 3"
         self.study = study
         self.storage = storage
         self.stopping = stopping
@@ -104,7 +106,7 @@ class TrialRunner:
         trial.set_user_attr("launcher", getattr(settings.launcher, "name", "?"))
         if gpu is not None:
             trial.set_user_attr("gpu", gpu)
-        log.info("trial %d: start %s", trial.number, _short(params))
+        log.info("%s %d: start %s", self.what, trial.number, _short(params))
         outcome = _Outcome(trial)
         code: int = LOST
         run: Run | _NotStarted = _NotStarted()
@@ -199,7 +201,9 @@ class TrialRunner:
         reason = DOES_NOT_FIT if out_of == REASON_MEMORY else outcome.reason or _why(code)
         trial.set_user_attr("fail_reason", reason)
         frozen = self.study.tell(trial, state=TrialState.FAIL)
-        log.warning("trial %d: failed: %s%s", trial.number, reason, f" ({tail})" if tail else "")
+        log.warning(
+            "%s %d: failed: %s%s", self.what, trial.number, reason, f" ({tail})" if tail else ""
+        )
         if self.stopping.is_set() and outcome.interrupted:
             self.requeue(self.study, frozen)  # stopped by us: its parameters run again later
             return frozen
