@@ -46,7 +46,7 @@ RECIPE: dict[str, str] = {
 
 _NOT_RECIPE = frozenset(
     {"DATA_URL", "DATA_SHA256", "DATA_DIR", "OUTPUT_DIR", "DEVICE", "PRECISION", "COMPILE"}
-    | {"PROMOTE_DIR"}
+    | {"PROMOTE_DIR", "PROMOTE_MARGIN"}
 )
 """Variables that say where and how fast a run happens, not what it trains."""
 

@@ -28,7 +28,9 @@ def data_vars(archive: Path, data_dir: Path) -> dict[str, str]:
 
 def search_command(trials: int, job_env: Mapping[str, str], *options: str) -> list[str]:
     """``python -m search run --trials N OPTIONS…`` with one ``--job-env`` per job variable."""
-    cmd = [sys.executable, "-m", "search", "run", "--trials", str(trials), *options]
+    # No confirmation phase: the rows built on this measure the study alone.
+    cmd = [sys.executable, "-m", "search", "run", "--trials", str(trials), "--confirm", "0"]
+    cmd += options
     for key, value in job_env.items():
         cmd += ["--job-env", f"{key}={value}"]
     return cmd

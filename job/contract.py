@@ -263,7 +263,8 @@ class DriverExit(IntEnum):
     retry cures."""
     INTERRUPTED = 130
     STOPPED = 143
-    """Stopped by SIGTERM before the budget was met: rerun the same command to continue."""
+    """Stopped by SIGTERM before the budget was met or the confirmation phase finished: rerun
+    the same command to continue."""
 
 
 class PredictExit(IntEnum):

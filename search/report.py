@@ -98,7 +98,7 @@ def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | 
         "confirmation": None if confirmation is None else confirmation.as_json(),
     }
     write_json(output / BEST_PARAMS, summary)
-    write_text(output / BEST_ENV, env_file(study.study_name, best))
+    write_text(output / BEST_ENV, env_file(study.study_name, best, confirmation))
     return best
 
 
@@ -112,9 +112,19 @@ def write_note(study: optuna.Study, confirmation: Confirmation) -> None:
         optuna_dashboard.save_note(study, body)
 
 
-def env_file(study_name: str, best: optuna.trial.FrozenTrial) -> str:
-    """``NAME=value`` lines of the best parameters (``docker run --env-file`` format)."""
-    head = f"# best of study {study_name}: trial {best.number}, val_acc {best.value:.4f}\n"
+def env_file(
+    study_name: str, best: optuna.trial.FrozenTrial, confirmation: Confirmation | None = None
+) -> str:
+    """``NAME=value`` lines of the exported parameters (``docker run --env-file`` format),
+    under a header that says how they were chosen."""
+    winner = None if confirmation is None else confirmation.winner
+    if winner is not None and winner.trial == best.number:
+        head = (
+            f"# confirmed winner of study {study_name}: trial {best.number}, mean val_acc "
+            f"{winner.mean:.4f} over {len(winner.measured)} seeds\n"
+        )
+    else:
+        head = f"# best of study {study_name}: trial {best.number}, val_acc {best.value:.4f}\n"
     return head + "".join(f"{k}={v}\n" for k, v in to_env(best.params).items())
 
 

@@ -131,6 +131,14 @@ def test_best_params_json_holds_the_confirmation(tmp_path) -> None:
     assert result["verdict"]["significant"] is True
 
 
+def test_best_env_says_it_holds_the_confirmed_winner(tmp_path) -> None:
+    driver = _driver(tmp_path, LUCKY)
+    driver.run()
+    write_best(driver.study, tmp_path / "res")
+    head = (tmp_path / "res" / BEST_ENV).read_text().splitlines()[0]
+    assert head == "# confirmed winner of study t: trial 2, mean val_acc 0.5500 over 3 seeds"
+
+
 def test_the_baseline_is_exported_when_nothing_beats_its_mean(tmp_path) -> None:
     driver = _driver(tmp_path, NOTHING_BEATS_THE_BASELINE)
     driver.run()
