@@ -281,6 +281,7 @@ def test_driver_runs_a_study_through_the_kubernetes_launcher(tmp_path) -> None:
         space=build_space({"max_lr": {"low": 1e-3, "high": 1e-1, "log": True}}),
         launcher=_launcher(cluster),
         seed=0,
+        confirm=0,  # one Job per trial: no confirmation runs after the budget
     )
     driver = Driver(settings)
     driver.run()
