@@ -253,6 +253,32 @@ _storage_retry = click.option(
     metavar="S",
     help="Seeds per confirmed configuration: the study's SEED and the next S-1.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=DEFAULTS.timeout,
+    metavar="SECONDS",
+    help="Start no new trial after this many seconds of this run; running trials finish, "
+    "the results are written (Optuna's timeout). Default: no limit.",
+)
+@click.option(
+    "--cold-start",
+    is_flag=True,
+    default=DEFAULTS.cold_start,
+    help="Start every local trial as a new Python process instead of forking it from a "
+    "warm one that has already imported PyTorch.",
+)
+@click.option(
+    "--enqueue",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML/JSON list of known configurations to run first, each a mapping of "
+    "parameter names to values.",
+)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Keep the study's results under a new name and start a new study under this one.",
+)
 def run(**given: Any) -> None:
     """Run the study until it holds TRIALS finished trials, then write the results."""
     _optuna_logging()

@@ -99,6 +99,8 @@ class Driver:
         self.runner = TrialRunner(settings, self.study, self.storage, self._stopping, self.requeue)
         self.sibling: optuna.Study | None = None  # the confirmation runs' study, once planned
         self._confirm_runner: TrialRunner | None = None
+        self._deadline: float | None = None  # time.monotonic() after which no trial starts
+        self.timed_out = False
 
     @property
     def stopping(self) -> bool:
@@ -122,6 +124,8 @@ class Driver:
         database stayed unreachable; the other running trials are stopped first.
         """
         self.settings.output.mkdir(parents=True, exist_ok=True)
+        if self.settings.timeout is not None:
+            self._deadline = time.monotonic() + self.settings.timeout
         try:
             with self._lock:
                 self._reap()
@@ -298,8 +302,12 @@ class Driver:
             self._stopping.set()
 
     def _next_trial(self) -> optuna.Trial | None:
-        """Ask for a trial while finished + running < budget; None once the budget is met."""
+        """Ask for a trial while finished + running < budget; None once the budget is met or
+        ``--timeout`` has passed."""
         while not self._stopping.is_set():
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                self.timed_out = True
+                return None
             with self._lock:
                 self._reap()
                 trials = self.study.get_trials(deepcopy=False)

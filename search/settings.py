@@ -56,6 +56,8 @@ class Defaults:
     host: str = "127.0.0.1"
     confirm: int = 3
     confirm_seeds: int = 3
+    timeout: float | None = None
+    cold_start: bool = False
 
 
 DEFAULTS = Defaults()
@@ -96,6 +98,10 @@ class Settings:
     storage_retry: float = DEFAULTS.storage_retry
     confirm: int = DEFAULTS.confirm
     confirm_seeds: int = DEFAULTS.confirm_seeds
+    timeout: float | None = DEFAULTS.timeout
+    cold_start: bool = DEFAULTS.cold_start
+    enqueue: Sequence[Mapping[str, Any]] = ()
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,10 @@ class RunOptions:
     heartbeat: int = DEFAULTS.heartbeat
     confirm: int = DEFAULTS.confirm
     confirm_seeds: int = DEFAULTS.confirm_seeds
+    timeout: float | None = DEFAULTS.timeout
+    cold_start: bool = DEFAULTS.cold_start
+    enqueue: Path | None = None
+    fresh: bool = False
 
 
 def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
@@ -166,6 +176,9 @@ def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
         storage_retry=options.storage_retry,
         confirm=options.confirm,
         confirm_seeds=options.confirm_seeds,
+        timeout=options.timeout,
+        cold_start=options.cold_start,
+        fresh=options.fresh,
     )
 
 
@@ -294,6 +307,7 @@ def _launcher(name: str, options: RunOptions, gpus: bool, slots: int) -> Launche
             gpu_resource=options.gpu_resource,
             trials_per_gpu=options.trials_per_gpu,
             slots=slots,
+            cold_start=options.cold_start,
         )
     except ValueError as exc:  # a setting the launcher refuses: its message is the sentence
         raise SettingsError(str(exc)) from None

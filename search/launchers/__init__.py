@@ -23,19 +23,21 @@ def make_launcher(
     gpu_resource: str | None = None,
     trials_per_gpu: int = DEFAULTS.trials_per_gpu,
     slots: int = 1,
+    cold_start: bool = DEFAULTS.cold_start,
 ) -> Launcher:
     """Build the launcher ``name`` (local, docker, kubernetes) with its options.
 
     ``slots`` (the driver's trials at once) serves local and docker, which divide this
     machine's cores between them; ``image`` serves docker and kubernetes; ``namespace``,
     ``gpus`` (whether trials get a GPU), ``template``, ``gpu_resource`` (``None``: the
-    launcher's default, nvidia.com/gpu) and ``trials_per_gpu`` serve kubernetes. A setting the
+    launcher's default, nvidia.com/gpu) and ``trials_per_gpu`` serve kubernetes;
+    ``cold_start`` (start every trial as a new Python process) serves local. A setting the
     launcher refuses raises ValueError with one sentence saying what to do.
     """
     if name == "local":
         from search.launchers.local import LocalLauncher
 
-        return LocalLauncher(slots=slots)
+        return LocalLauncher(slots=slots, cold_start=cold_start)
     if name == "docker":
         from search.launchers.docker import DockerLauncher
 

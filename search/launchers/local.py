@@ -89,11 +89,16 @@ class LocalLauncher:
     name = "local"
 
     def __init__(
-        self, command: Sequence[str] | None = None, cwd: Path | None = None, slots: int = 1
+        self,
+        command: Sequence[str] | None = None,
+        cwd: Path | None = None,
+        slots: int = 1,
+        cold_start: bool = True,
     ) -> None:
         self.command = list(command or [sys.executable, "-m", "job"])
         self.cwd = cwd
         self.cores = CorePool(slots)
+        self.cold_start = cold_start
 
     def start(self, spec: TrialSpec) -> LocalRun:
         """Start ``spec`` as a process; its stderr goes to ``<output_dir>/job.log``."""
