@@ -146,6 +146,7 @@ class TrialRunner:
             for event in events:
                 if outcome.launch_seconds is None:
                     outcome.launch_seconds = time.monotonic() - started
+                    outcome.warm_start = getattr(run, "warm_start", None)  # local runs say
                 if outcome.on_event(event, latest=not events.behind()):
                     run.stop(settings.stop_grace)
                     break
@@ -186,6 +187,8 @@ class TrialRunner:
         trial.set_user_attr("seconds", round(time.monotonic() - outcome.t0, 3))
         if outcome.launch_seconds is not None:
             trial.set_user_attr("launch_seconds", round(outcome.launch_seconds, 3))
+        if outcome.warm_start is not None:
+            trial.set_user_attr("warm_start", outcome.warm_start)
         if run.log_path is not None:
             trial.set_user_attr("log", str(run.log_path))
         if tail:
@@ -254,6 +257,7 @@ class _Outcome:
         self.resource: str | None = None  # exit 5's reason: what ran out
         self.interrupted = False
         self.launch_seconds: float | None = None
+        self.warm_start: bool | None = None  # the run that sent the first event was forked warm
 
     def on_event(self, event: Mapping[str, Any], latest: bool = True) -> bool:
         """Handle one event; True when the run must be stopped (pruned).

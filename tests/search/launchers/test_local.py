@@ -142,13 +142,16 @@ def test_one_slot_leaves_the_run_to_size_itself(tmp_path) -> None:
     assert report == {"cpus": sorted(os.sched_getaffinity(0)), "threads": None}
 
 
-def test_real_jobs_in_two_slots_train_with_their_share_of_the_threads(tmp_path, archives) -> None:
+@pytest.mark.parametrize("cold", [True, False], ids=["cold", "warm"])
+def test_real_jobs_in_two_slots_train_with_their_share_of_the_threads(
+    tmp_path, archives, cold: bool
+) -> None:
     import json
 
     from tests.conftest import REPO, job_env
 
     cores = len(os.sched_getaffinity(0))
-    launcher = LocalLauncher(cwd=REPO, slots=2)
+    launcher = LocalLauncher(cwd=REPO, slots=2, cold_start=cold)
     env = job_env(tmp_path, DATA_URL=archives["python"].as_uri(), EPOCHS=1)
     env = {k: v for k, v in env.items() if k in ("DATA_URL", "DEVICE", "MODEL_WIDTH", "EPOCHS")}
     runs = [
@@ -160,4 +163,6 @@ def test_real_jobs_in_two_slots_train_with_their_share_of_the_threads(tmp_path, 
         events = [json.loads(line) for line in run.lines()]
         assert run.wait() == 0, run.stderr_tail()
         starts.append(next(e for e in events if e["event"] == "start"))
+    launcher.close()
     assert [s["cpu_threads"] for s in starts] == [max(1, cores // 2)] * 2
+    assert [run.warm_start for run in runs] == [not cold] * 2
