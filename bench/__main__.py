@@ -1,28 +1,33 @@
-"""Rows (a)–(e), or the GPU synthetic rows: ``python -m bench`` (``make bench``) prints them.
+"""Rows (a)–(g), or the GPU synthetic rows: ``python -m bench`` (``make bench``) prints them.
 
 The job side by side with the tutorial's pipeline; the table's speed-up is the job's advantage.
 
 (a) input pipeline batches/s, (b) training images/s on CPU (job fp32 and bf16), (c) whole-job
 wall time for small real-data configurations, from a cold start and as a warm repeat run, (d)
 the job's fixed cost per run on a warm cache, (e) the search's launch-to-first-event time per
-trial — or, with ``--gpu-synthetic``, the full recipe on generated CIFAR-shaped data. Run it
-on a quiet machine: every figure is a speed.
+trial, (f) a short search's trials started cold against warm (launch → first event, trials
+per minute), (g) the job's fixed cost beside ``import torch`` — or, with ``--gpu-synthetic``,
+the full recipe on generated CIFAR-shaped data. Run it on a quiet machine: every figure is a
+speed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bench import wall
 from bench.paths import SHARED_ARCHIVE
 from job.files import write_json
 
 DEFAULT_WALL_CONFIGS = "1:2000:1000:1,0.25:5000:2000:2"
-PARTS = ("a", "b", "c", "d", "e")
+PARTS = ("a", "b", "c", "d", "e", "f", "g")
+DEFAULT_WARM_CONFIG = "0.25:1000:500:2"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
             "Benchmark the job against the tutorial's own pipeline on the same data, settings "
             "and machine: (a) input batches/s, (b) training images/s, (c) whole-job wall time, "
             "cold and warm; (d) the job's fixed cost per run, (e) the search's "
-            "launch-to-first-event time."
+            "launch-to-first-event time, (f) trials started cold against warm, (g) the job's "
+            "fixed cost beside import torch."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -63,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("(e) search: launch to first event")
     g.add_argument("--search-trials", type=int, default=3, help="trials of the local search")
     g.add_argument("--search-config", default="0.25:1000:500:1", help="WIDTH:TRAIN:TEST:EPOCHS")
+    g = p.add_argument_group("(f) search: trials started cold against warm")
+    g.add_argument("--warm-trials", type=int, default=20, help="trials of each search")
+    g.add_argument("--warm-config", default=DEFAULT_WARM_CONFIG, help="WIDTH:TRAIN:TEST:EPOCHS")
+    g.add_argument(
+        "--warm-parallel", type=int, default=0, help="the searches' --parallel (0: its default)"
+    )
     g = p.add_argument_group("--gpu-synthetic: full recipe on generated data (for a GPU)")
     g.add_argument("--gpu-synthetic", action="store_true", help="run this mode instead of a-c")
     g.add_argument("--synthetic-train", type=int, default=50_000, help="generated images")
@@ -89,13 +101,18 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error(f"no archive at {args.archive}; pass --archive PATH (fast.ai cifar10.tgz)")
     try:
         wall.parse_configs(args.wall_configs)
-        for one in (args.fixed_config, args.search_config):
+        for one in (args.fixed_config, args.search_config, args.warm_config):
             if len(wall.parse_configs(one)) != 1:
-                parser.error(f"--fixed-config and --search-config take one config, not {one!r}")
+                parser.error(
+                    "--fixed-config, --search-config and --warm-config take one config, "
+                    f"not {one!r}"
+                )
     except ValueError as exc:
         parser.error(str(exc))
-    if args.search_trials < 1:
-        parser.error("--search-trials takes a positive number")
+    if args.search_trials < 1 or args.warm_trials < 1:
+        parser.error("--search-trials and --warm-trials take a positive number")
+    if args.warm_parallel < 0:
+        parser.error("--warm-parallel takes 0 (the search's default) or more")
     if any("=" not in item for item in args.gpu_job_env):
         parser.error("--gpu-job-env takes NAME=VALUE")
 
@@ -106,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check(args, parser)
     # Imported only now, so that --help and usage errors answer without loading torch.
-    from bench.suite import log, machine_info, run
+    from bench.suite import log, machine_info
     from bench.table import render
 
     # The tutorial's num_workers=3 exceeds a 2-core machine's suggestion; that is the point.
@@ -118,10 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"warning: the machine is busy (load {load:.2f}); the figures will be unreliable")
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        rows, results = run(args, args.workdir)
+        rows, results = _run_all(args, args.workdir)
     else:
         with tempfile.TemporaryDirectory(prefix="resnet-bench-") as tmp:
-            rows, results = run(args, Path(tmp))
+            rows, results = _run_all(args, Path(tmp))
     bf16 = " (native bf16)" if machine["native_bf16"] else ""
     print(f"machine: {machine['cpu']}, {cpus} CPUs{bf16}, GPU: {machine['gpu'] or 'none'}")
     print(f"torch {machine['torch']}, {machine['torch_threads']} threads, load {load:.2f}")
@@ -132,6 +149,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_json(args.json, results)
         log(f"results saved to {args.json}")
     return 0
+
+
+def _run_all(args: argparse.Namespace, work: Path) -> tuple[list[Any], dict[str, Any]]:
+    """Parts (a)–(e) (:mod:`bench.suite`), then (f) and (g) (:mod:`bench.startup`)."""
+    import shutil
+
+    from bench import startup
+    from bench.suite import log, run
+
+    rows, results = run(args, work)
+    parts = {s.strip() for s in args.only.split(",") if s.strip()}
+    if args.gpu_synthetic:
+        return rows, results
+    details = results["details"]
+    if "f" in parts:
+        (cfg,) = wall.parse_configs(args.warm_config)
+        cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+        res = startup.search_pair(
+            args.archive, cfg, work / "f-warm", args.warm_trials, args.warm_parallel or None, log
+        )
+        details["warm_starts"] = res
+        rows += startup.rows_f(res, cfg)
+        log(f"(f) trials per minute, warm/cold: {res['trials_per_minute_ratio']:.2f}×")
+    if "g" in parts:
+        (cfg,) = wall.parse_configs(args.fixed_config)
+        cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+        log(f"(g) job, {cfg.label}: fixed cost, then a fresh import torch, 3 times")
+        res = startup.fixed_beside_torch(args.archive, cfg, work / "g-fixed")
+        details["fixed_beside_torch"] = res
+        rows += startup.rows_g(res, cfg)
+        log(
+            f"(g) fixed {res['fixed_seconds']:.2f} s, import torch "
+            f"{res['import_torch_median']:.2f} s"
+        )
+    if not args.keep:
+        for folder in ("f-warm", "g-fixed"):
+            shutil.rmtree(work / folder / "data", ignore_errors=True)
+    results["rows"] = [r.to_json() for r in rows]
+    return rows, results
 
 
 if __name__ == "__main__":

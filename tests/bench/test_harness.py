@@ -42,7 +42,9 @@ def test_missing_archive_is_a_usage_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--only", "a,f"], "--only takes"),
+        (["--only", "a,z"], "--only takes"),
+        (["--warm-config", "1:2:3:1,1:2:3:1"], "take one config"),
+        (["--warm-trials", "0"], "--warm-trials"),
         (["--fixed-config", "1:2"], "WIDTH:TRAIN:TEST:EPOCHS"),
         (["--search-config", "1:2:3:1,1:2:3:1"], "take one config"),
         (["--search-trials", "0"], "--search-trials"),
@@ -105,3 +107,33 @@ def test_gpu_synthetic_mode_runs_on_cpu(tmp_path: Path) -> None:
     rows = json.loads(out.read_text())["rows"]
     assert rows[0]["job"] > 0 and rows[0]["tutorial"] > 0  # training seconds, both sides
     assert rows[1]["ratio"] > 0
+
+
+@pytest.mark.slow
+def test_warm_start_and_import_torch_rows(archives: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    tiny = ["--batch-size", "50", "--fixed-config", "0.125:100:50:1", "--warm-parallel", "1"]
+    tiny += ["--warm-config", "0.125:100:50:1", "--warm-trials", "2"]
+    proc = _bench("--archive", str(archives["fastai"]), "--only", "f,g", "--json", str(out), *tiny)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    figures = [r["figure"][:22] for r in results["rows"]]
+    assert figures == [
+        "(f) launch → first eve",
+        "(f) launch → first eve",
+        "(f) trials per minute,",
+        "(f) trials per minute,",
+        "(g) import torch, fres",
+        "(g) job fixed cost, wi",
+        "    fixed cost less im",
+    ]
+    warm = results["details"]["warm_starts"]
+    assert [warm[mode]["trials"] for mode in ("cold", "warm")] == [2, 2]
+    assert warm["trials_per_minute_ratio"] == pytest.approx(
+        warm["warm"]["trials_per_minute"] / warm["cold"]["trials_per_minute"]
+    )
+    fixed = results["details"]["fixed_beside_torch"]
+    assert len(fixed["import_torch_seconds"]) == 3
+    assert fixed["fixed_over_import_torch"] == pytest.approx(
+        fixed["fixed_seconds"] - fixed["import_torch_median"]
+    )
