@@ -46,6 +46,11 @@ __all__ = ["Driver", "Settings", "StudyStopped", "driver_id"]
 _WAIT_FOR_BUDGET = 2.0
 """Seconds between looks at the study while other drivers' runs may still meet the budget."""
 
+_REAP_EVERY_HEARTBEATS = 1
+"""Heartbeat intervals between two looks for trials whose driver is gone: a trial is stale
+only after three intervals without a heartbeat, so looking more often (before every trial)
+finds nothing sooner and costs the study's database a few statements each time."""
+
 _ORPHAN_AFTER = 600.0
 """Seconds after which a RUNNING trial that no driver ever claimed (its driver died between
 asking for it and labelling it) is failed."""
@@ -101,6 +106,8 @@ class Driver:
         self._confirm_runner: TrialRunner | None = None
         self._deadline: float | None = None  # time.monotonic() after which no trial starts
         self.timed_out = False
+        self._reaped_at = -float("inf")  # time.monotonic() of the last look for gone trials
+        self._study_id = self.storage.get_study_id_from_name(self.study.study_name)
 
     @property
     def stopping(self) -> bool:
@@ -221,8 +228,8 @@ class Driver:
         self._stopping.set()
 
     def finished(self) -> int:
-        """How many trials of the study are COMPLETE or PRUNED."""
-        return len(self.study.get_trials(deepcopy=False, states=FINISHED))
+        """How many trials of the study are COMPLETE or PRUNED (counted by the database)."""
+        return self.storage.get_n_trials(self._study_id, FINISHED)
 
     def _stop_study(self, exc: StudyStopped) -> None:
         """Keep the first reason the study stopped and stop every worker."""
@@ -309,10 +316,11 @@ class Driver:
                 self.timed_out = True
                 return None
             with self._lock:
-                self._reap()
-                trials = self.study.get_trials(deepcopy=False)
-                done = sum(t.state in FINISHED for t in trials)
-                running = sum(t.state == TrialState.RUNNING for t in trials)
+                self._reap_due()
+                # Counted, not loaded: the study's size does not make this dearer.
+                counts = self.storage.state_counts(self._study_id)
+                done = sum(counts.get(state, 0) for state in FINISHED)
+                running = counts.get(TrialState.RUNNING, 0)
                 if done >= self.settings.trials:
                     return None
                 if done + running < self.settings.trials:
@@ -328,7 +336,7 @@ class Driver:
         assert sibling is not None
         while not self._stopping.is_set():
             with self._lock:
-                self._reap()
+                self._reap_due()
                 trials = sibling.get_trials(deepcopy=False)
                 for waiting in (t for t in trials if t.state == TrialState.WAITING):
                     # Only one driver's WAITING -> RUNNING change succeeds (Optuna's ask
@@ -349,6 +357,12 @@ class Driver:
         self.storage.record_heartbeat(trial_id(trial))
         return trial
 
+    def _reap_due(self) -> None:
+        """:meth:`_reap`, when a heartbeat interval has passed since the last time."""
+        now = time.monotonic()
+        if now - self._reaped_at >= _REAP_EVERY_HEARTBEATS * self.settings.heartbeat:
+            self._reap()
+
     def _reap(self) -> None:
         """Fail (and queue again) running trials whose driver is gone.
 
@@ -359,6 +373,7 @@ class Driver:
         must get the chance to notice the database is back (its next attempt comes up to
         BACKOFF_MAX later) and beat again first.
         """
+        self._reaped_at = time.monotonic()
         settled = self.storage.grace_period + BACKOFF_MAX
         studies = [self.study] if self.sibling is None else [self.study, self.sibling]
         for study in studies:

@@ -1,6 +1,16 @@
 """The study's storage as Optuna sees it: every ``BaseStorage`` and ``BaseHeartbeat`` method
 forwarded to the RDB storage through the retry loop of :class:`~search.storage.retrying.Retrying`.
 
+Reads of a study's trials go through Optuna's cache of the RDB storage (``_CachedStorage``,
+the wrapper ``optuna.create_study`` itself puts around an RDB storage named by URL): it keeps
+every finished trial it has read (a finished trial never changes) and asks the database
+only for the trials that were unfinished at the last read and those created since, so a
+read costs the same at 10 trials as at 1,000. Another driver's writes are seen at the next
+read, as they are without the cache. Writes bypass it (they go to the RDB storage, exactly
+once where a retry could apply them twice), and a read that fails is retried as a whole: the
+cache changes only once the database has answered. Counting trials by state
+(:meth:`RetryingStorage.state_counts`, ``get_n_trials``) asks the database, exactly.
+
 Each method is written out (not generated) so that the class is a complete, concrete
 ``BaseStorage`` that type checkers can see.
 """
@@ -12,11 +22,12 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, _CachedStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from search._optuna import BaseHeartbeat, FrozenStudy
+from search.storage.counts import state_counts
 from search.storage.retrying import Retrying
 
 
@@ -31,23 +42,34 @@ class RetryingStorage(Retrying, BaseStorage, BaseHeartbeat):
     the same when applied twice.
     """
 
+    # -- beyond the storage interface ---------------------------------------------------
+
+    def state_counts(self, study_id: int) -> dict[TrialState, int]:
+        """How many of the study's trials are in each state, counted by the database."""
+        return self._retry(state_counts, self.backend, study_id)
+
+    def _forget(self) -> None:
+        """Drop every cached trial: the next read loads the study's trials again."""
+        self.cache = _CachedStorage(self.backend)
+
     # -- BaseStorage and BaseHeartbeat: every method forwarded to the RDB storage ----------
 
     def create_new_study(
         self, directions: Sequence[StudyDirection], study_name: str | None = None
     ) -> int:
-        return self._write(
+        study_id = self._write(
             "new study",
             self.backend.create_new_study,
             directions,
             study_name,
             committed=lambda study_id: study_id,
         )
+        self._forget()  # SQLite may give a deleted study's id to a new one
+        return study_id
 
     def delete_study(self, study_id: int) -> None:
-        return self._write(
-            "deleted study", self.backend.delete_study, study_id, committed=lambda _: None
-        )
+        self._write("deleted study", self.backend.delete_study, study_id, committed=lambda _: None)
+        self._forget()
 
     def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
         return self._retry(self.backend.set_study_user_attr, study_id, key, value)
@@ -131,17 +153,21 @@ class RetryingStorage(Retrying, BaseStorage, BaseHeartbeat):
         return self._retry(self.backend.set_trial_system_attr, trial_id, key, value)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        return self._retry(self.backend.get_trial, trial_id)
+        return self._retry(self.cache.get_trial, trial_id)
 
     def get_all_trials(
         self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
-        return self._retry(self.backend.get_all_trials, study_id, deepcopy, states)
+        return self._retry(self.cache.get_all_trials, study_id, deepcopy, states)
 
     def get_n_trials(
         self, study_id: int, state: tuple[TrialState, ...] | TrialState | None = None
     ) -> int:
-        return self._retry(self.backend.get_n_trials, study_id, state)
+        counts = self.state_counts(study_id)
+        if state is None:
+            return sum(counts.values())
+        wanted = (state,) if isinstance(state, TrialState) else state
+        return sum(counts.get(s, 0) for s in wanted)
 
     def get_best_trial(self, study_id: int) -> FrozenTrial:
         return self._retry(self.backend.get_best_trial, study_id)

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from optuna.storages import RDBStorage
+from optuna.storages import RDBStorage, _CachedStorage
 
 from search.storage.errors import (
     BUSY_SECONDS,
@@ -149,6 +149,7 @@ class Retrying:
         self.url = url
         self.outage = outage
         self.tokens = Tokens(backend)
+        self.cache = _CachedStorage(backend)  # the trials we read (see forward.py)
 
     @property
     def reachable_since(self) -> float:
