@@ -66,11 +66,14 @@ def load_study(
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
-    """``tpe`` (constant liar, for parallel trials) or ``random``."""
+    """``tpe`` (constant liar, for parallel trials; its history bounded, so that a trial
+    costs it the same at 300 trials as at 3,000: :mod:`search.tpe`) or ``random``."""
+    from search.tpe import BoundedTPESampler
+
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with quiet_experimental():
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
+        return BoundedTPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
