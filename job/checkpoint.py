@@ -23,7 +23,15 @@ from job.contract import CHECKPOINT
 from job.errors import ConfigError
 from job.files import atomic_write
 
-__all__ = ["CHECKPOINT", "COMMENT", "load_checkpoint", "save_state"]
+__all__ = [
+    "CHECKPOINT",
+    "COMMENT",
+    "differences",
+    "foreign",
+    "load_checkpoint",
+    "read_fingerprint",
+    "save_state",
+]
 
 COMMENT = b"resnet-job sha256 "
 """How the archive comment that carries the checksum starts; 64 hex digits follow."""
@@ -115,18 +123,47 @@ def load_checkpoint(output_dir: Path, fingerprint: dict[str, Any]) -> dict[str, 
     if damage is not None:
         kind = "an unverifiable" if "no checksum" in damage else "a damaged"
         raise ConfigError(f"{where} holds {kind} {CHECKPOINT} ({damage}); {advice}.")
-    saved = _with_new_defaults(state.get("fingerprint", {}), fingerprint)
-    if saved != fingerprint:
-        diff = ", ".join(
-            f"{k.upper()} {saved.get(k)!r} → {fingerprint.get(k)!r}"
-            for k in sorted(set(saved) | set(fingerprint))
-            if saved.get(k) != fingerprint.get(k)
-        )
-        raise ConfigError(
-            f"{where} holds a checkpoint from a different configuration "
-            f"({diff}); use a new OUTPUT_DIR or delete {CHECKPOINT} to start over."
-        )
+    diff = differences(state.get("fingerprint", {}), fingerprint)
+    if diff:
+        raise foreign(output_dir, diff)
     return state
+
+
+def read_fingerprint(output_dir: Path) -> dict[str, Any] | None:
+    """The fingerprint ``output_dir``'s checkpoint was written with, read without verifying
+    the checkpoint; None when there is none or it cannot be read (verifying it is
+    :func:`load_checkpoint`'s job)."""
+    path = output_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        # mmap: only the pickled dict is read, not the weights behind it.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        fingerprint = state["fingerprint"]
+    except Exception:  # damaged or foreign: load_checkpoint says so when the run loads it
+        return None
+    return fingerprint if isinstance(fingerprint, dict) else None
+
+
+def differences(saved: dict[str, Any], fingerprint: dict[str, Any]) -> list[str]:
+    """Each setting in which ``fingerprint`` differs from a checkpoint's ``saved`` one, as
+    ``"MAX_LR 0.01 → 0.02"``; empty when the run may resume from it."""
+    saved = _with_new_defaults(saved, fingerprint)
+    return [
+        f"{k.upper()} {saved.get(k)!r} → {fingerprint.get(k)!r}"
+        for k in sorted(set(saved) | set(fingerprint))
+        if saved.get(k) != fingerprint.get(k)
+    ]
+
+
+def foreign(output_dir: Path, diff: list[str]) -> ConfigError:
+    """The refusal of an unfinished run's checkpoint from another configuration: resuming it
+    would mix two recipes in one model (docs/contract.md: one OUTPUT_DIR, one run)."""
+    return ConfigError(
+        f"OUTPUT_DIR={str(output_dir)!r} holds the checkpoint of an unfinished run of a "
+        f"different configuration ({', '.join(diff)}); rerun with its settings to finish it, "
+        f"use a new OUTPUT_DIR, or delete {CHECKPOINT} to start over."
+    )
 
 
 def _with_new_defaults(saved: dict[str, Any], fingerprint: dict[str, Any]) -> dict[str, Any]:

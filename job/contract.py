@@ -281,6 +281,16 @@ class PredictExit(IntEnum):
     """An image file is not a readable PNG or JPEG."""
 
 
+PREDICT_EXIT_MEANINGS: dict[PredictExit, str] = {
+    PredictExit.DONE: "every image classified",
+    PredictExit.UNEXPECTED: "anything unexpected (a bug: the traceback is printed)",
+    PredictExit.BAD_MODEL: "a bad option, or MODEL holds no readable exported model",
+    PredictExit.NO_IMAGE: "an image path does not exist or is not a file",
+    PredictExit.BAD_IMAGE: "an image file is not a readable PNG or JPEG",
+}
+"""One line per exit code of the predictor, for its ``--help``."""
+
+
 # -- events out ----------------------------------------------------------------------------
 
 EVENT_VERSION = 1
@@ -403,6 +413,10 @@ ACCURACY_PNG = "accuracy.png"
 LOSSES_PNG = "losses.png"
 LRS_PNG = "lrs.png"
 SAMPLES_PNG = "samples.png"
+PREVIOUS = "previous"
+"""The folder of OUTPUT_DIR where a finished run's outputs are moved, as
+``previous/<UTC time>-<fingerprint sha256 prefix>/``, when a run of another configuration
+starts there (docs/contract.md: one OUTPUT_DIR, one run)."""
 JOB_LOG = "job.log"
 """Written by the search's launchers beside the job's files: the run's stderr."""
 

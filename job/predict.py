@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import click
 
-from job.contract import CLASSES_JSON, EXPORTED_MODEL, PredictExit
+from job.contract import CLASSES_JSON, EXPORTED_MODEL, PREDICT_EXIT_MEANINGS, PredictExit
 
 SIZE = 32  # pixels: the model's input is 32 × 32
 FORMATS = ("PNG", "JPEG")
@@ -119,8 +119,8 @@ def classify(model: Any, classes: list[str], pixels: list[bytes], top: int) -> l
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     help="Classify PNG or JPEG IMAGES (any size, resized to 32×32) with the exported model in "
     "MODEL (a run's OUTPUT_DIR, a champion or a PROMOTE_DIR); one JSON line per image.",
-    epilog="\b\nExit codes: "
-    + ", ".join(f"{int(c)} {c.name.lower().replace('_', ' ')}" for c in PredictExit),
+    epilog="\b\nExit codes (docs/contract.md):\n"
+    + "\n".join(f"  {int(c)}  {meaning}" for c, meaning in PREDICT_EXIT_MEANINGS.items()),
 )
 @click.option("--top", type=click.IntRange(1), default=3, show_default=True, help="Classes shown.")
 @click.argument("model", type=click.Path(path_type=Path))

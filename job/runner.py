@@ -1,4 +1,4 @@
-"""One run from start to finish, as its stages: prepare the output, load the data, train,
+"""One run from start to finish, as its stages: claim and prepare the output, load the data, train,
 publish the outputs, promote, report done."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
+from job import previous, signals, threads
 from job import seed as seeds
-from job import signals, threads
 from job.champion import judge
 from job.config import Config, resolve_device, resolve_precision
 from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL
@@ -31,6 +31,7 @@ def run(cfg: Config) -> dict[str, Any]:
     """Train per ``cfg`` and write every output; return the metrics written to metrics.json."""
     started = time.perf_counter()
     signals.install()
+    previous.claim(cfg)  # before the seed: a new configuration with SEED=random draws its own
     cfg = seeds.resolve(cfg)  # before anything records or uses the seed
     device, precision, cpu_threads = _prepare(cfg)
     data = _load(cfg)

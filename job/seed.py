@@ -36,15 +36,7 @@ def resolve(cfg: Config) -> Config:
 def _checkpoint_seed(output_dir: Path) -> int | None:
     """The seed in the fingerprint of ``output_dir``'s checkpoint; None when there is none or
     it cannot be read (verifying it is :func:`job.checkpoint.load_checkpoint`'s job)."""
-    path = output_dir / CHECKPOINT
-    if not path.is_file():
-        return None
-    import torch
+    from job.checkpoint import read_fingerprint  # imports torch
 
-    try:
-        # mmap: only the pickled dict is read, not the weights behind it.
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        seed = state["fingerprint"]["seed"]
-    except Exception:  # damaged or foreign: the checkpoint's own check says so next
-        return None
+    seed = (read_fingerprint(output_dir) or {}).get("seed")
     return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None

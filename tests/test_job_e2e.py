@@ -225,13 +225,72 @@ def test_sigterm_before_training_exits_143_promptly(archives, tmp_path) -> None:
     assert "Traceback" not in err
 
 
-def test_checkpoint_from_another_configuration_is_refused(archives, tmp_path) -> None:
+def _files(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in OUTPUTS}
+
+
+def test_a_finished_run_of_another_configuration_is_set_aside_whole(archives, tmp_path) -> None:
     url = archives["fastai"].as_uri()
     assert run_job(job_env(tmp_path, DATA_URL=url, EPOCHS=1)).code == 0
+    out = tmp_path / "output"
+    first = _files(out)
+
     result = run_job(job_env(tmp_path, DATA_URL=url, EPOCHS=1, MAX_LR=0.02))
+    assert result.code == 0, result.stderr
+    (kept,) = (out / "previous").iterdir()
+    assert _files(kept) == first  # every output of the first run, byte for byte
+    (line,) = [line for line in result.stderr.splitlines() if "previous" in line]
+    assert "MAX_LR 0.01 → 0.02" in line and str(kept) in line
+    assert json.loads((out / "config.json").read_text())["max_lr"] == 0.02
+    assert json.loads((out / "metrics.json").read_text())["resumed_from"] == 0
+
+
+def test_a_finished_run_of_the_same_configuration_is_not_set_aside(archives, tmp_path) -> None:
+    env = job_env(tmp_path, DATA_URL=archives["fastai"].as_uri(), EPOCHS=1)
+    assert run_job(env).code == 0
+    again = run_job(env)
+    assert again.code == 0, again.stderr
+    assert not (tmp_path / "output" / "previous").exists()
+    assert json.loads((tmp_path / "output" / "metrics.json").read_text())["resumed_from"] == 1
+
+
+def test_an_unfinished_run_of_another_configuration_is_refused(archives, tmp_path) -> None:
+    url = archives["fastai"].as_uri()
+    settings = {"DATA_URL": url, "EPOCHS": 4, "BATCH_SIZE": 16}
+    proc = start_job(job_env(tmp_path, **settings))
+    _wait_for_epoch(proc, 1)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    out = tmp_path / "output"
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    result = run_job(job_env(tmp_path, **settings, MAX_LR=0.02))
     assert result.code == 2
-    assert "different configuration" in result.of("error")[0]["message"]
-    assert "MAX_LR 0.01 → 0.02" in result.stderr
+    message = result.of("error")[0]["message"]
+    assert "unfinished run of a different configuration (MAX_LR 0.01 → 0.02)" in message
+    assert "rerun with its settings" in message and "Traceback" not in result.stderr
+    # Refused before anything was written: the stopped run can still be finished.
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert run_job(job_env(tmp_path, **settings)).code == 0
+
+
+def test_a_move_cut_short_is_finished_by_the_next_run(archives, tmp_path) -> None:
+    from job.contract import CHECKPOINT, METRICS_JSON
+
+    url = archives["fastai"].as_uri()
+    assert run_job(job_env(tmp_path, DATA_URL=url, EPOCHS=1)).code == 0
+    out = tmp_path / "output"
+    first = _files(out)
+    staging = out / "previous" / ".moving"  # as a SIGKILL after the first rename leaves it
+    staging.mkdir(parents=True)
+    (out / CHECKPOINT).rename(staging / CHECKPOINT)
+
+    result = run_job(job_env(tmp_path, DATA_URL=url, EPOCHS=1, MAX_LR=0.02))
+    assert result.code == 0, result.stderr
+    (kept,) = (out / "previous").iterdir()
+    assert kept.name != ".moving" and _files(kept) == first
+    assert json.loads((out / METRICS_JSON).read_text())["resumed_from"] == 0
 
 
 # --- champion promotion ---------------------------------------------------------------------
