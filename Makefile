@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-## run: one training run configured by environment variables (docs/contract.md)
+## run: one training run configured by environment variables (docs/contract.md); writes OUTPUT_DIR (output)
 run: venv
 	$(PY) -m job
 
@@ -67,20 +67,21 @@ format: venv
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-## bench: side-by-side benchmark against the tutorial's own pipeline (needs the CIFAR archive)
+## bench: side-by-side benchmark against the tutorial's own pipeline (DATA_URL: the archive, fetched once)
+BENCH_ARGS ?=
 bench: venv
-	$(PY) -m bench
+	@archive="$$($(PY) -m bench.paths)" && $(PY) -m bench --archive "$$archive" $(BENCH_ARGS)
 
-## reproduce: the full tutorial recipe on the real archive; final val_acc beside the tutorial's
-reproduce: export DATA_URL ?= file://$(abspath ../shared/data/cifar10.tgz)
+## reproduce: the full tutorial recipe on the real archive (DATA_URL); final val_acc beside the tutorial's
 reproduce: venv
 	$(PY) -m bench.reproduce
 
-## gpu-data: a real, class-balanced CIFAR-10 subset (15,000/5,000) for the GPU machine, in .gl/
+## gpu-data: a real, class-balanced CIFAR-10 subset (15,000/5,000) of DATA_URL's archive for an offline GPU machine, in .gl/
 gpu-data: venv
-	$(PY) -m bench.subset --train 15000 --test 5000 --out .gl/cifar10-subset.tgz
+	@archive="$$($(PY) -m bench.paths)" && \
+	  $(PY) -m bench.subset --archive "$$archive" --train 15000 --test 5000 --out .gl/cifar10-subset.tgz
 
-## wheels: optuna and its dependencies as wheels in .whl/, for the offline GPU machine
+## wheels: optuna and its dependencies as wheels in .whl/, for an offline GPU machine (docs/benchmarks.md)
 wheels:
 	bash bench/wheels.sh .whl
 
@@ -121,7 +122,7 @@ PG_LOCAL_PORT ?= 15432
 # Render k8s manifests with the image the cluster pulls.
 K8S_RENDER   := sed 's|resnet-job:$(VERSION)|$(K8S_IMAGE)|g'
 
-.PHONY: image push k8s-validate k8s-apply k8s-train k8s-search k8s-dashboard k8s-best-configmap
+.PHONY: image push k8s-validate k8s-apply k8s-train k8s-search k8s-results k8s-dashboard k8s-best-configmap
 
 ## image: build resnet-job:<version> and resnet-job:latest (BASE_IMAGE=... to override the base)
 image:
@@ -153,9 +154,23 @@ k8s-apply: k8s/postgres.env
 k8s-train:
 	$(K8S_RENDER) k8s/job.yaml | $(KUBECTL) -n $(K8S_NAMESPACE) create -f -
 
-## k8s-search: run the search driver in the cluster (trials become Jobs; study in PostgreSQL)
+## k8s-search: run the search driver in the cluster (TRIALS=20, STUDY=resnet-job; trials become Jobs)
 k8s-search:
-	$(K8S_RENDER) k8s/search-job.yaml | $(KUBECTL) -n $(K8S_NAMESPACE) create -f -
+	$(K8S_RENDER) k8s/search-job.yaml \
+	  | sed -e 's|- --trials=[0-9]*$$|- --trials=$(TRIALS)|' -e 's|- --study-name=.*$$|- --study-name=$(STUDY)|' \
+	  | $(KUBECTL) -n $(K8S_NAMESPACE) create -f -
+
+## k8s-results: copy the cluster's /output/search and /output/champion into output/k8s-results (a helper pod)
+K8S_RESULTS ?= output/k8s-results
+k8s-results:
+	@set -e; mkdir -p $(K8S_RESULTS); \
+	$(K8S_RENDER) k8s/results-pod.yaml | $(KUBECTL) -n $(K8S_NAMESPACE) apply -f - >/dev/null; \
+	trap '$(KUBECTL) -n $(K8S_NAMESPACE) delete pod resnet-job-results --wait=false >/dev/null' EXIT; \
+	$(KUBECTL) -n $(K8S_NAMESPACE) wait --for=condition=Ready pod/resnet-job-results --timeout=300s >/dev/null; \
+	$(KUBECTL) -n $(K8S_NAMESPACE) exec resnet-job-results -- sh -c \
+	  'cd /output && tar -ch --exclude=checkpoint.pt -f - $$(ls -d search champion 2>/dev/null)' \
+	  | tar -x -C $(K8S_RESULTS); \
+	echo "copied /output/search and /output/champion (checkpoints left out) into $(K8S_RESULTS)"
 
 ## k8s-dashboard: optuna-dashboard at http://127.0.0.1:8080 through kubectl port-forward
 k8s-dashboard:
@@ -177,6 +192,15 @@ k8s-best-configmap: venv
 	  $(PY) -m search best --configmap $(BEST_CONFIGMAP) --study-name $(STUDY) --output $(BEST_OUTPUT); \
 	$(KUBECTL) -n $(K8S_NAMESPACE) apply -f $(BEST_OUTPUT)/configmap.yaml
 
-## clean: remove output/ and the tool caches (keeps .venv and data/)
+## clean: delete output/ — every run, the search's study database and results, the champion — and the tool caches (CONFIRM=1; keeps .venv and data/)
+CONFIRM ?=
 clean:
+	@if [ "$(CONFIRM)" != 1 ]; then \
+	  echo "make clean deletes: output/ (every run's outputs, output/search with the study's" >&2; \
+	  echo "  database study.db and its results, output/reproduce, any champion there)," >&2; \
+	  echo "  .pytest_cache and .ruff_cache; it keeps .venv and data/." >&2; \
+	  echo "Nothing was deleted: run 'make clean CONFIRM=1' to delete them." >&2; \
+	  exit 2; \
+	fi
 	rm -rf output .pytest_cache .ruff_cache
+	@echo "deleted output/ (runs, study database, results), .pytest_cache and .ruff_cache"

@@ -1,18 +1,64 @@
-"""No figure: where every bench module reads and writes (the repository, the shared archive).
+"""No figure: where every bench module reads and writes (the repository, the archive).
 
 The one place that knows the layout around the checkout: ``tests/conftest.py`` and every bench
-command take their defaults from here.
+command take their defaults from here. ``python -m bench.paths`` prints the local path of the
+CIFAR-10 archive ``DATA_URL`` names — the fast.ai mirror by default, downloaded once into
+``DATA_DIR/downloads/`` exactly as the job downloads it — so ``make bench`` and ``make
+reproduce`` read the archive a user has, or fetch it (exit 3 with one sentence when it cannot
+be had, as the job's).
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 """The repository root: the working folder of every job, search and pytest the bench starts."""
 SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10.tgz"
-"""The real fast.ai CIFAR-10 archive, shared beside the checkout (never copied into it)."""
+"""The test fixture: the real fast.ai CIFAR-10 archive beside the checkout on the development
+and CI machines (never copied into it); tests read it, users point DATA_URL at their own."""
 SUBSET = REPO / ".gl" / "cifar10-subset.tgz"
 """The real subset ``python -m bench.subset`` writes and the GPU campaign's search reads."""
 OUTPUT = REPO / "output"
 """Where the bench commands that keep their results write them by default."""
+DATA_DIR = REPO / "data"
+"""The job's default DATA_DIR (``data``) as the bench runs it, from the repository root."""
+
+
+def data_url(environ: Mapping[str, str] = os.environ) -> str:
+    """The archive's URL: ``DATA_URL`` from the environment, else the job's default (the
+    fast.ai mirror)."""
+    from job.contract import DEFAULT_DATA_URL
+
+    return environ.get("DATA_URL") or DEFAULT_DATA_URL
+
+
+def archive(environ: Mapping[str, str] = os.environ) -> Path:
+    """The local file of :func:`data_url`: a ``file://`` URL's own file, an ``http(s)://`` one
+    downloaded once into ``DATA_DIR/downloads/`` (``DATA_DIR`` from the environment, else
+    ``data/``), where the job finds it again. Raises the job's DataError when it cannot."""
+    from job.data.fetch import fetch
+
+    data_dir = Path(environ.get("DATA_DIR") or DATA_DIR)
+    path, _ = fetch(data_url(environ), data_dir)
+    return path.resolve()
+
+
+def main() -> int:
+    """Print :func:`archive`'s path; exit 3 (the job's "no data") with its sentence."""
+    from job.contract import ExitCode
+    from job.errors import DataError
+
+    try:
+        print(archive())
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(ExitCode.NO_DATA)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """The reproduce figure: ``python -m bench.reproduce`` (``make reproduce``), the full recipe.
 
-Runs ``python -m job`` as a real subprocess on the real archive — all 50,000/10,000 images,
+Runs ``python -m job`` as a real subprocess on the real archive (``DATA_URL``, the job's
+default mirror unless set) — all 50,000/10,000 images,
 ``MODEL_WIDTH=1``, 8 epochs, ``SEED=0``, the recipe's defaults — and prints its final val_acc
 beside the tutorial's published 0.9050–0.9059. Precision is the job's ``auto``: bf16 autocast
 on CUDA and on a CPU with native bf16 (avx512_bf16 or amx_bf16, where it trains faster than
@@ -26,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bench.paths import OUTPUT, REPO, SHARED_ARCHIVE
+from bench.paths import OUTPUT, REPO, data_url
 from bench.runs import job_events
 from job.contract import METRICS_JSON, VARIABLE_NAMES, default
 
@@ -94,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--data-url",
-        default=os.environ.get("DATA_URL") or SHARED_ARCHIVE.as_uri(),
-        help="archive (DATA_URL in the environment also sets it)",
+        default=data_url(),
+        help="the CIFAR-10 archive's http(s):// or file:// URL; DATA_URL in the environment "
+        "also sets it, else the job's default, the fast.ai mirror (downloaded once into DATA_DIR)",
     )
     p.add_argument(
         "--output",

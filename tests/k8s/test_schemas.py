@@ -15,6 +15,7 @@ import pytest
 from tests.k8s.conftest import (
     K8S,
     KUBECTL,
+    ONE_OFF_FILES,
     RESOURCE_FILES,
     TRIAL_VARIANTS,
     load_file,
@@ -56,10 +57,10 @@ def test_kustomize_output_is_valid(rendered: list[dict], version: str) -> None:
 
 
 def test_kustomize_renders_every_stack_file(rendered: list[dict]) -> None:
-    # Every resource file except the one-off Jobs is part of the stack.
+    # Every resource file except the one-off Jobs and the helper pod is part of the stack.
     kinds = {(d["kind"], d["metadata"]["name"]) for d in rendered}
     for name in RESOURCE_FILES:
-        if name in ("job.yaml", "search-job.yaml"):
+        if name in ONE_OFF_FILES:
             continue
         for doc in load_file(name):
             assert (doc["kind"], doc["metadata"]["name"]) in kinds, name
