@@ -19,7 +19,8 @@ A trial's line holds, for the worker thread that took and ran it:
   and waiting for the driver's lock held by another worker are left out (``blocked`` and
   ``lock``); waiting for the interpreter lock and the cores held by the other workers is
   not, so on a busy machine ``own`` exceeds ``cpu``;
-- ``sampler``: seconds inside the sampler (search space, relative and independent sampling);
+- ``sampler`` and ``sampler_cpu``: wall and CPU seconds inside the sampler (search space,
+  relative and independent sampling, with the storage reads they make);
 - ``queries`` and ``sql``: SQL statements the thread sent (SQLAlchemy's
   ``before_cursor_execute``) and seconds until they returned;
 - ``t_take`` and ``t_done``: when the worker started taking the trial and when it was told
@@ -65,7 +66,8 @@ class _Probe:
     def counters(self) -> dict[str, float]:
         found: dict[str, float] | None = getattr(self.local, "counters", None)
         if found is None:
-            found = {"blocked": 0.0, "lock": 0.0, "sampler": 0.0, "queries": 0, "sql": 0.0}
+            found = {"blocked": 0.0, "lock": 0.0, "sampler": 0.0, "sampler_cpu": 0.0}
+            found |= {"queries": 0, "sql": 0.0}
             self.local.counters = found
         return found
 
@@ -256,13 +258,14 @@ def _sampling(probe: _Probe, cls: type, name: str) -> None:
     def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
         depth = getattr(probe.local, "sampling", 0)
         probe.local.sampling = depth + 1
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             return method(self, *args, **kwargs)
         finally:
             probe.local.sampling = depth
             if depth == 0:
                 _add(probe, "sampler", start)
+                probe.counters()["sampler_cpu"] += time.thread_time() - cpu
 
     setattr(cls, name, timed)
 

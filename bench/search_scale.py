@@ -2,7 +2,7 @@
 fresh PostgreSQL, and 300 trials on 1 driver x 8 slots on SQLite; per row, the driver's own
 seconds per trial (median and p95, first 100 and last 100 finished trials), the sampler's
 seconds per trial, SQL statements per trial, PostgreSQL connections held, the drivers' CPU
-share, and the finished total against N..N+W-1; plus a PNG of the sampler's seconds against
+share, and the finished total against N..N+W-1; plus a PNG of the sampler's CPU seconds against
 the study's finished trials.
 
     python -m bench.search_scale                                  # both rows
@@ -219,8 +219,9 @@ def _measure(case: Case, url: str, out: Path, codes: list[int], wall: float) -> 
         else None,
         "own_first": _summary([r["own"] for r in first]),
         "own_last": _summary([r["own"] for r in last]),
-        "sampler_first": _summary([r["sampler"] for r in first]),
-        "sampler_last": _summary([r["sampler"] for r in last]),
+        "sampler_first": _summary([r["sampler_cpu"] for r in first]),
+        "sampler_last": _summary([r["sampler_cpu"] for r in last]),
+        "sampler_wall_last": _summary([r["sampler"] for r in last]),
         "lock_wait": _summary([r["lock"] for r in counted]),
         "queries_per_trial": _summary([r["queries"] for r in counted]),
         "queries_per_finished_trial": round(queries / max(1, len(finished)), 1),
@@ -228,7 +229,7 @@ def _measure(case: Case, url: str, out: Path, codes: list[int], wall: float) -> 
         "cpu_share": [round(p["cpu"] / p["wall"], 2) for p in processes if p["wall"] > 0],
         "trials_per_minute": round(60 * len(finished) / wall, 1),
         "sampler_curve": [
-            [bisect_right(done_at, r["t_take"]), round(r["sampler"], 5)] for r in counted
+            [bisect_right(done_at, r["t_take"]), round(r["sampler_cpu"], 5)] for r in counted
         ],
     }
 
@@ -263,7 +264,7 @@ def _count(names: Any) -> dict[str, int]:
 
 
 def plot(results: list[dict[str, Any]], path: Path, label: str) -> None:
-    """The sampler's seconds per trial against the study's finished trials, one series a row."""
+    """The sampler's CPU seconds per trial against the study's finished trials, a series a row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,8 +277,8 @@ def plot(results: list[dict[str, Any]], path: Path, label: str) -> None:
         name = f"{result['backend']}: {result['drivers']} x {result['slots']} slots"
         ax.scatter(xs, ys, s=4, alpha=0.5, label=name)
     ax.set_xlabel("finished trials in the study when the trial was taken")
-    ax.set_ylabel("sampler ms per trial (TPE)")
-    ax.set_title(f"The sampler's cost per trial{f' ({label})' if label else ''}")
+    ax.set_ylabel("sampler CPU ms per trial (TPE)")
+    ax.set_title(f"The sampler's CPU time per trial{f' ({label})' if label else ''}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -298,8 +299,8 @@ def table(results: list[dict[str, Any]]) -> str:
     """The rows as Markdown."""
     lines = [
         "| row | finished (N..N+W-1) | driver CPU s/trial, first 100: median / p95 | last "
-        "100: median / p95 | growth | wall s/trial last 100: median / p95 | sampler s/trial "
-        "last 100 | SQL per trial (worker / all) | connections max | driver CPU share "
+        "100: median / p95 | growth | wall s/trial last 100: median / p95 | sampler CPU "
+        "s/trial last 100 | SQL per trial (worker / all) | connections max | driver CPU share "
         "| trials/min |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
