@@ -9,11 +9,12 @@ of the whole history, and the latest :data:`RECENT` finished ones. Once the stud
 than that, l(x) is the one full-history TPE would build (its 25 best trials are all there,
 and a history of at least 250 trials keeps the group at 25), and g(x) is estimated from the
 latest trials instead of all of them; a study of up to ``BEST + RECENT`` trials is sampled
-exactly as by plain TPE.
+exactly as by plain TPE, from the trials the ask read once (see :class:`_Bounded`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 import optuna
@@ -41,7 +42,12 @@ class BoundedTPESampler(optuna.samplers.TPESampler):
 
 
 class _Bounded:
-    """The study as TPE reads it: its trials bounded by :func:`bounded`, all else as is."""
+    """The study as TPE reads it: its trials bounded by :func:`bounded`, all else as is.
+
+    The trials are the ones this ask has already read (the search space's read, which
+    Optuna keeps for the ask): with the constant liar, TPE would read the study once more
+    for its running trials, a few milliseconds later, at the cost of a storage round trip.
+    """
 
     def __init__(self, study: optuna.Study) -> None:
         self._study = study
@@ -49,8 +55,13 @@ class _Bounded:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._study, name)
 
-    def _get_trials(self, *args: Any, **kwargs: Any) -> list[FrozenTrial]:
-        trials = self._study._get_trials(*args, **kwargs)
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        trials = self._study._get_trials(deepcopy, states, use_cache=True)
         return bounded(trials, self._study.direction)
 
 
