@@ -31,7 +31,9 @@ def make_launcher(
     machine's cores between them; ``image`` serves docker and kubernetes; ``namespace``,
     ``gpus`` (whether trials get a GPU), ``template``, ``gpu_resource`` (``None``: the
     launcher's default, nvidia.com/gpu) and ``trials_per_gpu`` serve kubernetes;
-    ``cold_start`` (start every trial as a new Python process) serves local. A setting the
+    ``cold_start`` (start every trial as a new Python process instead of forking it from a
+    warm one, :mod:`search.launchers.warm`) serves local; Docker and Kubernetes trials always
+    start cold, each in a container of its own. A setting the
     launcher refuses raises ValueError with one sentence saying what to do.
     """
     if name == "local":
