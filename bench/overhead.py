@@ -7,10 +7,12 @@ records in ``history.json`` (every epoch's ``train_seconds`` + ``eval_seconds``,
 evaluation before training). What remains: interpreter and torch start-up, reading the cache,
 building the model, checkpoints, plots and the other output files.
 
-(e) A small local search (``python -m search run --launcher local``, one trial at a time, no
-pruning) on the same warm cache; each trial's ``launch_seconds`` (from launching the job to
-its first event, recorded by the driver) is read from ``trials.csv``. Beside it, the same
-interval for ``python -m job`` started directly, so the driver's own share shows.
+(e) A small local search (``python -m search run --launcher local --cold-start``, no pruning)
+on the same warm cache; each trial's ``launch_seconds`` (from launching the job to its first
+event, recorded by the driver) is read from ``trials.csv``. Beside it, the same interval for
+``python -m job`` started directly, so the driver's own share shows. Every trial starts as a
+new process, as before warm starts, so the row stays comparable; row (f)
+(:mod:`bench.startup`) sets warm starts against it.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def search_launch(
     output = workdir / "search"
     job_env = {**data_vars(archive, data_dir), "DEVICE": device, **cfg.job_vars()}
     options = ["--launcher", "local", "--pruner", "none", "--seed", "0", "--output", str(output)]
+    options += ["--cold-start"]  # the row predates warm starts; (f) measures them
     options += ["--gpus", "none"] if device == "cpu" else []
     cmd = search_command(trials, job_env, *options)
     what = "python -m search run"
