@@ -216,8 +216,9 @@ def _part_e(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
             None,
             how=(
                 "each trial's launch_seconds from trials.csv (the driver's clock from launching "
-                "`python -m job` to its first event), `python -m search run --launcher local "
-                f"--pruner none`, {cfg.label}, warm cache; max {res['max']:.2f} s"
+                "`python -m job` as a new process to its first event), `python -m search run "
+                f"--launcher local --pruner none --cold-start`, {cfg.label}, warm cache; "
+                f"max {res['max']:.2f} s"
             ),
         ),
         Row(

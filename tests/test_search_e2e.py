@@ -457,18 +457,18 @@ def _get_json(url: str, server: subprocess.Popen, tries: int = 120) -> dict:
 
 
 def _job_pids(output: Path) -> dict[int, str]:
-    """Processes whose environment points OUTPUT_DIR into ``output``'s trials → that folder."""
-    marker = f"OUTPUT_DIR={output}/trials/".encode()
+    """Processes whose stderr is a trial's job.log in ``output`` → that trial's folder (a warm
+    trial's /proc/PID/environ shows its warm process's environment, not its own)."""
+    trials = f"{output}/trials/"
     pids = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                env = (entry / "environ").read_bytes().split(b"\0")
+                stderr = os.readlink(entry / "fd" / "2")
             except OSError:
                 continue
-            for var in env:
-                if var.startswith(marker):
-                    pids[int(entry.name)] = var.decode()
+            if stderr.startswith(trials) and stderr.endswith("/job.log"):
+                pids[int(entry.name)] = stderr.rsplit("/", 1)[0]
     return pids
 
 
