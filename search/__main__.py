@@ -26,6 +26,7 @@ import click
 from job.contract import DriverExit
 from search.console import drive, plot_notes, say, verdict
 from search.errors import first_line
+from search.exits import epilog
 from search.settings import (
     DEFAULTS,
     LAUNCHERS,
@@ -97,7 +98,7 @@ def _load(
             raise BadInput(f"no study named {study_name!r} in {describe(url)}.") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=epilog())
 @click.option("-v", "--verbose", is_flag=True, help="Also log Optuna's own messages.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
@@ -139,7 +140,7 @@ _storage_retry = click.option(
 )
 
 
-@cli.command()
+@cli.command(epilog=epilog("run"))
 @click.option(
     "--trials",
     type=click.IntRange(min=1),
@@ -177,7 +178,8 @@ _storage_retry = click.option(
 @click.option(
     "--space",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="YAML/JSON search space replacing the default one.",
+    help="YAML/JSON search space: adds or overrides parameters of the default space "
+    "(name: null drops one); with the top-level key replace: true it replaces it whole.",
 )
 @click.option(
     "--trial-timeout",
@@ -259,7 +261,8 @@ _storage_retry = click.option(
     default=DEFAULTS.timeout,
     metavar="SECONDS",
     help="Start no new trial after this many seconds of this run; running trials finish, "
-    "the results are written (Optuna's timeout). Default: no limit.",
+    "the results are written and the run exits 0 (Optuna's timeout); rerun to continue. "
+    "Default: no limit.",
 )
 @click.option(
     "--cold-start",
@@ -271,29 +274,37 @@ _storage_retry = click.option(
 @click.option(
     "--enqueue",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="YAML/JSON list of known configurations to run first, each a mapping of "
-    "parameter names to values.",
+    help="YAML/JSON list of known configurations to run first (after the baseline), "
+    "each a mapping of parameter names to values inside the space; queued once.",
 )
 @click.option(
     "--fresh",
     is_flag=True,
-    help="Keep the study's results under a new name and start a new study under this one.",
+    help="Keep the study (and its files in --output) under <name>-<UTC time> and start a "
+    "new, empty study under this name.",
 )
 def run(**given: Any) -> None:
     """Run the study until it holds TRIALS finished trials, then write the results."""
     _optuna_logging()
     from search.driver import Driver
+    from search.enqueue import enqueue
+    from search.recorded import prepare
 
     options = RunOptions(**given)
     with _refused():
         settings = build_settings(options, say)
     options.output.mkdir(parents=True, exist_ok=True)
     with _storage_errors(settings.storage):
+        with _refused():
+            prepare(settings, say)  # refuses a study started with other settings
         driver = Driver(settings)
+        queued = enqueue(driver.study, driver.storage, settings.enqueue)
+    if settings.enqueue:
+        say(f"queued {queued} of the {len(settings.enqueue)} configurations of {options.enqueue}")
     sys.exit(drive(driver, options.trials, options.output))
 
 
-@cli.command()
+@cli.command(epilog=epilog("best"))
 @_storage
 @_study
 @_output
@@ -328,7 +339,7 @@ def best(
             say(f"wrote {write_configmap(study, output, configmap)}")
 
 
-@cli.command()
+@cli.command(epilog=epilog("report"))
 @_storage
 @_study
 @_output
@@ -344,7 +355,7 @@ def report(storage: str | None, study_name: str, output: Path, storage_retry: fl
     say(f"wrote {output / TRIALS_CSV} and {output / 'plots'}")
 
 
-@cli.command()
+@cli.command(epilog=epilog("dashboard"))
 @_storage
 @_output
 @_storage_retry

@@ -44,8 +44,16 @@ def drive(driver: Driver, trials: int, output: Path) -> int:
     if code == DriverExit.STORAGE:
         return code  # the database is gone: nothing to read the results from
     try:
-        unfinished = driver.finished() < trials or driver.confirmation_pending()
-        if driver.stopping and code == DriverExit.DONE and unfinished:
+        finished = driver.finished()
+        unfinished = finished < trials or driver.confirmation_pending()
+        if driver.timed_out and code == DriverExit.DONE and finished < trials:
+            # Optuna's timeout is a normal end: the time budget was the user's choice.
+            timeout = driver.settings.timeout
+            say(
+                f"timeout reached after {timeout:g} s: {finished} of {trials} trials finished; "
+                "rerun to continue."
+            )
+        elif driver.stopping and code == DriverExit.DONE and unfinished:
             say("stopped; rerun the same command to continue.")
             code = DriverExit.STOPPED
         results(driver.study, output)

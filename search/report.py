@@ -16,8 +16,10 @@ import pandas as pd
 import yaml
 from optuna.trial import TrialState
 
+from job.contract import default
 from job.files import atomic_write, write_json, write_text
 from search.confirm import Confirmation, confirmation_of, promote_margin
+from search.recorded import configuration, recorded
 from search.space import to_env
 
 BEST_PARAMS = "best_params.json"
@@ -71,9 +73,13 @@ def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | 
     """Write ``best_params.json`` and ``best.env``; return the exported trial (None: none
     completed).
 
-    ``best_params.json`` also holds the baseline trial's ``val_acc``, the exported trial's
-    improvement over it on the study's seed (``null`` until the baseline completed) and the
-    confirmation phase's ``confirmation`` object (``null`` without the phase).
+    ``best_params.json`` holds the exported trial's tuned ``params``, the study's ``fixed``
+    job variables (every variable that shapes the result, as the trials ran with it), ``env``
+    (what ``best.env`` sets: the fixed variables that differ from the job's defaults, then
+    the tuned ones), ``epochs`` (the EPOCHS its ``val_acc`` was measured at), the baseline
+    trial's ``val_acc``, the exported trial's improvement over it on the study's seed
+    (``null`` until the baseline completed) and the confirmation phase's ``confirmation``
+    object (``null`` without the phase).
     """
     confirmation = confirmation_of(study)
     best = exported_trial(study, confirmation)
@@ -86,7 +92,9 @@ def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | 
         "trial": best.number,
         "val_acc": best.value,
         "params": best.params,
-        "env": to_env(best.params),
+        "fixed": (recorded(study) or {}).get("job", {}),
+        "env": trial_env(study, best),
+        "epochs": epochs_of(study, best),
         "baseline": (
             None if baseline is None else {"trial": baseline.number, "val_acc": baseline.value}
         ),
@@ -98,7 +106,7 @@ def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | 
         "confirmation": None if confirmation is None else confirmation.as_json(),
     }
     write_json(output / BEST_PARAMS, summary)
-    write_text(output / BEST_ENV, env_file(study.study_name, best, confirmation))
+    write_text(output / BEST_ENV, env_file(study, best, confirmation))
     return best
 
 
@@ -112,20 +120,49 @@ def write_note(study: optuna.Study, confirmation: Confirmation) -> None:
         optuna_dashboard.save_note(study, body)
 
 
+def trial_env(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, str]:
+    """The job variables that rerun ``trial``'s configuration: the study's fixed ones that
+    differ from the job's defaults, then the trial's tuned parameters."""
+    return {**configuration(study), **to_env(trial.params)}
+
+
+def epochs_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int | None:
+    """The EPOCHS ``trial`` trained (tuned, fixed or the job's default); None when the study
+    recorded no settings and the trial no epochs."""
+    env = to_env(trial.params)
+    if "EPOCHS" in env:
+        return int(env["EPOCHS"])
+    record = recorded(study)
+    if record is not None:
+        return int(record.get("job", {}).get("EPOCHS", default("EPOCHS")))
+    epochs = trial.user_attrs.get("epochs")
+    return epochs if isinstance(epochs, int) else None
+
+
 def env_file(
-    study_name: str, best: optuna.trial.FrozenTrial, confirmation: Confirmation | None = None
+    study: optuna.Study, best: optuna.trial.FrozenTrial, confirmation: Confirmation | None = None
 ) -> str:
-    """``NAME=value`` lines of the exported parameters (``docker run --env-file`` format),
-    under a header that says how they were chosen."""
+    """``NAME=value`` lines that rerun the exported configuration (``docker run --env-file``
+    format): the study's fixed variables and the tuned parameters, under a header that says
+    how they were chosen and at which EPOCHS the quoted ``val_acc`` was measured."""
+    name = study.study_name
     winner = None if confirmation is None else confirmation.winner
     if winner is not None and winner.trial == best.number:
         head = (
-            f"# confirmed winner of study {study_name}: trial {best.number}, mean val_acc "
+            f"# confirmed winner of study {name}: trial {best.number}, mean val_acc "
             f"{winner.mean:.4f} over {len(winner.measured)} seeds\n"
         )
     else:
-        head = f"# best of study {study_name}: trial {best.number}, val_acc {best.value:.4f}\n"
-    return head + "".join(f"{k}={v}\n" for k, v in to_env(best.params).items())
+        head = f"# best of study {name}: trial {best.number}, val_acc {best.value:.4f}\n"
+    env = trial_env(study, best)
+    epochs = epochs_of(study, best)
+    if epochs is not None:
+        trains = "EPOCHS=" + env.get("EPOCHS", f"{default('EPOCHS')} (the job's default)")
+        head += (
+            f"# val_acc measured with EPOCHS={epochs} (the study's budget); this file trains "
+            f"with {trains} unless you change it\n"
+        )
+    return head + "".join(f"{k}={v}\n" for k, v in env.items())
 
 
 def summary_table(study: optuna.Study, top: int = 5) -> str:
@@ -178,6 +215,7 @@ def configmap(study: optuna.Study, name: str) -> str:
                 "resnet-job/study": study.study_name,
                 "resnet-job/trial": str(best.number),
                 "resnet-job/val-acc": f"{best.value:.6f}",
+                "resnet-job/val-acc-epochs": str(epochs_of(study, best)),
             },
         },
         "data": data,

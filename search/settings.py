@@ -48,7 +48,8 @@ class Defaults:
     trial_timeout: float = 1800
     trials_per_gpu: int = 1
     image: str = "resnet-job:latest"
-    namespace: str = "default"
+    namespace: str = "resnet-job"
+    """The namespace of the project's Kubernetes stack (k8s/kustomization.yaml)."""
     retries: int = 2
     heartbeat: int = 10
     data_dir: Path = Path(default("DATA_DIR"))
@@ -139,6 +140,7 @@ class RunOptions:
 
 def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
     """The settings of one driver run; ``say`` tells which launcher ``auto`` chose."""
+    from search.enqueue import load_configurations
     from search.jobvars import JobEnvError, parse_job_env
     from search.launchers import detect_gpus
     from search.space import SpaceError, default_space, load_space
@@ -146,6 +148,7 @@ def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
     try:
         space = load_space(options.space) if options.space else default_space()
         fixed = parse_job_env(options.job_env, space.job_vars())
+        queued = load_configurations(options.enqueue, space) if options.enqueue else []
     except (SpaceError, JobEnvError) as exc:
         raise SettingsError(str(exc)) from None
     _check_seed(options.confirm, fixed)
@@ -178,6 +181,7 @@ def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
         confirm_seeds=options.confirm_seeds,
         timeout=options.timeout,
         cold_start=options.cold_start,
+        enqueue=queued,
         fresh=options.fresh,
     )
 

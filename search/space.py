@@ -1,9 +1,10 @@
 """The search space: which job parameters Optuna tunes, and over what ranges.
 
 A space maps a parameter name (lower-case job variable, e.g. ``max_lr`` for ``MAX_LR``) to a
-distribution. The default space centres on the tutorial's recipe; a YAML or JSON file may
-replace it. Parameters absent from the space are not tuned: the job uses its default or the
-value given with ``--job-env``.
+distribution. The default space centres on the tutorial's recipe; a YAML or JSON file
+extends it (adds or overrides parameters; ``name: null`` drops one), or replaces it whole
+with the top-level key ``replace: true``. Parameters absent from the space are not tuned:
+the job uses its default or the value given with ``--job-env``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ DEFAULT_SPACE: dict[str, dict[str, Any]] = {
 }
 
 
+REPLACE = "replace"
+"""The top-level key of a space file that, when true, replaces the default space instead of
+extending it."""
+
+
 class SpaceError(ValueError):
     """A space definition that cannot be used; the message is one sentence for the user."""
 
@@ -62,6 +68,78 @@ class Space:
     def job_vars(self) -> set[str]:
         """Job variables this space sets (so ``--job-env`` must not)."""
         return {TUNABLE[name] for name in self.distributions}
+
+    def as_spec(self) -> dict[str, dict[str, Any]]:
+        """The space in the space file's format (``build_space(space.as_spec())`` is equal)."""
+        return {name: _spec(name, dist) for name, dist in self.distributions.items()}
+
+    def check(self, params: Mapping[str, Any], where: str) -> None:
+        """Refuse ``params`` (a configuration, named ``where`` in the sentence) unless each
+        is a parameter of this space with a value it admits."""
+        for name, value in params.items():
+            dist = self.distributions.get(name)
+            if dist is None:
+                known = ", ".join(sorted(self.distributions))
+                raise SpaceError(
+                    f"{where} sets {name!r}, which the search space does not tune; "
+                    f"the space tunes {known}."
+                )
+            if not _contains(dist, value):
+                raise SpaceError(
+                    f"{where} sets {name}={value!r}, outside the space's {describe(name, dist)}."
+                )
+
+
+def describe(name: str, dist: optuna.distributions.BaseDistribution) -> str:
+    """One parameter as a line of a space file: ``max_lr: {low: 0.001, high: 0.1, log: true}``."""
+    spec = _spec(name, dist)
+    parts = ", ".join(f"{key}: {_text(value)}" for key, value in spec.items())
+    return f"{name}: {{{parts}}}"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_text(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _kind(name: str) -> str:
+    """The type of a range that does not say: int for counts, else float."""
+    return "int" if name in ("batch_size", "epochs") else "float"
+
+
+def _spec(name: str, dist: optuna.distributions.BaseDistribution) -> dict[str, Any]:
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return {"choices": list(dist.choices)}
+    assert isinstance(
+        dist, optuna.distributions.FloatDistribution | optuna.distributions.IntDistribution
+    )
+    kind = "int" if isinstance(dist, optuna.distributions.IntDistribution) else "float"
+    spec: dict[str, Any] = {"low": dist.low, "high": dist.high}
+    if kind != _kind(name):
+        spec["type"] = kind
+    if dist.log:
+        spec["log"] = True
+    if dist.step is not None and not (kind == "int" and dist.step == 1):
+        spec["step"] = dist.step
+    return spec
+
+
+def _contains(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:
+    """Whether ``value`` is a value ``dist`` can suggest (a choice, or a number of the right
+    kind inside the range and on its step)."""
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return value in dist.choices
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(dist, optuna.distributions.IntDistribution) and not float(value).is_integer():
+        return False
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (TypeError, ValueError):
+        return False
 
 
 def _suggest(trial: optuna.Trial, name: str, dist: optuna.distributions.BaseDistribution) -> Any:
@@ -99,7 +177,9 @@ def default_space() -> Space:
 
 
 def load_space(path: Path) -> Space:
-    """Read and validate a YAML or JSON space file."""
+    """Read and validate a YAML or JSON space file: the default space with the file's
+    parameters added or overridden (``name: null`` drops one), or the file's parameters alone
+    when it sets ``replace: true``."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -111,7 +191,25 @@ def load_space(path: Path) -> Space:
         raise SpaceError(f"the space file {path} is not valid YAML/JSON ({first}).") from None
     if not isinstance(raw, Mapping) or not raw:
         raise SpaceError(f"the space file {path} must map parameter names to ranges.")
-    return build_space(raw)
+    return build_space(merge(raw, str(path)))
+
+
+def merge(raw: Mapping[str, Any], where: str = "the space file") -> dict[str, Any]:
+    """A space file's mapping applied to the default space: its parameters added or
+    overridden, ``null`` ones dropped; with ``replace: true`` its parameters alone."""
+    params = dict(raw)
+    replace = params.pop(REPLACE, False)
+    if not isinstance(replace, bool):
+        raise SpaceError(f"{where}: {REPLACE} must be true or false, not {replace!r}.")
+    merged: dict[str, Any] = {} if replace else dict(DEFAULT_SPACE)
+    for name, spec in params.items():
+        if spec is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = spec
+    if not merged:
+        raise SpaceError(f"{where} leaves no parameter to tune.")
+    return merged
 
 
 def build_space(raw: Mapping[str, Any]) -> Space:
@@ -135,6 +233,8 @@ def _distribution(name: str, spec: Mapping[str, Any]) -> optuna.distributions.Ba
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
             raise SpaceError(f"parameter {name!r} has an empty list of choices.")
+        if set(spec) - {"choices"}:
+            raise SpaceError(f"parameter {name!r} has choices, so it takes no low/high/step/log.")
         return optuna.distributions.CategoricalDistribution(choices)
     if "low" not in spec or "high" not in spec:
         raise SpaceError(f"parameter {name!r} needs both low and high (or choices).")
@@ -147,14 +247,20 @@ def _distribution(name: str, spec: Mapping[str, Any]) -> optuna.distributions.Ba
         raise SpaceError(f"parameter {name!r} has an empty range: low {low:g} >= high {high:g}.")
     if log and low <= 0:
         raise SpaceError(f"parameter {name!r} is log-scaled, so low must be above 0.")
-    kind = spec.get("type", "int" if name in ("batch_size", "epochs") else "float")
+    kind = spec.get("type", _kind(name))
     if kind not in ("int", "float"):
         raise SpaceError(f"parameter {name!r} has type {kind!r}; use int or float.")
     try:
         step = None if spec.get("step") is None else float(spec["step"])
     except (TypeError, ValueError):
         raise SpaceError(f"parameter {name!r} has a non-numeric step.") from None
+    if log and step is not None:
+        raise SpaceError(f"parameter {name!r} has both log and step; Optuna takes one of them.")
+    if step is not None and step <= 0:
+        raise SpaceError(f"parameter {name!r} has step {step:g}; it must be above 0.")
     if kind == "int":
+        if not all(v.is_integer() for v in (low, high, 1.0 if step is None else step)):
+            raise SpaceError(f"parameter {name!r} is an int, so low, high and step are whole.")
         return optuna.distributions.IntDistribution(
             int(low), int(high), log=log, step=1 if step is None else int(step)
         )

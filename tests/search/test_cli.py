@@ -8,8 +8,12 @@ import sys
 
 import pytest
 
+from job.contract import DriverExit
+from search.exits import COMMAND_EXITS, DRIVER_EXIT_MEANINGS, epilog
+from search.recorded import prepare
+from search.settings import RunOptions, build_settings
 from tests.conftest import REPO
-from tests.search.helpers import clean_env
+from tests.search.helpers import clean_env, load
 
 
 def _search(*args: str, cwd=REPO) -> subprocess.CompletedProcess[str]:
@@ -106,3 +110,82 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])  # nothing listens there once the socket is closed
+
+
+@pytest.mark.parametrize("command", [None, *COMMAND_EXITS])
+def test_help_ends_with_the_commands_exit_codes(command: str | None) -> None:
+    proc = _search(*([command] if command else []), "--help")
+    assert proc.returncode == 0, proc.stderr
+    tail = proc.stdout[proc.stdout.rindex("Exit codes:") :]
+    shown = [int(line.split()[0]) for line in tail.splitlines()[1:] if line[:7].strip()]
+    codes = tuple(DriverExit) if command is None else COMMAND_EXITS[command]
+    assert shown == [int(code) for code in codes]
+    assert " ".join(tail.split()) == " ".join(epilog(command).lstrip("\b").split())
+
+
+def test_every_driver_exit_code_has_a_meaning() -> None:
+    assert set(DRIVER_EXIT_MEANINGS) == set(DriverExit)
+
+
+def test_docs_search_md_lists_the_exit_codes_help_shows() -> None:
+    doc = (REPO / "docs" / "search.md").read_text()
+    section = doc[doc.index("\n## Exit codes\n") + len("\n## Exit codes\n") :]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("## "):
+            break
+        if line.startswith("| ") and not line.startswith("| code"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[int(cells[0])] = (cells[1].strip("`"), cells[2], cells[3])
+    assert rows == {
+        int(code): (code.name, DRIVER_EXIT_MEANINGS[code], _commands(code)) for code in DriverExit
+    }
+
+
+def _commands(code: DriverExit) -> str:
+    return ", ".join(f"`{name}`" for name, codes in COMMAND_EXITS.items() if code in codes)
+
+
+def test_a_study_started_with_other_settings_refuses_the_run_and_writes_nothing(
+    tmp_path,
+) -> None:
+    out = tmp_path / "out"
+    options = RunOptions(launcher="local", gpus="none", output=out, job_env=("EPOCHS=4",))
+    prepare(build_settings(options, print), print)
+    before = sorted(p.name for p in out.iterdir())
+    proc = _search(
+        "run", "--launcher", "local", "--gpus", "none", "--output", str(out), "--trials", "2"
+    )
+    assert proc.returncode == DriverExit.BAD_INPUT, proc.stderr
+    assert proc.stderr.startswith(
+        "search: the study 'resnet-job' was started with EPOCHS=4, not EPOCHS=8; "
+    )
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert load(out).trials == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- {momentum: 0.9}\n", "sets 'momentum', which the search space does not tune"),
+        ("- {max_lr: 5}\n", "sets max_lr=5, outside the space's max_lr"),
+        ("{max_lr: 0.01}\n", "must be a list of configurations"),
+    ],
+)
+def test_a_bad_enqueue_file_exits_2_with_one_sentence(tmp_path, text: str, message: str) -> None:
+    (tmp_path / "known.yaml").write_text(text)
+    out = tmp_path / "out"
+    proc = _search(
+        "run",
+        "--launcher",
+        "local",
+        "--output",
+        str(out),
+        "--enqueue",
+        str(tmp_path / "known.yaml"),
+    )
+    assert proc.returncode == DriverExit.BAD_INPUT, proc.stderr
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not out.exists()

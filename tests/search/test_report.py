@@ -15,6 +15,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from search.recorded import RECORD, record_of
 from search.report import (
     BEST_ENV,
     BEST_PARAMS,
@@ -28,12 +29,14 @@ from search.report import (
     write_configmap,
     write_report,
 )
-from search.space import to_env
+from search.settings import Settings
+from search.space import build_space, to_env
 from search.storage import Requeue
 
 DISTRIBUTIONS = {
     "max_lr": FloatDistribution(1e-3, 1e-1, log=True),
     "optimizer": CategoricalDistribution(["sgd", "adamw"]),
+    "epochs": CategoricalDistribution([2, 3]),
 }
 RECIPE = {"max_lr": 0.01, "optimizer": "sgd"}
 
@@ -123,10 +126,91 @@ def test_best_env_is_an_env_file_of_the_best_parameters(tmp_path: Path) -> None:
     write_best(study, tmp_path)
     head, *lines = (tmp_path / BEST_ENV).read_text().splitlines()
     assert head == "# best of study s: trial 1, val_acc 0.7500"
-    assert dict(line.split("=", 1) for line in lines) == {
+    assert dict(line.split("=", 1) for line in lines if not line.startswith("#")) == {
         "MAX_LR": "0.05",
         "OPTIMIZER": "adamw",
     }
+
+
+def _recorded(study: optuna.Study, space: dict[str, Any], **job_env: str) -> None:
+    """Record in ``study`` the settings a driver started with ``job_env`` and ``space`` records."""
+    settings = Settings(
+        trials=1,
+        output=Path(),
+        storage="",
+        study_name=study.study_name,
+        space=build_space(space),
+        launcher=None,  # type: ignore[arg-type]
+        job_env=job_env,
+    )
+    study.set_user_attr(RECORD, record_of(settings))
+
+
+SPACE = {"max_lr": {"low": 1e-3, "high": 1e-1, "log": True}, "optimizer": {"choices": ["sgd"]}}
+
+
+def test_best_env_carries_the_studys_fixed_settings_beside_the_tuned_ones(tmp_path: Path) -> None:
+    study = _study(tmp_path, [_done(0.5), _done(0.75, max_lr=0.05)])
+    _recorded(study, SPACE, EPOCHS="4", MODEL_WIDTH="0.25", DEVICE="cpu", SEED="0")
+    write_best(study, tmp_path)
+    lines = (tmp_path / BEST_ENV).read_text().splitlines()
+    env = dict(line.split("=", 1) for line in lines if not line.startswith("#"))
+    # DEVICE does not shape the result (the machine's choice); SEED=0 is the job's default.
+    assert env == {"EPOCHS": "4", "MODEL_WIDTH": "0.25", "MAX_LR": "0.05", "OPTIMIZER": "sgd"}
+
+
+@pytest.mark.parametrize(
+    ("job_env", "space", "params", "sentence"),
+    [
+        (
+            {"EPOCHS": "4"},
+            SPACE,
+            {},
+            "# val_acc measured with EPOCHS=4 (the study's budget); this file trains with "
+            "EPOCHS=4 unless you change it",
+        ),
+        (
+            {},
+            SPACE,
+            {},
+            "# val_acc measured with EPOCHS=8 (the study's budget); this file trains with "
+            "EPOCHS=8 (the job's default) unless you change it",
+        ),
+        (
+            {},
+            {**SPACE, "epochs": {"choices": [2, 3]}},
+            {"epochs": 3},
+            "# val_acc measured with EPOCHS=3 (the study's budget); this file trains with "
+            "EPOCHS=3 unless you change it",
+        ),
+    ],
+    ids=["fixed", "default", "tuned"],
+)
+def test_best_env_says_at_which_epochs_its_val_acc_was_measured(
+    tmp_path: Path, job_env: dict[str, str], space: dict[str, Any], params, sentence: str
+) -> None:
+    study = _study(tmp_path, [_done(0.75, **params)])
+    _recorded(study, space, **job_env)
+    write_best(study, tmp_path)
+    assert (tmp_path / BEST_ENV).read_text().splitlines()[1] == sentence
+
+
+def test_best_params_hold_the_fixed_settings_and_the_env_that_reruns_the_trial(
+    tmp_path: Path,
+) -> None:
+    study = _study(tmp_path, [_done(0.75, max_lr=0.05)])
+    _recorded(study, SPACE, EPOCHS="4", TRAIN_LIMIT="5000")
+    write_best(study, tmp_path)
+    best = json.loads((tmp_path / BEST_PARAMS).read_text())
+    assert best["fixed"]["EPOCHS"] == "4" and best["fixed"]["TRAIN_LIMIT"] == "5000"
+    assert best["fixed"]["MODEL_WIDTH"] == "1.0"  # every variable that shapes the result
+    assert best["env"] == {
+        "EPOCHS": "4",
+        "TRAIN_LIMIT": "5000",
+        "MAX_LR": "0.05",
+        "OPTIMIZER": "sgd",
+    }
+    assert best["epochs"] == 4
 
 
 def test_the_summary_is_empty_before_a_trial_completes(tmp_path: Path) -> None:
