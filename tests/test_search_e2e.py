@@ -179,7 +179,8 @@ def test_dashboard_serves_the_study_and_a_trial_artifact(study_run) -> None:
 
 def test_pruned_trials_ran_fewer_epochs(archives, tmp_path) -> None:
     space = tmp_path / "space.yaml"
-    space.write_text("max_lr: {low: 1.0e-6, high: 0.5, log: true}\n")  # many hopeless trials
+    # The whole space (BATCH_SIZE stays a fixed --job-env): many hopeless trials.
+    space.write_text("replace: true\nmax_lr: {low: 1.0e-6, high: 0.5, log: true}\n")
     output = tmp_path / "search"
     args = search_args(
         output,

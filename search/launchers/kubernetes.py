@@ -20,6 +20,7 @@ from search.launchers.k8s_manifest import (
     job_name,
 )
 from search.launchers.k8s_runtime import KubeApi, KubeRun
+from search.settings import DEFAULTS
 
 __all__ = ["KubeRun", "KubernetesLauncher"]
 
@@ -38,7 +39,7 @@ class KubernetesLauncher:
     def __init__(
         self,
         image: str,
-        namespace: str = "default",
+        namespace: str = DEFAULTS.namespace,
         gpu: bool = True,
         template: Mapping[str, Any] | None = None,
         *,
