@@ -11,7 +11,11 @@ this inside ``Study.optimize``, and offers no public name for what it needs:
 - the heartbeat interface (``optuna.storages._heartbeat.BaseHeartbeat``), which
   :class:`search.storage.RetryingStorage` implements so that ``fail_stale_trials`` and the
   heartbeat callbacks keep working through it (they call its ``_get_stale_trial_ids``), and
-  ``FrozenStudy`` (``optuna.study._frozen``), a type in the storage interface it forwards.
+  ``FrozenStudy`` (``optuna.study._frozen``), a type in the storage interface it forwards;
+- Optuna's cache of an RDB storage (``optuna.storages._CachedStorage``), which
+  :mod:`search.storage` puts under its retry loop for reads of a study's trials;
+- TPE's ``_sample`` and ``Study._get_trials``, which :mod:`search.tpe` wraps to bound the
+  history TPE reads.
 
 Keeping every such access here means an Optuna upgrade that renames them breaks this module
 (and ``tests/search/test_storage.py``), not the driver.
@@ -25,11 +29,19 @@ from collections.abc import Iterator
 from types import ModuleType
 
 import optuna
+from optuna.storages import _CachedStorage as CachedStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.study._frozen import FrozenStudy
 from optuna.trial import FrozenTrial
 
-__all__ = ["BaseHeartbeat", "FrozenStudy", "quiet_experimental", "rdb_models", "trial_id"]
+__all__ = [
+    "BaseHeartbeat",
+    "CachedStorage",
+    "FrozenStudy",
+    "quiet_experimental",
+    "rdb_models",
+    "trial_id",
+]
 
 
 def rdb_models() -> ModuleType:

@@ -22,11 +22,11 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.storages import BaseStorage, _CachedStorage
+from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from search._optuna import BaseHeartbeat, FrozenStudy
+from search._optuna import BaseHeartbeat, CachedStorage, FrozenStudy
 from search.storage.counts import state_counts
 from search.storage.retrying import Retrying
 
@@ -50,7 +50,7 @@ class RetryingStorage(Retrying, BaseStorage, BaseHeartbeat):
 
     def _forget(self) -> None:
         """Drop every cached trial: the next read loads the study's trials again."""
-        self.cache = _CachedStorage(self.backend)
+        self.cache = CachedStorage(self.backend)
 
     # -- BaseStorage and BaseHeartbeat: every method forwarded to the RDB storage ----------
 

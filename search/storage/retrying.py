@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-from optuna.storages import RDBStorage, _CachedStorage
+from optuna.storages import RDBStorage
 
+from search._optuna import CachedStorage
 from search.storage.errors import (
     BUSY_SECONDS,
     Kind,
@@ -149,7 +150,7 @@ class Retrying:
         self.url = url
         self.outage = outage
         self.tokens = Tokens(backend)
-        self.cache = _CachedStorage(backend)  # the trials we read (see forward.py)
+        self.cache = CachedStorage(backend)  # the trials we read (see forward.py)
 
     @property
     def reachable_since(self) -> float:
