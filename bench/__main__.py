@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import wall
-from bench.paths import SHARED_ARCHIVE
+from bench.paths import ARCHIVE_HELP, given_or_default
 from job.files import write_json
 
 DEFAULT_WALL_CONFIGS = "1:2000:1000:1,0.25:5000:2000:2"
@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--archive", type=Path, default=SHARED_ARCHIVE, help="fast.ai cifar10.tgz")
+    p.add_argument("--archive", type=Path, help=ARCHIVE_HELP)
     p.add_argument("--only", default=",".join(PARTS), help="parts to run, comma-separated")
     p.add_argument("--json", type=Path, help="also save the results here as JSON")
     p.add_argument("--workdir", type=Path, help="scratch folder to use instead of a temporary one")
@@ -97,6 +97,8 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     parts = {s.strip() for s in args.only.split(",") if s.strip()}
     if not parts <= set(PARTS):
         parser.error(f"--only takes {', '.join(PARTS)}, not {args.only!r}")
+    if not args.gpu_synthetic:
+        args.archive = given_or_default(args.archive)
     if not args.gpu_synthetic and not args.archive.is_file():
         parser.error(f"no archive at {args.archive}; pass --archive PATH (fast.ai cifar10.tgz)")
     try:

@@ -47,6 +47,27 @@ def archive(environ: Mapping[str, str] = os.environ) -> Path:
     return path.resolve()
 
 
+ARCHIVE_HELP = (
+    "fast.ai cifar10.tgz (default: the file DATA_URL names, or the fast.ai mirror's archive, "
+    "downloaded once)"
+)
+"""The ``--archive`` option's help, the same in every bench command."""
+
+
+def given_or_default(given: Path | None) -> Path:
+    """``--archive`` as given, else :func:`archive`; exit 3 (no data) with its sentence."""
+    if given is not None:
+        return given
+    from job.contract import ExitCode
+    from job.errors import DataError
+
+    try:
+        return archive()
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(int(ExitCode.NO_DATA)) from None
+
+
 def main() -> int:
     """Print :func:`archive`'s path; exit 3 (the job's "no data") with its sentence."""
     from job.contract import ExitCode

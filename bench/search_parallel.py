@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.paths import OUTPUT, REPO, SHARED_ARCHIVE
+from bench.paths import ARCHIVE_HELP, OUTPUT, REPO, given_or_default
 from bench.runs import data_vars, search_command
 
 
@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-limit", type=int, default=2000)
     parser.add_argument("--test-limit", type=int, default=1000)
     parser.add_argument("--model-width", type=float, default=0.25)
-    parser.add_argument("--archive", type=Path, default=SHARED_ARCHIVE)
+    parser.add_argument("--archive", type=Path, help=ARCHIVE_HELP)
     parser.add_argument("--output", type=Path, default=OUTPUT / "bench-search-parallel")
     parser.add_argument("--label", default="", help="a word for the rows, e.g. before or after")
     return parser
@@ -82,6 +82,7 @@ def _search(args: argparse.Namespace, parallel: int) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the searches and print one JSON line per search."""
     args = _parser().parse_args(argv)
+    args.archive = given_or_default(args.archive)
     args.output = args.output.resolve()
     _warm_cache(args)
     print(json.dumps({"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes")}))

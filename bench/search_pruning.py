@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     # Run as a script (``python bench/search_pruning.py``): the checkout holds ``bench``.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.paths import OUTPUT, REPO, SHARED_ARCHIVE
+from bench.paths import ARCHIVE_HELP, OUTPUT, REPO, given_or_default
 from bench.runs import data_vars, search_command
 from job.files import write_json
 
@@ -87,9 +87,10 @@ def main() -> None:
     p.add_argument("--gpus", default=None, help="passed to --gpus (e.g. none)")
     p.add_argument("--device", default=None, help="job DEVICE (default: the job's auto)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--archive", type=Path, default=SHARED_ARCHIVE)
+    p.add_argument("--archive", type=Path, help=ARCHIVE_HELP)
     p.add_argument("--output", type=Path, default=OUTPUT / "bench-search")
     args = p.parse_args()
+    args.archive = given_or_default(args.archive)
     if not args.archive.is_file():
         sys.exit(f"search_pruning: no archive at {args.archive}; pass --archive.")
     results = [_run(args, "none"), _run(args, "median")]

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from bench.paths import SHARED_ARCHIVE, SUBSET
+from bench.paths import ARCHIVE_HELP, SUBSET, given_or_default
 from job.digest import sha256_file
 from job.files import atomic_write
 
@@ -147,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--archive", type=Path, default=SHARED_ARCHIVE, help="fast.ai cifar10.tgz")
+    p.add_argument("--archive", type=Path, help=ARCHIVE_HELP)
     p.add_argument("--train", type=int, default=15_000, help="training images (all classes)")
     p.add_argument("--test", type=int, default=5_000, help="test images (all classes)")
     p.add_argument("--seed", type=int, default=0, help="which images are chosen")
@@ -161,8 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.train < 1 or args.test < 1:
         parser.error("--train and --test take a positive number of images")
+    source = given_or_default(args.archive)
     try:
-        digest = write_subset(args.archive, args.out, args.train, args.test, args.seed)
+        digest = write_subset(source, args.out, args.train, args.test, args.seed)
     except SubsetError as exc:
         print(f"bench.subset: {exc}", file=sys.stderr)
         return 2

@@ -133,6 +133,15 @@ def plot_history(output_dir: Path, history: Sequence[EpochRecord]) -> None:
         _save(fig, output_dir / name)
 
 
+def start_history_plots(output_dir: Path, history: Sequence[EpochRecord]) -> Future[None]:
+    """Draw :func:`plot_history` on a thread of its own, so it overlaps writing the model's
+    files at the end of a run; the returned future re-raises what the drawing raised."""
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resnet-job-plots")
+    drawn = background.submit(plot_history, output_dir, history)
+    background.shutdown(wait=False)
+    return drawn
+
+
 def epoch_ends(trained: Sequence[TrainedEpoch]) -> list[int]:
     """The batch number after each epoch's last batch (cumulative lengths of ``lrs``)."""
     ends, total = [], 0

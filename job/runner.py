@@ -23,7 +23,7 @@ from job.export import export
 from job.files import atomic_write, write_json
 from job.metrics import run_metrics
 from job.promote import promote_run
-from job.report import plot_history, start_samples, write_history
+from job.report import start_history_plots, start_samples, write_history
 from job.train import FitResult, fit
 
 
@@ -93,12 +93,13 @@ def _publish(
     waits for samples.png (and re-raises what drawing it raised)."""
     if result.resumed_from:
         log(f"resumed after epoch {result.resumed_from} from {output_dir / CHECKPOINT}")
+    samples.result()  # drawn long ago; one figure at a time keeps matplotlib's caches safe
+    plots = start_history_plots(output_dir, result.records)
     state = result.model.state_dict()
     atomic_write(output_dir / MODEL, lambda f: torch.save(state, f))
     export(result.model, classes, output_dir)
     write_history(output_dir, result.records)
-    plot_history(output_dir, result.records)
-    samples.result()
+    plots.result()
 
 
 def _prepare_output(output_dir: Path) -> None:
