@@ -90,12 +90,14 @@ GPU_CAMPAIGN_ARGS ?=
 gpu-campaign:
 	bash bench/gpu_campaign.sh --out output/gpu-campaign $(GPU_CAMPAIGN_ARGS)
 
-## search: tune with Optuna (TRIALS=20 SEARCH_ARGS='--launcher docker --job-env EPOCHS=4')
+## search: tune with Optuna (TRIALS=20 STUDY=resnet-job SEARCH_ARGS='--launcher docker --job-env EPOCHS=4')
 TRIALS      ?= 20
+# The study's name, here and in the k8s targets: the search's default (--study-name).
+STUDY       ?= resnet-job
 SEARCH_ARGS ?=
 SEARCH_OUTPUT ?= output/search
 search: venv
-	$(PY) -m search run --trials $(TRIALS) --output $(SEARCH_OUTPUT) $(SEARCH_ARGS)
+	$(PY) -m search run --trials $(TRIALS) --study-name $(STUDY) --output $(SEARCH_OUTPUT) $(SEARCH_ARGS)
 
 ## dashboard: optuna-dashboard for the search at http://127.0.0.1:8080/dashboard (DASHBOARD_PORT)
 DASHBOARD_PORT ?= 8080
@@ -117,7 +119,6 @@ K8S_IMAGE    ?= $(if $(REGISTRY),$(REGISTRY)/)$(IMAGE):$(VERSION)
 BEST_CONFIGMAP ?= resnet-job-best-params
 # Where `k8s-best-configmap` writes best_params.json, best.env and configmap.yaml.
 BEST_OUTPUT  ?= output/k8s-best
-STUDY        ?= resnet-job
 PG_LOCAL_PORT ?= 15432
 # Render k8s manifests with the image the cluster pulls.
 K8S_RENDER   := sed 's|resnet-job:$(VERSION)|$(K8S_IMAGE)|g'

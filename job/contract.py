@@ -247,24 +247,35 @@ REASON_MEMORY: Reason = "memory"
 
 
 class DriverExit(IntEnum):
-    """How ``python -m search run`` ends (``docs/contract.md``: driver exit codes)."""
+    """How ``python -m search run`` ends (``docs/contract.md``: driver exit codes); each
+    code's meaning is :data:`DRIVER_EXIT_MEANINGS`."""
 
     DONE = 0
     FAILURES = 1
-    """Too many trials failed in a row, or a bug in the driver."""
     BAD_INPUT = 2
-    """A bad option or search space, or the job rejected its configuration."""
     NO_DATA = 3
-    """The job found no usable data: every trial would fail the same way."""
     RESOURCES = 5
-    """A trial's disk filled up: every trial would fail the same way."""
     STORAGE = 6
-    """The study's database is unusable: unreachable past ``--storage-retry``, or an error no
-    retry cures."""
     INTERRUPTED = 130
     STOPPED = 143
-    """Stopped by SIGTERM before the budget was met or the confirmation phase finished: rerun
-    the same command to continue."""
+
+
+DRIVER_EXIT_MEANINGS: dict[DriverExit, str] = {
+    DriverExit.DONE: "done (run: the study holds its --trials finished trials, or --timeout "
+    "passed first: rerun to continue)",
+    DriverExit.FAILURES: "too many trials failed in a row, or a bug in the driver",
+    DriverExit.BAD_INPUT: "bad input, said in one sentence: an option, the search space, a "
+    "missing study, a study started with other settings, or a configuration the job rejected",
+    DriverExit.NO_DATA: "the job found no usable data: every trial would fail the same way",
+    DriverExit.RESOURCES: "a trial's disk filled up: every trial would fail the same way",
+    DriverExit.STORAGE: "the study's database is unusable (unreachable past --storage-retry, "
+    "or an error no retry cures)",
+    DriverExit.INTERRUPTED: "interrupted (Ctrl-C)",
+    DriverExit.STOPPED: "stopped by SIGTERM before the budget was met or the confirmation "
+    "phase finished: rerun the same command to continue",
+}
+"""One line per driver exit code: the end of each ``python -m search`` command's ``--help``
+and the tables in docs/contract.md and docs/search.md."""
 
 
 class PredictExit(IntEnum):

@@ -1,29 +1,14 @@
 """The exit codes of each ``python -m search`` command, with one line of meaning each: the
 end of every command's ``--help`` and the table in docs/search.md (a test keeps the two in
-step). The codes themselves are :class:`job.contract.DriverExit`.
+step). The codes and their meanings are :class:`job.contract.DriverExit` and
+:data:`job.contract.DRIVER_EXIT_MEANINGS`.
 """
 
 from __future__ import annotations
 
 import textwrap
 
-from job.contract import DriverExit
-
-DRIVER_EXIT_MEANINGS: dict[DriverExit, str] = {
-    DriverExit.DONE: "done (run: the study holds its --trials finished trials, or --timeout "
-    "passed first: rerun to continue)",
-    DriverExit.FAILURES: "too many trials failed in a row, or a bug in the driver",
-    DriverExit.BAD_INPUT: "bad input, said in one sentence: an option, the search space, a "
-    "missing study, a study started with other settings, or a configuration the job rejected",
-    DriverExit.NO_DATA: "the job found no usable data: every trial would fail the same way",
-    DriverExit.RESOURCES: "a trial's disk filled up: every trial would fail the same way",
-    DriverExit.STORAGE: "the study's database is unusable (unreachable past --storage-retry, "
-    "or an error no retry cures)",
-    DriverExit.INTERRUPTED: "interrupted (Ctrl-C)",
-    DriverExit.STOPPED: "stopped by SIGTERM before the budget was met or the confirmation "
-    "phase finished: rerun the same command to continue",
-}
-"""One line per driver exit code."""
+from job.contract import DRIVER_EXIT_MEANINGS, DriverExit
 
 _READING = (DriverExit.DONE, DriverExit.BAD_INPUT, DriverExit.STORAGE, DriverExit.INTERRUPTED)
 

@@ -244,6 +244,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "epochs": attrs.get("epochs"),
                 "seconds": attrs.get("seconds"),
                 "launch_seconds": attrs.get("launch_seconds"),
+                "warm_start": attrs.get("warm_start"),
                 "exit_code": attrs.get("exit_code"),
                 "attempts": attrs.get("attempts"),
                 "retry_of": t.system_attrs.get("failed_trial"),

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from job.contract import DriverExit
-from search.exits import COMMAND_EXITS, DRIVER_EXIT_MEANINGS, epilog
+from job.contract import DRIVER_EXIT_MEANINGS, DriverExit
+from search.exits import COMMAND_EXITS, epilog
 from search.recorded import prepare
 from search.settings import RunOptions, build_settings
 from tests.conftest import REPO
