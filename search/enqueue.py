@@ -9,14 +9,11 @@ queued again, so rerunning the same command queues nothing twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from search.space import Space, SpaceError
+from search.space import Space, SpaceError, read_file
 
 if TYPE_CHECKING:
     import optuna
@@ -28,15 +25,7 @@ def load_configurations(path: Path, space: Space) -> list[dict[str, Any]]:
     """Read ``path`` and check every configuration in it against ``space``; SpaceError with
     one sentence for a file that cannot be read, is not a list of mappings, or names a
     parameter the space does not tune or a value outside its range."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpaceError(f"cannot read the --enqueue file {path}: {exc.strerror}.") from None
-    try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0]
-        raise SpaceError(f"the --enqueue file {path} is not valid YAML/JSON ({first}).") from None
+    raw = read_file(path, "the --enqueue file")
     if not isinstance(raw, list) or not raw:
         raise SpaceError(
             f"the --enqueue file {path} must be a list of configurations, each a mapping of "

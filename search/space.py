@@ -180,18 +180,24 @@ def load_space(path: Path) -> Space:
     """Read and validate a YAML or JSON space file: the default space with the file's
     parameters added or overridden (``name: null`` drops one), or the file's parameters alone
     when it sets ``replace: true``."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpaceError(f"cannot read the space file {path}: {exc.strerror}.") from None
-    try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0]
-        raise SpaceError(f"the space file {path} is not valid YAML/JSON ({first}).") from None
+    raw = read_file(path, "the space file")
     if not isinstance(raw, Mapping) or not raw:
         raise SpaceError(f"the space file {path} must map parameter names to ranges.")
     return build_space(merge(raw, str(path)))
+
+
+def read_file(path: Path, what: str) -> Any:
+    """The YAML (or, for a ``.json`` name, JSON) document in ``path``; SpaceError naming
+    ``what`` the file is when it cannot be read or parsed."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpaceError(f"cannot read {what} {path}: {exc.strerror}.") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).splitlines()[0]
+        raise SpaceError(f"{what} {path} is not valid YAML/JSON ({first}).") from None
 
 
 def merge(raw: Mapping[str, Any], where: str = "the space file") -> dict[str, Any]:

@@ -32,6 +32,25 @@ SMALL_JOB = {
 """Job settings small enough for a CPU trial in a few seconds."""
 
 
+def run_together(script: str, *args: str, count: int = 4) -> list[tuple[int, str]]:
+    """Run ``python -c script *args`` ``count`` times at once from the repository; each
+    process's exit code and stderr (the script waits for a start time it is given, so that
+    they act together)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            cwd=REPO,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    return [(p.returncode, err) for p, err in zip(procs, errors, strict=True)]
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's environment minus job variables, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if k not in VARIABLE_NAMES and k != "TRIALS"}

@@ -4,8 +4,6 @@ results before starting anew; on real SQLite and PostgreSQL databases."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +18,7 @@ from search.recorded import RECORD, prepare, record_of
 from search.settings import RunOptions, Settings, SettingsError, build_settings
 from search.storage import make_storage
 from search.study import load_study
-from tests.conftest import REPO
-from tests.search.helpers import clean_env, empty_database
+from tests.search.helpers import empty_database, run_together
 
 SPACE_FILE = "max_lr: {low: 0.002, high: 0.05, log: true}\n"
 
@@ -231,18 +228,7 @@ def test_drivers_creating_one_study_together_do_not_refuse_each_other(
     tmp_path: Path, url: str
 ) -> None:
     start = time.time() + 5  # seconds: every interpreter has imported Optuna by then
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", PREPARE, url, str(tmp_path / "out"), str(start)],
-            cwd=REPO,
-            env=clean_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    results = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
+    results = run_together(PREPARE, url, str(tmp_path / "out"), str(start))
+    assert [code for code, _ in results] == [0] * 4, [err for _, err in results]
     assert optuna.get_all_study_names(make_storage(url)) == ["resnet-job"]
     assert load_study(url, "resnet-job").user_attrs[RECORD]["job"]["EPOCHS"] == "4"

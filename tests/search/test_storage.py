@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +23,7 @@ from search.storage import (
     make_storage,
     scrub,
 )
-from tests.conftest import REPO
-from tests.search.helpers import clean_env, empty_database
+from tests.search.helpers import empty_database, run_together
 from tests.search.postgres import PASSWORD, Server, throwaway_postgres
 
 
@@ -144,19 +141,8 @@ def test_processes_opening_one_study_at_once_on_an_empty_database_all_succeed(
 ) -> None:
     url = database_url
     start = time.time() + 3  # seconds: every interpreter has imported Optuna by then
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", OPEN, url, str(start)],
-            cwd=REPO,
-            env=clean_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    results = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
+    results = run_together(OPEN, url, str(start))
+    assert [code for code, _ in results] == [0] * 4, [err for _, err in results]
     assert len(optuna.get_all_study_names(make_storage(url))) == 1
 
 
