@@ -46,11 +46,6 @@ __all__ = ["Driver", "Settings", "StudyStopped", "driver_id"]
 _WAIT_FOR_BUDGET = 2.0
 """Seconds between looks at the study while other drivers' runs may still meet the budget."""
 
-_REAP_EVERY_HEARTBEATS = 1
-"""Heartbeat intervals between two looks for trials whose driver is gone: a trial is stale
-only after three intervals without a heartbeat, so looking more often (before every trial)
-finds nothing sooner and costs the study's database a few statements each time."""
-
 _ORPHAN_AFTER = 600.0
 """Seconds after which a RUNNING trial that no driver ever claimed (its driver died between
 asking for it and labelling it) is failed."""
@@ -358,9 +353,10 @@ class Driver:
         return trial
 
     def _reap_due(self) -> None:
-        """:meth:`_reap`, when a heartbeat interval has passed since the last time."""
-        now = time.monotonic()
-        if now - self._reaped_at >= _REAP_EVERY_HEARTBEATS * self.settings.heartbeat:
+        """:meth:`_reap`, when a heartbeat interval has passed since the last time: a trial is
+        stale only after three intervals without a heartbeat, so looking more often (before
+        every trial) finds nothing sooner and costs the database a few statements each time."""
+        if time.monotonic() - self._reaped_at >= self.settings.heartbeat:
             self._reap()
 
     def _reap(self) -> None:

@@ -35,6 +35,7 @@ import runpy
 import signal
 import socket
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 BOOT = (
@@ -88,12 +89,16 @@ def receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
     return json.loads(data), fds
 
 
-def die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int, cpus: Iterable[int] = ()) -> None:
     """SIGKILL this process when the thread that forked it ends; exit at once if ``parent``
-    already ended before the request took effect."""
+    already ended before the request took effect. Then keep it on ``cpus`` (none: the CPUs
+    it inherited)."""
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(137)
+    cpus = frozenset(cpus)
+    if cpus:
+        os.sched_setaffinity(0, cpus)
 
 
 def thread_count() -> int:
@@ -159,10 +164,8 @@ def _become_trial(
     ``ready`` (an error text written there instead when it could not, and the child exits)."""
     try:
         os.setsid()  # its own session and process group: the driver signals the group
-        die_with_parent(server)
+        die_with_parent(server, request.get("cpus", ()))
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        if request.get("cpus"):
-            os.sched_setaffinity(0, request["cpus"])
         if request.get("cwd"):
             os.chdir(request["cwd"])
         for target, fd in enumerate(fds):

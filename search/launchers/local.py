@@ -40,14 +40,6 @@ WARM_SAFE = hasattr(os, "fork") and hasattr(socket, "send_fds") and sys.platform
 PDEATHSIG): elsewhere every trial starts cold."""
 
 
-def _die_with_parent(parent: int, cpus: frozenset[int]) -> None:
-    """Runs in the child between fork and exec: SIGKILL me when the driver's thread dies, and
-    keep me on ``cpus`` (all of the driver's when empty)."""
-    die_with_parent(parent)
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-
-
 class LocalRun(LogFileTail):
     """A job process started by :class:`LocalLauncher`; ``ended`` runs once when it ended.
     ``warm_start`` tells whether it was forked from a warm process."""
@@ -181,5 +173,5 @@ class LocalLauncher:
             text=True,
             bufsize=1,
             start_new_session=True,
-            preexec_fn=lambda: _die_with_parent(parent, cpus),
+            preexec_fn=lambda: die_with_parent(parent, cpus),
         )

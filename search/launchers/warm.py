@@ -221,7 +221,7 @@ def _spawn(key: _Key) -> _Server:
             cwd=key.cwd,
             pass_fds=[server_end.fileno()],
             start_new_session=True,
-            preexec_fn=lambda: _server_child(parent, cpus),
+            preexec_fn=lambda: forkserver.die_with_parent(parent, cpus),
         )
     finally:
         server_end.close()
@@ -238,13 +238,6 @@ def _spawn(key: _Key) -> _Server:
     if message.get("threads", 1) > 1:
         log.debug("warm process %d holds %d threads", proc.pid, message["threads"])
     return server
-
-
-def _server_child(parent: int, cpus: frozenset[int]) -> None:
-    """Between fork and exec of a server: it dies with the spawner thread, on ``cpus``."""
-    forkserver.die_with_parent(parent)
-    if cpus:
-        os.sched_setaffinity(0, cpus)
 
 
 class _Spawner:
