@@ -31,6 +31,7 @@ from tests.search.helpers import (
     load,
     run_search,
     search_args,
+    spawn,
     states,
 )
 from tests.search.postgres import PASSWORD, Server, free_port, throwaway_postgres
@@ -328,17 +329,7 @@ def _finished(study) -> int:
 
 def _drivers(args_of, count: int) -> list[subprocess.Popen[str]]:
     """Start ``count`` drivers at once; ``args_of(i)`` gives driver i's command line."""
-    return [
-        subprocess.Popen(
-            args_of(i),
-            cwd=REPO,
-            env=clean_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(count)
-    ]
+    return [spawn(args_of(i)) for i in range(count)]
 
 
 @pytest.fixture

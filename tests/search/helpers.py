@@ -32,21 +32,23 @@ SMALL_JOB = {
 """Job settings small enough for a CPU trial in a few seconds."""
 
 
+def spawn(argv: Sequence[str]) -> subprocess.Popen[str]:
+    """Start ``argv`` from the repository in :func:`clean_env`, its stdout and stderr piped."""
+    return subprocess.Popen(
+        list(argv),
+        cwd=REPO,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_together(script: str, *args: str, count: int = 4) -> list[tuple[int, str]]:
     """Run ``python -c script *args`` ``count`` times at once from the repository; each
     process's exit code and stderr (the script waits for a start time it is given, so that
     they act together)."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, *args],
-            cwd=REPO,
-            env=clean_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
+    procs = [spawn([sys.executable, "-c", script, *args]) for _ in range(count)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     return [(p.returncode, err) for p, err in zip(procs, errors, strict=True)]
 
@@ -109,6 +111,11 @@ def run_search(args: Sequence[str], timeout: float = 600) -> subprocess.Complete
     return subprocess.run(
         list(args), cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=timeout
     )
+
+
+def search_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m search ARGS`` to its end (a command that returns within 2 minutes)."""
+    return run_search([sys.executable, "-m", "search", *args], timeout=120)
 
 
 def load(output: Path, study: str = "resnet-job", storage: str | None = None) -> optuna.Study:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 
 import pytest
 
@@ -13,18 +11,7 @@ from search.exits import COMMAND_EXITS, epilog
 from search.recorded import prepare
 from search.settings import RunOptions, build_settings
 from tests.conftest import REPO
-from tests.search.helpers import clean_env, load
-
-
-def _search(*args: str, cwd=REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "search", *args],
-        cwd=cwd,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.search.helpers import load, search_cli
 
 
 @pytest.mark.parametrize(
@@ -55,7 +42,7 @@ def test_bad_run_arguments_exit_2_with_one_sentence(tmp_path, args, space, messa
     if space is not None:
         (tmp_path / "space.yaml").write_text(space)
         args = [*args, "--space", str(tmp_path / "space.yaml")]
-    proc = _search("run", "--output", str(tmp_path / "out"), "--launcher", "local", *args)
+    proc = search_cli("run", "--output", str(tmp_path / "out"), "--launcher", "local", *args)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -65,14 +52,14 @@ def test_bad_run_arguments_exit_2_with_one_sentence(tmp_path, args, space, messa
 
 @pytest.mark.parametrize("command", ["best", "report", "dashboard"])
 def test_commands_on_a_missing_study_exit_2(tmp_path, command: str) -> None:
-    proc = _search(command, "--output", str(tmp_path / "nothing"))
+    proc = search_cli(command, "--output", str(tmp_path / "nothing"))
     assert proc.returncode == 2
     assert "no study database" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_help_lists_the_commands() -> None:
-    proc = _search("--help")
+    proc = search_cli("--help")
     assert proc.returncode == 0
     for command in ("run", "best", "report", "dashboard"):
         assert command in proc.stdout
@@ -83,7 +70,7 @@ def test_an_unreachable_database_exits_6_with_one_sentence_and_no_password(tmp_p
     port = _closed_port()
     url = f"postgresql://optuna:{password}@127.0.0.1:{port}/optuna"
     output = tmp_path / "out"
-    proc = _search(
+    proc = search_cli(
         "run",
         "--launcher",
         "local",
@@ -114,7 +101,7 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize("command", [None, *COMMAND_EXITS])
 def test_help_ends_with_the_commands_exit_codes(command: str | None) -> None:
-    proc = _search(*([command] if command else []), "--help")
+    proc = search_cli(*([command] if command else []), "--help")
     assert proc.returncode == 0, proc.stderr
     tail = proc.stdout[proc.stdout.rindex("Exit codes:") :]
     shown = [int(line.split()[0]) for line in tail.splitlines()[1:] if line[:7].strip()]
@@ -153,7 +140,7 @@ def test_a_study_started_with_other_settings_refuses_the_run_and_writes_nothing(
     options = RunOptions(launcher="local", gpus="none", output=out, job_env=("EPOCHS=4",))
     prepare(build_settings(options, print), print)
     before = sorted(p.name for p in out.iterdir())
-    proc = _search(
+    proc = search_cli(
         "run", "--launcher", "local", "--gpus", "none", "--output", str(out), "--trials", "2"
     )
     assert proc.returncode == DriverExit.BAD_INPUT, proc.stderr
@@ -176,7 +163,7 @@ def test_a_study_started_with_other_settings_refuses_the_run_and_writes_nothing(
 def test_a_bad_enqueue_file_exits_2_with_one_sentence(tmp_path, text: str, message: str) -> None:
     (tmp_path / "known.yaml").write_text(text)
     out = tmp_path / "out"
-    proc = _search(
+    proc = search_cli(
         "run",
         "--launcher",
         "local",

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
-from tests.search.helpers import clean_env, stub_driver
+from tests.search.helpers import clean_env, search_cli, stub_driver
 from tests.search.test_confirm import LUCKY, _driver
 
 
@@ -25,18 +25,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _search(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m search ARGS`` to its end."""
-    return subprocess.run(
-        [sys.executable, "-m", "search", *args],
-        cwd=REPO,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _get(url: str) -> Any:
@@ -52,7 +40,8 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict
     url = f"sqlite:///{folder / 'study.db'}"
     _driver(folder, LUCKY).run()
     stub_driver(folder / "f", "1=exit9,*=done", study_name="f", storage=url).run()
-    best = _search("best", "--storage", url, "--study-name", "t", "--output", str(folder / "out"))
+    out = str(folder / "out")
+    best = search_cli("best", "--storage", url, "--study-name", "t", "--output", out)
     assert best.returncode == 0, best.stderr
     port = _free_port()
     server = subprocess.Popen(
@@ -66,7 +55,7 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict
             "--port",
             str(port),
             "--output",
-            str(folder / "out"),
+            out,
         ],
         cwd=REPO,
         env=clean_env(),
@@ -126,7 +115,7 @@ def test_search_best_prints_the_verdict(tmp_path: Path) -> None:
     driver.run()
     url = f"sqlite:///{tmp_path / 'study.db'}"
     out = str(tmp_path / "res")
-    best = _search(
+    best = search_cli(
         "best", "--storage", url, "--study-name", "t", "--output", out, "--configmap", "best"
     )
     assert best.returncode == 0, best.stderr
