@@ -11,25 +11,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from job.config import Config, from_env
-    from job.contract import (
-        VARIABLES,
-        EpochRecord,
-        Evaluation,
-        ExitCode,
-        PredictExit,
-        TrainedEpoch,
-    )
+    from job.contract import VARIABLES, ExitCode
     from job.errors import ConfigError, DataError, DivergedError, JobError, StoppedError
+    from job.predict import PredictExit
+    from job.records import EpochRecord, Evaluation, TrainedEpoch
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "VARIABLES": "job.contract",
     "ExitCode": "job.contract",
-    "EpochRecord": "job.contract",
-    "Evaluation": "job.contract",
-    "TrainedEpoch": "job.contract",
-    "PredictExit": "job.contract",
+    "EpochRecord": "job.records",
+    "Evaluation": "job.records",
+    "TrainedEpoch": "job.records",
+    "PredictExit": "job.predict",
     "Config": "job.config",
     "from_env": "job.config",
     "ConfigError": "job.errors",

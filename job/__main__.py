@@ -6,7 +6,8 @@ import json
 import sys
 import textwrap
 import traceback
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -14,6 +15,23 @@ from job.contract import EXIT_MEANINGS, OUTPUTS, VARIABLES, ExitCode
 from job.errors import JobError
 from job.events import emit, log
 from job.shortcuts import exit_now
+
+if TYPE_CHECKING:
+    from job.config import Config
+    from job.plan import RunPlan
+
+
+@dataclass
+class _Known:
+    """What the run has resolved so far: the settings once parsed, the plan once made (filled
+    in as the run goes, hence not frozen). The fault handler reads them here rather than
+    parsing the environment a second time."""
+
+    cfg: Config | None = None
+    plan: RunPlan | None = None
+
+
+_pass_known = click.make_pass_decorator(_Known, ensure=True)
 
 
 def _variables_help() -> str:
@@ -42,7 +60,8 @@ def _outputs_help() -> str:
 @click.option(
     "--variables", is_flag=True, help="Print every variable, its default and meaning as JSON."
 )
-def cli(variables: bool) -> None:
+@_pass_known
+def cli(known: _Known, variables: bool) -> None:
     """The command: print the variables, or run (help text: ``_outputs_help``)."""
     if variables:
         click.echo(
@@ -54,11 +73,12 @@ def cli(variables: bool) -> None:
     # Imported here so --help and --variables never load torch.
     from job.config import from_env
     from job.resources import check_output_space
-    from job.runner import run
+    from job.runner import finish, start
 
-    cfg = from_env()
+    known.cfg = cfg = from_env()
     check_output_space(cfg.output_dir, cfg.model_width)  # a volume too small fails at once
-    run(cfg)
+    known.plan = start(cfg)
+    finish(known.plan)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,8 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     volume and an exhausted memory are recognised here (:func:`_fault`), anything else is a
     bug and prints its traceback.
     """
+    known = _Known()
     try:
-        cli.main(args=argv, prog_name="python -m job", standalone_mode=False)
+        cli.main(args=argv, prog_name="python -m job", standalone_mode=False, obj=known)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -82,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         log("error: interrupted.")
         sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:
-        fault = _fault(exc)
+        fault = _fault(exc, known)
         if fault is not None:
             _fail(fault)
         traceback.print_exc()
@@ -104,24 +125,23 @@ def _fail(exc: JobError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
-def _fault(exc: Exception) -> JobError | None:
+def _fault(exc: Exception, known: _Known) -> JobError | None:
     """A fault of the machine as the expected failure it is, or None for a bug.
 
     A full volume (exit 5, or 3 in DATA_DIR) and a failed allocation (exit 5) are not bugs:
     they name the folder and file, or BATCH_SIZE and MODEL_WIDTH, instead of a traceback.
+    What they name comes from what the run had resolved (``known``) when the fault struck.
     """
     from job import resources
-    from job.config import from_env
 
-    if not (resources.is_no_space(exc) or resources.is_out_of_memory(exc)):
-        return None
-    try:
-        cfg = from_env()  # the environment parsed before the run, so this cannot fail here
-    except JobError:
-        return None
+    cfg = known.cfg
+    if cfg is None or not (resources.is_no_space(exc) or resources.is_out_of_memory(exc)):
+        return None  # no settings yet: nothing ran that could fill a volume or the memory
     if isinstance(exc, OSError) and resources.is_no_space(exc):
         return resources.disk_full(exc, cfg.output_dir, cfg.data_dir, cfg.promote_dir)
-    return resources.out_of_memory(exc, cfg.batch_size, cfg.model_width, cfg.device)
+    # The device the run resolved; before the plan, the setting (resources reads "auto" too).
+    device = str(known.plan.device) if known.plan is not None else cfg.device
+    return resources.out_of_memory(exc, cfg.batch_size, cfg.model_width, device)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from job.config import Config
 from job.contract import CLASSES_JSON, CONFIG_JSON, MODEL
 from job.data import Dataset
 from job.errors import StoppedError
 from job.model import ResNet9
+from job.plan import RunPlan
 from job.train import autocast_for, eval_loader, evaluate
 
 
@@ -33,14 +33,15 @@ ChampionJudge = Callable[[Path], float]
 """The champion folder in, its val_acc on this run's test split out (or UnusableChampion)."""
 
 
-def judge(cfg: Config, data: Dataset, device: torch.device, precision: str) -> ChampionJudge:
+def judge(plan: RunPlan, data: Dataset) -> ChampionJudge:
     """A judge that evaluates a champion folder on ``data``'s test split as this run did."""
+    device = plan.device
 
     def evaluate_champion(folder: Path) -> float:
         model = _load(folder, data.classes).to(device).to(memory_format=torch.channels_last)
         try:
             _, val_acc = evaluate(
-                model, eval_loader(cfg, data, device), autocast_for(device, precision)
+                model, eval_loader(plan.cfg, data, device), autocast_for(device, plan.precision)
             )
         except (StoppedError, torch.OutOfMemoryError):
             raise  # the run's own faults: reported as such, and a rerun promotes

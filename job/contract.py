@@ -2,10 +2,9 @@
 
 Everything a caller of ``python -m job`` relies on lives here and nowhere else: the environment
 variables with their defaults and meaning, the exit codes, the events on stdout and their
-fields, the files in ``OUTPUT_DIR``, and the search driver's own exit codes. The job and the
-search both import this module, so it uses the standard library only (and the value parsers
-of :mod:`job.parsers`) and never loads torch. ``docs/contract.md`` documents it and a test
-keeps the two in step.
+fields, the files in ``OUTPUT_DIR``. The job and the search both import this module, so it uses
+the standard library only (and the value parsers of :mod:`job.parsers`) and never loads torch.
+``docs/contract.md`` documents it and a test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from typing import Any, Literal, TypedDict, TypeVar
 from job import parsers
 
 # -- environment in ------------------------------------------------------------------------
-
 DEFAULT_DATA_URL = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"
 """The fast.ai mirror of CIFAR-10 (60,000 PNGs in ``cifar10/{train,test}/<class>/``)."""
 
@@ -179,6 +177,7 @@ VARIABLES: tuple[VariableSpec, ...] = tuple(
 """Every variable the job reads, in ``--help`` order (the fields of :class:`Variables`)."""
 
 VARIABLE_NAMES: frozenset[str] = frozenset(v.name for v in VARIABLES)
+_BY_NAME = {v.name: v for v in VARIABLES}
 
 SET_PER_TRIAL: frozenset[str] = frozenset({"OUTPUT_DIR"})
 """Variables the search sets for each trial itself; a user may not pass them through."""
@@ -192,10 +191,7 @@ TUNED: tuple[str, ...] = ("MAX_LR", "WEIGHT_DECAY", "GRAD_CLIP", "BATCH_SIZE")
 
 def variable(name: str) -> VariableSpec:
     """The declaration of variable ``name``; KeyError for a name the job does not read."""
-    for var in VARIABLES:
-        if var.name == name:
-            return var
-    raise KeyError(name)
+    return _BY_NAME[name]
 
 
 def default(name: str) -> str:
@@ -204,8 +200,6 @@ def default(name: str) -> str:
 
 
 # -- exit codes ----------------------------------------------------------------------------
-
-
 class ExitCode(IntEnum):
     """How ``python -m job`` ends. Every non-zero exit prints one sentence on stderr and an
     ``error`` event on stdout (``docs/contract.md``: exit codes)."""
@@ -246,68 +240,9 @@ REASON_DISK: Reason = "disk"
 REASON_MEMORY: Reason = "memory"
 
 
-class DriverExit(IntEnum):
-    """How ``python -m search run`` ends (``docs/contract.md``: driver exit codes); each
-    code's meaning is :data:`DRIVER_EXIT_MEANINGS`."""
-
-    DONE = 0
-    FAILURES = 1
-    BAD_INPUT = 2
-    NO_DATA = 3
-    RESOURCES = 5
-    STORAGE = 6
-    INTERRUPTED = 130
-    STOPPED = 143
-
-
-DRIVER_EXIT_MEANINGS: dict[DriverExit, str] = {
-    DriverExit.DONE: "done (run: the study holds its --trials finished trials, or --timeout "
-    "passed first: rerun to continue)",
-    DriverExit.FAILURES: "too many trials failed in a row, or a bug in the driver",
-    DriverExit.BAD_INPUT: "bad input, said in one sentence: an option, the search space, a "
-    "missing study, a study started with other settings, or a configuration the job rejected",
-    DriverExit.NO_DATA: "the job found no usable data: every trial would fail the same way",
-    DriverExit.RESOURCES: "a trial's disk filled up: every trial would fail the same way",
-    DriverExit.STORAGE: "the study's database is unusable (unreachable past --storage-retry, "
-    "or an error no retry cures)",
-    DriverExit.INTERRUPTED: "interrupted (Ctrl-C)",
-    DriverExit.STOPPED: "stopped by SIGTERM before the budget was met or the confirmation "
-    "phase finished: rerun the same command to continue",
-}
-"""One line per driver exit code: the end of each ``python -m search`` command's ``--help``
-and the tables in docs/contract.md and docs/search.md."""
-
-
-class PredictExit(IntEnum):
-    """How ``python -m job.predict`` (``resnet-job-predict``) ends (``docs/contract.md``)."""
-
-    DONE = 0
-    UNEXPECTED = 1
-    """A bug: the traceback is printed."""
-    BAD_MODEL = 2
-    """A bad option, or the model folder is missing or holds no exported model."""
-    NO_IMAGE = 3
-    """An image path does not exist or is not a file."""
-    BAD_IMAGE = 4
-    """An image file is not a readable PNG or JPEG."""
-
-
-PREDICT_EXIT_MEANINGS: dict[PredictExit, str] = {
-    PredictExit.DONE: "every image classified",
-    PredictExit.UNEXPECTED: "anything unexpected (a bug: the traceback is printed)",
-    PredictExit.BAD_MODEL: "a bad option, or MODEL holds no readable exported model",
-    PredictExit.NO_IMAGE: "an image path does not exist or is not a file",
-    PredictExit.BAD_IMAGE: "an image file is not a readable PNG or JPEG",
-}
-"""One line per exit code of the predictor, for its ``--help``."""
-
-
 # -- events out ----------------------------------------------------------------------------
-
 EVENT_VERSION = 1
 """Every event carries ``"v": EVENT_VERSION``; a caller ignores lines of another version."""
-
-EventName = Literal["start", "progress", "epoch", "promote", "done", "error"]
 
 
 class StartEvent(TypedDict):
@@ -458,70 +393,5 @@ PROMOTED: tuple[str, ...] = (
 )
 """The files copied to ``PROMOTE_DIR/runs/<id>/`` when a run becomes the champion."""
 
-ARTIFACTS: tuple[str, ...] = (
-    HISTORY_JSON,
-    METRICS_JSON,
-    CONFIG_JSON,
-    *PLOTS,
-    JOB_LOG,
-)
+ARTIFACTS: tuple[str, ...] = (HISTORY_JSON, METRICS_JSON, CONFIG_JSON, *PLOTS, JOB_LOG)
 """A trial's files the search uploads as Optuna artifacts (those that exist)."""
-
-
-# -- history records -----------------------------------------------------------------------
-# One entry of history.json (docs/contract.md: history.json): the evaluation before training,
-# then one per epoch trained. A record's fields, in order, are its history.json entry's keys.
-
-
-class _Record:
-    """What both kinds of history entry share: writing one as history.json's dict."""
-
-    def to_json(self) -> dict[str, Any]:
-        """The history.json entry: every field in order, a tuple as a list."""
-        # Subclasses are dataclasses; _Record itself is not, hence the ignore.
-        values = ((f.name, getattr(self, f.name)) for f in fields(self))  # type: ignore[arg-type]
-        return {name: list(v) if isinstance(v, tuple) else v for name, v in values}
-
-
-@dataclass(frozen=True)
-class Evaluation(_Record):
-    """history.json's entry 0: the untrained model's evaluation, before the first epoch."""
-
-    epoch: int
-    val_loss: float
-    val_acc: float
-    eval_seconds: float
-
-
-@dataclass(frozen=True)
-class TrainedEpoch(_Record):
-    """The history.json entry of epoch ``epoch`` (≥ 1): its training, then its evaluation."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_acc: float
-    lrs: tuple[float, ...]
-    """The learning rate of each batch, read before the scheduler stepped."""
-    train_seconds: float
-    eval_seconds: float
-    images_per_sec: float
-    """Training images per second of ``train_seconds``."""
-
-
-EpochRecord = Evaluation | TrainedEpoch
-"""One history entry; ``isinstance(record, TrainedEpoch)`` tells a trained epoch from entry 0."""
-
-
-def record_from_json(entry: dict[str, Any]) -> EpochRecord:
-    """The record of a history.json (or checkpoint history) entry, chosen by its keys.
-
-    The inverse of ``to_json``; raises ValueError when the keys are not exactly one record's
-    fields.
-    """
-    keys = set(entry)
-    if keys == set(TrainedEpoch.__dataclass_fields__):
-        return TrainedEpoch(**{**entry, "lrs": tuple(entry["lrs"])})
-    if keys == set(Evaluation.__dataclass_fields__):
-        return Evaluation(**entry)
-    raise ValueError(f"not a history entry: its keys are {sorted(keys)}")

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from job.contract import EVENT_VERSION, EVENTS, TrainedEpoch
+from job.contract import EVENT_VERSION, EVENTS
+from job.records import TrainedEpoch
 
 
 def _finite(value: Any) -> Any:

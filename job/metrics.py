@@ -9,23 +9,14 @@ import torch
 
 from job import cpuinfo
 from job.data import Dataset
+from job.plan import RunPlan
 from job.report import trained_epochs
 from job.train import FitResult
 
 
-def run_metrics(
-    result: FitResult,
-    data: Dataset,
-    device: torch.device,
-    precision: str,
-    started: float,
-    cpu_threads: int,
-    *,
-    seed: int,
-) -> dict[str, Any]:
-    """What metrics.json holds, in its order; ``started`` is the run's ``time.perf_counter()``
-    when it began (for ``wall_seconds``), ``cpu_threads`` torch's CPU threads, ``seed`` SEED
-    resolved. The caller adds ``promotion`` when it promotes."""
+def run_metrics(result: FitResult, data: Dataset, plan: RunPlan) -> dict[str, Any]:
+    """What metrics.json holds, in its order: ``result`` trained on ``data`` as ``plan``
+    resolved the run. The caller adds ``promotion`` when it promotes."""
     history = result.records
     trained = trained_epochs(history)
     best = max(history, key=lambda h: h.val_acc)
@@ -39,17 +30,17 @@ def run_metrics(
         "best_epoch": best.epoch,
         "epochs": len(trained),
         "resumed_from": result.resumed_from,
-        "seed": seed,
+        "seed": plan.cfg.seed_number,
         "train_seconds": train_seconds,
         "images_per_sec": n_train * len(trained) / train_seconds if train_seconds else 0.0,
-        "wall_seconds": time.perf_counter() - started,
+        "wall_seconds": time.perf_counter() - plan.started,
         "n_train": n_train,
         "n_test": len(data.test_labels),
         "parameters": sum(p.numel() for p in result.model.parameters()),
-        "device": str(device),
-        "device_name": device_name(device),
-        "precision": precision,
-        "cpu_threads": cpu_threads,
+        "device": str(plan.device),
+        "device_name": device_name(plan.device),
+        "precision": plan.precision,
+        "cpu_threads": plan.cpu_threads,
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
         "data_sha256": data.sha256,

@@ -6,7 +6,7 @@ a champion (``PROMOTE_DIR/champion``) or a PROMOTE_DIR itself (its champion is u
 antialiasing), and one JSON line per image goes to stdout, in the order given:
 ``{"image": PATH, "top": [{"class": NAME, "index": I, "probability": P}, …]}``.
 Every image is read before any is classified: a missing or unreadable one prints one sentence
-on stderr, nothing on stdout, and exits with its code (:class:`job.contract.PredictExit`).
+on stderr, nothing on stdout, and exits with its code (:class:`PredictExit`).
 The model runs through ``torch.jit.load`` alone, as any consumer of the champion would run it.
 """
 
@@ -16,15 +16,40 @@ import json
 import sys
 import traceback
 import warnings
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from job.contract import CLASSES_JSON, EXPORTED_MODEL, PREDICT_EXIT_MEANINGS, PredictExit
+from job.contract import CLASSES_JSON, EXPORTED_MODEL
 
 SIZE = 32  # pixels: the model's input is 32 × 32
 FORMATS = ("PNG", "JPEG")
+
+
+class PredictExit(IntEnum):
+    """How ``python -m job.predict`` (``resnet-job-predict``) ends (``docs/contract.md``)."""
+
+    DONE = 0
+    UNEXPECTED = 1
+    """A bug: the traceback is printed."""
+    BAD_MODEL = 2
+    """A bad option, or the model folder is missing or holds no exported model."""
+    NO_IMAGE = 3
+    """An image path does not exist or is not a file."""
+    BAD_IMAGE = 4
+    """An image file is not a readable PNG or JPEG."""
+
+
+PREDICT_EXIT_MEANINGS: dict[PredictExit, str] = {
+    PredictExit.DONE: "every image classified",
+    PredictExit.UNEXPECTED: "anything unexpected (a bug: the traceback is printed)",
+    PredictExit.BAD_MODEL: "a bad option, or MODEL holds no readable exported model",
+    PredictExit.NO_IMAGE: "an image path does not exist or is not a file",
+    PredictExit.BAD_IMAGE: "an image file is not a readable PNG or JPEG",
+}
+"""One line per exit code of the predictor, for its ``--help``."""
 
 
 class _Failure(Exception):

@@ -33,10 +33,14 @@ STAGING = ".moving"
 name; present only while a move is under way or was cut short."""
 
 
-def claim(cfg: Config) -> Path | None:
+def claim(cfg: Config) -> dict[str, Any] | None:
     """Make ``cfg.output_dir`` ready for this run: finish a move cut short, set a finished run
-    of another configuration aside, refuse an unfinished one; return where a run was set aside,
-    or None."""
+    of another configuration aside, refuse an unfinished one.
+
+    Return the fingerprint of the checkpoint this run finds there, read once for the run
+    (:func:`job.seed.resolve` takes its seed): None when there is none, it cannot be read, or
+    its run was set aside.
+    """
     output_dir = cfg.output_dir
     try:
         if (output_dir / PREVIOUS / STAGING).is_dir():
@@ -47,10 +51,10 @@ def claim(cfg: Config) -> Path | None:
             return None
         diff = differences(saved, _comparable(cfg, saved))
         if not diff:
-            return None  # the same configuration: the run resumes (or ends at once)
+            return saved  # the same configuration: the run resumes (or ends at once)
         if not (output_dir / METRICS_JSON).is_file():
             raise foreign(output_dir, diff)
-        moved = _set_aside(output_dir)
+        moved = _set_aside(output_dir, saved)
     except OSError as exc:
         if is_no_space(exc):
             raise  # a full volume: the job's disk fault (exit 5) names it
@@ -62,7 +66,7 @@ def claim(cfg: Config) -> Path | None:
         f"output: {output_dir} held a finished run of another configuration "
         f"({', '.join(diff)}); its outputs are now in {moved}"
     )
-    return moved
+    return None
 
 
 def _comparable(cfg: Config, saved: dict[str, Any]) -> dict[str, Any]:
@@ -74,9 +78,13 @@ def _comparable(cfg: Config, saved: dict[str, Any]) -> dict[str, Any]:
     return fingerprint
 
 
-def _set_aside(output_dir: Path) -> Path:
+def _set_aside(output_dir: Path, saved: dict[str, Any] | None = None) -> Path:
     """Move the run's outputs into ``previous/.moving`` (metrics.json last: while it stays,
-    the run still counts as finished), then give that folder its name; return it."""
+    the run still counts as finished), then give that folder its name; return it.
+
+    The name holds the digest of ``saved``, the fingerprint of the run's checkpoint, already
+    read by the caller; a move cut short reads it from the checkpoint it moved.
+    """
     previous = output_dir / PREVIOUS
     staging = previous / STAGING
     staging.mkdir(parents=True, exist_ok=True)
@@ -85,7 +93,9 @@ def _set_aside(output_dir: Path) -> Path:
             os.replace(output_dir / name, staging / name)
     _fsync_dir(staging)
     _fsync_dir(output_dir)
-    stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{_digest(staging)}"
+    if saved is None:
+        saved = read_fingerprint(staging)
+    stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{_digest(saved)}"
     target, n = previous / stamp, 1
     while target.exists():
         n += 1
@@ -95,9 +105,8 @@ def _set_aside(output_dir: Path) -> Path:
     return target
 
 
-def _digest(folder: Path) -> str:
-    """The first 12 hex digits of the sha256 of the fingerprint of ``folder``'s checkpoint."""
-    saved = read_fingerprint(folder)
+def _digest(saved: dict[str, Any] | None) -> str:
+    """The first 12 hex digits of the sha256 of a checkpoint's fingerprint ``saved``."""
     if saved is None:
         return "unknown"
     text = json.dumps(saved, sort_keys=True, default=str)

@@ -20,11 +20,10 @@ from job.contract import (
     LOSSES_PNG,
     LRS_PNG,
     SAMPLES_PNG,
-    EpochRecord,
-    TrainedEpoch,
 )
 from job.files import atomic_write, write_json
 from job.loader import MEAN, STD, DeviceLoader
+from job.records import EpochRecord, TrainedEpoch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +57,7 @@ def history_frame(history: Sequence[EpochRecord]) -> pd.DataFrame:
 
 
 def write_history(output_dir: Path, history: Sequence[EpochRecord]) -> None:
-    """history.json (the tutorial's list of dicts, see :class:`job.contract.TrainedEpoch`)
+    """history.json (the tutorial's list of dicts, see :class:`job.records.TrainedEpoch`)
     and history.csv."""
     write_json(output_dir / HISTORY_JSON, [entry.to_json() for entry in history])
     csv = history_frame(history).to_csv(index=False)

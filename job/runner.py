@@ -1,5 +1,6 @@
-"""One run from start to finish, as its stages: claim and prepare the output, load the data, train,
-publish the outputs, promote, report done."""
+"""One run from start to finish, as its stages: claim and prepare the output and resolve the run
+once (:func:`start`), then load the data, train, publish the outputs, promote and report done
+(:func:`finish`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import Any
 
 import torch
 
-from job import previous, signals, threads
+from job import previous, signals
 from job import seed as seeds
 from job.champion import judge
-from job.config import Config, resolve_device, resolve_precision
+from job.config import Config
 from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL
 from job.data import Dataset, load_dataset
 from job.errors import ConfigError
@@ -22,58 +23,52 @@ from job.events import EpochReporter, emit, log, report_done
 from job.export import export
 from job.files import atomic_write, write_json
 from job.metrics import run_metrics
+from job.plan import RunPlan, resolve
 from job.promote import promote_run
 from job.report import start_history_plots, start_samples, write_history
 from job.train import FitResult, fit
 
 
-def run(cfg: Config) -> dict[str, Any]:
-    """Train per ``cfg`` and write every output; return the metrics written to metrics.json."""
+def start(cfg: Config) -> RunPlan:
+    """Claim OUTPUT_DIR, resolve the run once (:class:`RunPlan`), check OUTPUT_DIR is
+    writable, report the start and write config.json."""
     started = time.perf_counter()
     signals.install()
-    previous.claim(cfg)  # before the seed: a new configuration with SEED=random draws its own
-    cfg = seeds.resolve(cfg)  # before anything records or uses the seed
-    device, precision, cpu_threads = _prepare(cfg)
-    data = _load(cfg)
-    samples = start_samples(cfg.output_dir, data, cfg.seed_number)  # drawn while the model trains
-    result = fit(cfg, data, device, precision, EpochReporter(cfg.epochs))
-    _publish(cfg.output_dir, result, data.classes, samples)
-    metrics = run_metrics(
-        result, data, device, precision, started, cpu_threads, seed=cfg.seed_number
-    )
-    write_json(cfg.output_dir / METRICS_JSON, metrics)
-    if cfg.promote_dir is not None:
-        champion = judge(cfg, data, device, precision)
-        promote_run(cfg.output_dir, cfg.promote_dir, metrics, cfg.promote_margin, champion)
-    report_done(metrics, str(cfg.output_dir))
-    return metrics
-
-
-def _prepare(cfg: Config) -> tuple[torch.device, str, int]:
-    """Size torch's thread pools, resolve the device and precision, check OUTPUT_DIR is
-    writable, report the start and write config.json; return the device, the precision and
-    the CPU threads."""
-    cpu_threads = threads.resolve(cfg.cpu_threads, torch.get_num_threads())
-    threads.apply(cpu_threads)  # before any torch work: the inter-op pool is sized once
-    device = resolve_device(cfg)
-    precision = resolve_precision(cfg, device)
+    # Claimed before the seed: a new configuration with SEED=random draws its own.
+    saved = previous.claim(cfg)
+    plan = resolve(seeds.resolve(cfg, saved), started)  # the seed before anything records it
     _prepare_output(cfg.output_dir)
     emit(
         "start",
-        config=cfg.to_json(),
-        device=str(device),
-        precision=precision,
-        cpu_threads=cpu_threads,
+        config=plan.cfg.to_json(),
+        device=str(plan.device),
+        precision=plan.precision,
+        cpu_threads=plan.cpu_threads,
         pid=os.getpid(),
     )
     log(
-        f"resnet-job: {cfg.epochs} epochs on {device} ({precision}, {cpu_threads} CPU threads), "
-        f"output in {cfg.output_dir}"
+        f"resnet-job: {cfg.epochs} epochs on {plan.device} ({plan.precision}, "
+        f"{plan.cpu_threads} CPU threads), output in {cfg.output_dir}"
     )
-    resolved: dict[str, Any] = {"resolved_device": str(device), "resolved_precision": precision}
-    resolved["resolved_cpu_threads"] = cpu_threads
-    write_json(cfg.output_dir / CONFIG_JSON, {**cfg.to_json(), **resolved})
-    return device, precision, cpu_threads
+    write_json(cfg.output_dir / CONFIG_JSON, {**plan.cfg.to_json(), **plan.resolved()})
+    return plan
+
+
+def finish(plan: RunPlan) -> dict[str, Any]:
+    """Load the data, train, write every output, promote; return the metrics written to
+    metrics.json."""
+    cfg = plan.cfg
+    data = _load(cfg)
+    samples = start_samples(cfg.output_dir, data, cfg.seed_number)  # drawn while the model trains
+    result = fit(plan, data, EpochReporter(cfg.epochs))
+    _publish(cfg.output_dir, result, data.classes, samples)
+    metrics = run_metrics(result, data, plan)
+    write_json(cfg.output_dir / METRICS_JSON, metrics)
+    if cfg.promote_dir is not None:
+        champion = judge(plan, data)
+        promote_run(cfg.output_dir, cfg.promote_dir, metrics, cfg.promote_margin, champion)
+    report_done(metrics, str(cfg.output_dir))
+    return metrics
 
 
 def _load(cfg: Config) -> Dataset:

@@ -2,15 +2,17 @@
 
 The seed belongs to the checkpoint's fingerprint, so a run stopped and restarted (a pod
 rescheduled, a Job's retry) must draw the seed its checkpoint was written with, or it could
-not resume. ``random`` therefore reads OUTPUT_DIR's checkpoint first and draws only when
-there is none (or none readable: the checkpoint's own verification then reports it).
+not resume. ``random`` therefore takes the seed of OUTPUT_DIR's checkpoint (its fingerprint,
+read once by :func:`job.previous.claim`) and draws only when there is none (or none readable:
+the checkpoint's own verification then reports it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import secrets
-from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
 from job.config import Config
 from job.contract import CHECKPOINT
@@ -20,11 +22,12 @@ RANDOM = "random"
 SEED_BITS = 31  # a positive int32: any tool that takes a seed takes it
 
 
-def resolve(cfg: Config) -> Config:
-    """``cfg`` with SEED as a number: itself, the checkpoint's seed, or a new draw."""
+def resolve(cfg: Config, saved: Mapping[str, Any] | None) -> Config:
+    """``cfg`` with SEED as a number: itself, the seed of ``saved`` (the fingerprint of the
+    checkpoint the run resumes, None without one), or a new draw."""
     if cfg.seed != RANDOM:
         return cfg
-    seed = _checkpoint_seed(cfg.output_dir)
+    seed = _checkpoint_seed(saved)
     if seed is None:
         seed = secrets.randbits(SEED_BITS)
         log(f"seed: {seed}, drawn (SEED=random)")
@@ -33,10 +36,8 @@ def resolve(cfg: Config) -> Config:
     return dataclasses.replace(cfg, seed=seed)
 
 
-def _checkpoint_seed(output_dir: Path) -> int | None:
-    """The seed in the fingerprint of ``output_dir``'s checkpoint; None when there is none or
-    it cannot be read (verifying it is :func:`job.checkpoint.load_checkpoint`'s job)."""
-    from job.checkpoint import read_fingerprint  # imports torch
-
-    seed = (read_fingerprint(output_dir) or {}).get("seed")
+def _checkpoint_seed(saved: Mapping[str, Any] | None) -> int | None:
+    """The seed in a checkpoint's fingerprint ``saved``; None when there is none or it is not
+    a seed (verifying the checkpoint is :func:`job.checkpoint.load_checkpoint`'s job)."""
+    seed = (saved or {}).get("seed")
     return seed if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 else None

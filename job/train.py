@@ -20,12 +20,13 @@ from torch import nn
 from job import signals
 from job.checkpoint import CHECKPOINT, load_checkpoint, save_state
 from job.config import Config
-from job.contract import EpochRecord, Evaluation, TrainedEpoch, record_from_json
 from job.data import Dataset
 from job.errors import DivergedError, StoppedError
 from job.loader import DeviceLoader
 from job.model import ResNet9
+from job.plan import RunPlan
 from job.progress import EpochProgress
+from job.records import EpochRecord, Evaluation, TrainedEpoch, record_from_json
 from job.shortcuts import eager_optimizer_class
 
 _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -49,7 +50,7 @@ class FitResult:
 class _Training:
     """One run's training state: the loaders, the model, its optimizer, schedule and scaler."""
 
-    cfg: Config
+    plan: RunPlan
     train_dl: DeviceLoader
     val_dl: DeviceLoader
     model: nn.Module
@@ -59,20 +60,20 @@ class _Training:
     scaler: torch.amp.GradScaler
     autocast: Callable[[], contextlib.AbstractContextManager]
 
+    @property
+    def cfg(self) -> Config:
+        """The settings (SEED resolved): most of what the steps read of the plan."""
+        return self.plan.cfg
 
-def fit(
-    cfg: Config,
-    data: Dataset,
-    device: torch.device,
-    precision: str,
-    on_epoch: Callable[[TrainedEpoch], None],
-) -> FitResult:
+
+def fit(plan: RunPlan, data: Dataset, on_epoch: Callable[[TrainedEpoch], None]) -> FitResult:
     """Train per the recipe, checkpointing after every epoch; resume from OUTPUT_DIR's one."""
+    cfg = plan.cfg
     torch.manual_seed(cfg.seed_number)
-    if device.type == "cuda":
+    if plan.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    training = _build(cfg, data, device, precision)
-    state = load_checkpoint(cfg.output_dir, cfg.fingerprint())
+    training = _build(plan, data)
+    state = load_checkpoint(cfg.output_dir, plan.fingerprint)
     history, start_epoch = ([], 0) if state is None else _restore(training, state)
     signals.set_training(True)
     try:
@@ -90,9 +91,10 @@ def fit(
     return FitResult(records=history, model=training.model, resumed_from=start_epoch)
 
 
-def _build(cfg: Config, data: Dataset, device: torch.device, precision: str) -> _Training:
-    """The loaders on ``device``, then the model (its initialisation draws from the seeded
-    global RNG), the optimizer, the one-cycle schedule and the gradient scaler."""
+def _build(plan: RunPlan, data: Dataset) -> _Training:
+    """The loaders on the plan's device, then the model (its initialisation draws from the
+    seeded global RNG), the optimizer, the one-cycle schedule and the gradient scaler."""
+    cfg, device, precision = plan.cfg, plan.device, plan.precision
     train_dl = DeviceLoader(
         data.train_images,
         data.train_labels,
@@ -112,7 +114,7 @@ def _build(cfg: Config, data: Dataset, device: torch.device, precision: str) -> 
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     autocast = autocast_for(device, precision)
-    return _Training(cfg, train_dl, val_dl, model, step_model, optimizer, sched, scaler, autocast)
+    return _Training(plan, train_dl, val_dl, model, step_model, optimizer, sched, scaler, autocast)
 
 
 def eval_loader(cfg: Config, data: Dataset, device: torch.device) -> DeviceLoader:
@@ -142,7 +144,7 @@ def _checkpoint(training: _Training, epoch: int, history: list[EpochRecord]) -> 
     save_state(
         training.cfg.output_dir / CHECKPOINT,
         {
-            "fingerprint": training.cfg.fingerprint(),
+            "fingerprint": training.plan.fingerprint,
             "epoch": epoch,
             "history": [record.to_json() for record in history],
             "model": training.model.state_dict(),

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from job import contract
+from job import contract, predict, records
+from search import exits
 from tests.conftest import REPO
 
 DOC = (REPO / "docs" / "contract.md").read_text()
@@ -48,8 +49,8 @@ def test_the_doc_lists_no_variable_the_job_lacks() -> None:
 @pytest.mark.parametrize(
     ("heading", "code"),
     [("## Exit codes of the job", code) for code in contract.ExitCode]
-    + [("## Exit codes of the search driver", code) for code in contract.DriverExit]
-    + [("## Exit codes of the predictor", code) for code in contract.PredictExit],
+    + [("## Exit codes of the search driver", code) for code in exits.DriverExit]
+    + [("## Exit codes of the predictor", code) for code in predict.PredictExit],
     ids=lambda x: x if isinstance(x, str) else f"{type(x).__name__}.{x.name}",
 )
 def test_every_exit_code_is_documented_by_value_and_name(heading, code) -> None:
@@ -61,8 +62,8 @@ def test_every_exit_code_is_documented_by_value_and_name(heading, code) -> None:
     ("heading", "codes"),
     [
         ("## Exit codes of the job", contract.ExitCode),
-        ("## Exit codes of the search driver", contract.DriverExit),
-        ("## Exit codes of the predictor", contract.PredictExit),
+        ("## Exit codes of the search driver", exits.DriverExit),
+        ("## Exit codes of the predictor", predict.PredictExit),
     ],
     ids=["job", "driver", "predictor"],
 )
@@ -96,13 +97,13 @@ def _history_fields() -> dict[str, list[str]]:
 
 
 def test_the_doc_lists_exactly_the_history_records_fields_in_order() -> None:
-    fields = [f.name for f in dataclasses.fields(contract.TrainedEpoch)]
+    fields = [f.name for f in dataclasses.fields(records.TrainedEpoch)]
     assert list(_history_fields()) == fields
-    assert {f.name for f in dataclasses.fields(contract.Evaluation)} <= set(fields)
+    assert {f.name for f in dataclasses.fields(records.Evaluation)} <= set(fields)
 
 
 def test_the_doc_says_which_history_entries_have_each_field() -> None:
-    evaluation = {f.name for f in dataclasses.fields(contract.Evaluation)}
+    evaluation = {f.name for f in dataclasses.fields(records.Evaluation)}
     for name, (_type, _unit, entries, _meaning) in _history_fields().items():
         assert entries == ("all" if name in evaluation else "epochs ≥ 1"), name
 
@@ -123,20 +124,20 @@ def _trained_entry(epoch: int = 1) -> dict:
 @pytest.mark.parametrize(
     ("entry", "kind"),
     [
-        ({"epoch": 0, "val_loss": 2.3, "val_acc": 0.1, "eval_seconds": 0.25}, contract.Evaluation),
-        (_trained_entry(), contract.TrainedEpoch),
+        ({"epoch": 0, "val_loss": 2.3, "val_acc": 0.1, "eval_seconds": 0.25}, records.Evaluation),
+        (_trained_entry(), records.TrainedEpoch),
     ],
     ids=["evaluation", "trained"],
 )
 def test_a_history_entry_round_trips_through_its_record_with_its_key_order(entry, kind) -> None:
-    record = contract.record_from_json(entry)
+    record = records.record_from_json(entry)
     assert type(record) is kind
     assert list(record.to_json().items()) == list(entry.items())
     assert json.loads(json.dumps(record.to_json())) == entry
 
 
 def test_a_trained_epochs_lrs_are_immutable_in_the_record_and_a_list_in_json() -> None:
-    record = contract.record_from_json(_trained_entry())
+    record = records.record_from_json(_trained_entry())
     assert record.lrs == (0.001, 0.002) and record.to_json()["lrs"] == [0.001, 0.002]
     with pytest.raises(dataclasses.FrozenInstanceError):
         record.val_acc = 1.0  # type: ignore[misc]
@@ -153,7 +154,7 @@ def test_a_trained_epochs_lrs_are_immutable_in_the_record_and_a_list_in_json() -
 )
 def test_an_entry_that_is_neither_record_is_refused(entry) -> None:
     with pytest.raises(ValueError, match="not a history entry"):
-        contract.record_from_json(entry)
+        records.record_from_json(entry)
 
 
 def test_the_doc_names_exactly_the_tunable_variables() -> None:

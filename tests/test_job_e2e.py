@@ -40,7 +40,7 @@ def test_run_over_http_writes_every_output(archives, tmp_path, http_server, layo
 
 
 def test_history_json_entries_are_the_contracts_records(archives, tmp_path) -> None:
-    from job.contract import Evaluation, TrainedEpoch, record_from_json
+    from job.records import Evaluation, TrainedEpoch, record_from_json
 
     result = run_job(job_env(tmp_path, DATA_URL=archives["python"].as_uri(), EPOCHS=2))
     assert result.code == 0, result.stderr

@@ -10,9 +10,10 @@ import torch
 
 from job.checkpoint import load_checkpoint
 from job.config import Config, from_env
-from job.contract import TrainedEpoch
 from job.data import load_dataset
 from job.errors import StoppedError
+from job.plan import RunPlan
+from job.records import TrainedEpoch
 from job.train import FitResult, fit
 
 pytestmark = pytest.mark.gpu
@@ -38,7 +39,7 @@ def _fit(cfg: Config, device: torch.device, stop_after: int | None = None) -> Fi
         if entry.epoch == stop_after:
             raise StoppedError(f"stopped after epoch {stop_after}")
 
-    return fit(cfg, load_dataset(cfg), device, "bf16", on_epoch)
+    return fit(RunPlan(cfg, device, "bf16", 1, started=0.0), load_dataset(cfg), on_epoch)
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from job.contract import EVENT_VERSION, EVENTS, TrainedEpoch
+from job.contract import EVENT_VERSION, EVENTS
 from job.events import EpochReporter, emit, report_done
+from job.records import TrainedEpoch
 
 
 def _fields(name: str) -> dict[str, object]:

@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from job.contract import CLASSES_JSON, EXPORTED_MODEL, PredictExit
+from job.contract import CLASSES_JSON, EXPORTED_MODEL
+from job.predict import PredictExit
 from tests.conftest import REPO, job_env, run_job
 from tests.job.fresh import fresh_accuracy
 

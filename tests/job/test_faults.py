@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from job import resources
-from job.__main__ import _fault
+from job.__main__ import _fault, _Known
+from job.config import from_env
 from job.contract import (
     CHECKPOINT,
     MODEL,
@@ -23,9 +24,10 @@ from job.contract import (
     REASON_MEMORY,
     ExitCode,
 )
-from job.errors import DataError, ResourceError
+from job.errors import DataError, JobError, ResourceError
 from job.files import atomic_write
 from job.model import ResNet9
+from job.plan import RunPlan
 from tests.tmpfs import fill, leftovers, small_volume
 
 # -- sizes ---------------------------------------------------------------------------------
@@ -128,6 +130,11 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def _fault_of(exc: Exception) -> JobError | None:
+    """The fault ``exc`` is, as the job maps it once it has parsed its settings (``env``)."""
+    return _fault(exc, _Known(cfg=from_env()))
+
+
 def _no_space(path: Path | None) -> OSError:
     return OSError(errno.ENOSPC, "No space left on device", None if path is None else str(path))
 
@@ -146,7 +153,7 @@ def _no_space(path: Path | None) -> OSError:
 def test_a_full_volume_maps_to_its_exit_code_naming_folder_and_file(
     env: Path, where: str | None, code: ExitCode, says: list[str]
 ) -> None:
-    fault = _fault(_no_space(None if where is None else env / where))
+    fault = _fault_of(_no_space(None if where is None else env / where))
     assert fault is not None and fault.exit_code == code
     assert all(s in fault.message for s in says), fault.message
     assert getattr(fault, "reason", REASON_DISK) == REASON_DISK
@@ -159,14 +166,14 @@ def test_a_full_promote_dir_during_a_copy_names_the_destination(env: Path) -> No
     with small_volume(env / "promote_dir" / "runs" / "1", 1 << 20):
         with pytest.raises(OSError) as full:
             shutil.copy2(source, target)
-        fault = _fault(full.value)
+        fault = _fault_of(full.value)
     assert fault is not None and fault.exit_code == ExitCode.RESOURCES
     assert "PROMOTE_DIR=" in fault.message and f"runs/1/{MODEL}" in fault.message
 
 
 def test_a_full_output_dir_says_the_checkpoint_is_intact_when_there_is_one(env: Path) -> None:
     (env / "output_dir" / CHECKPOINT).write_bytes(b"x")
-    fault = _fault(_no_space(env / "output_dir" / MODEL))
+    fault = _fault_of(_no_space(env / "output_dir" / MODEL))
     assert fault is not None and f"last complete {CHECKPOINT}, which is intact" in fault.message
 
 
@@ -198,7 +205,7 @@ def test_a_failed_allocation_is_exit_5_naming_batch_size_width_and_memory(
     env: Path, exc: BaseException, memory: str
 ) -> None:
     assert isinstance(exc, Exception)
-    fault = _fault(exc)
+    fault = _fault_of(exc)
     assert isinstance(fault, ResourceError) and fault.reason == REASON_MEMORY
     assert fault.exit_code == ExitCode.RESOURCES
     for text in ("BATCH_SIZE=512", "MODEL_WIDTH=2", memory, "lower BATCH_SIZE or MODEL_WIDTH"):
@@ -225,9 +232,20 @@ def _raised_while_handling_oom() -> Exception:
     ],
 )
 def test_anything_else_stays_a_bug(env: Path, exc: Exception) -> None:
-    assert _fault(exc) is None
+    assert _fault_of(exc) is None
 
 
 def test_a_data_dir_write_is_a_data_error(env: Path) -> None:
-    fault = _fault(_no_space(env / "data_dir" / "downloads" / "x.tgz"))
+    fault = _fault_of(_no_space(env / "data_dir" / "downloads" / "x.tgz"))
     assert isinstance(fault, DataError) and fault.exit_code == ExitCode.NO_DATA
+
+
+def test_before_the_settings_are_parsed_nothing_is_a_fault(env: Path) -> None:
+    assert _fault(MemoryError(), _Known()) is None
+
+
+def test_a_failed_allocation_names_the_device_the_run_resolved(env: Path) -> None:
+    cfg = from_env()  # DEVICE=auto: the plan says which GPU it became
+    plan = RunPlan(cfg, torch.device("cuda:1"), "bf16", 1, started=0.0)
+    fault = _fault(torch.OutOfMemoryError(_CUDA_OOM), _Known(cfg=cfg, plan=plan))
+    assert isinstance(fault, ResourceError) and "GPU memory on cuda:1" in fault.message

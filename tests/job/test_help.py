@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from job.contract import EXIT_MEANINGS, PREDICT_EXIT_MEANINGS
+from job.contract import EXIT_MEANINGS
+from job.predict import PREDICT_EXIT_MEANINGS
 from tests.conftest import REPO
 
 

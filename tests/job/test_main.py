@@ -9,25 +9,24 @@ import sys
 import pytest
 
 from job.contract import EXIT_MEANINGS, OUTPUTS, VARIABLES
-from tests.conftest import REPO
+from tests.conftest import REPO, JobResult, run_job
 
 
-def _job(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "job", *args], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+def _job(*args: str) -> JobResult:
+    """``python -m job ARGS`` in this process's environment; its output is no event stream."""
+    return run_job(None, *args, timeout=120, strict=False)
 
 
 @pytest.fixture(scope="module")
 def help_text() -> str:
     result = _job("--help")
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.stderr
     return " ".join(result.stdout.split())  # click wraps lines; compare word by word
 
 
 def test_variables_prints_each_default_and_meaning_as_json() -> None:
     result = _job("--variables")
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.stderr
     assert json.loads(result.stdout) == {
         v.name: {"default": v.default, "help": v.help} for v in VARIABLES
     }

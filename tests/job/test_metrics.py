@@ -7,9 +7,11 @@ import time
 import pytest
 import torch
 
-from job.contract import Evaluation, TrainedEpoch
+from job.config import Config
 from job.data import Dataset
 from job.metrics import run_metrics
+from job.plan import RunPlan
+from job.records import Evaluation, TrainedEpoch
 from job.train import FitResult
 
 KEYS = [
@@ -62,17 +64,19 @@ def _result(*trained: TrainedEpoch, resumed_from: int = 0) -> FitResult:
     )
 
 
+def _plan(precision: str, started: float, cpu_threads: int) -> RunPlan:
+    return RunPlan(Config(seed=7), torch.device("cpu"), precision, cpu_threads, started)
+
+
 def test_metrics_have_the_contracts_keys_in_order() -> None:
-    metrics = run_metrics(
-        _result(_epoch(1, 0.5, 2.0)), _data(), torch.device("cpu"), "fp32", 0.0, 2, seed=7
-    )
+    metrics = run_metrics(_result(_epoch(1, 0.5, 2.0)), _data(), _plan("fp32", 0.0, 2))
     assert list(metrics) == KEYS
 
 
 def test_metrics_summarise_the_trained_epochs() -> None:
     result = _result(_epoch(1, 0.5, 2.0), _epoch(2, 0.7, 3.0), _epoch(3, 0.6, 5.0), resumed_from=1)
     started = time.perf_counter()
-    metrics = run_metrics(result, _data(), torch.device("cpu"), "bf16", started, 3, seed=7)
+    metrics = run_metrics(result, _data(), _plan("bf16", started, 3))
     assert metrics["val_acc"] == 0.6 and metrics["val_loss"] == pytest.approx(2.0 / 3)
     assert metrics["train_loss"] == pytest.approx(1.0 / 3)
     assert (metrics["best_val_acc"], metrics["best_epoch"]) == (0.7, 2)
@@ -81,14 +85,12 @@ def test_metrics_summarise_the_trained_epochs() -> None:
     assert metrics["images_per_sec"] == 100 * 3 / 10.0
     assert 0 <= metrics["wall_seconds"] < 60
     assert (metrics["n_train"], metrics["n_test"], metrics["parameters"]) == (100, 40, 15)
-    assert (metrics["device"], metrics["precision"]) == ("cpu", "bf16")
+    assert (metrics["device"], metrics["precision"], metrics["cpu_threads"]) == ("cpu", "bf16", 3)
     assert (metrics["data_sha256"], metrics["data_layout"]) == ("ab" * 32, "python")
 
 
 def test_a_run_with_nothing_trained_reports_its_evaluation() -> None:
-    metrics = run_metrics(
-        _result(), _data(), torch.device("cpu"), "fp32", time.perf_counter(), 1, seed=7
-    )
+    metrics = run_metrics(_result(), _data(), _plan("fp32", time.perf_counter(), 1))
     assert (metrics["val_acc"], metrics["best_epoch"], metrics["epochs"]) == (0.1, 0, 0)
     assert metrics["train_loss"] is None
     assert (metrics["train_seconds"], metrics["images_per_sec"]) == (0, 0.0)

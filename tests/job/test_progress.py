@@ -7,13 +7,11 @@ import json
 import os
 import pty
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, job_env, run_job
+from tests.conftest import job_env, run_job, start_job
 
 STEP_LINE = re.compile(r"^epoch (\d+)/(\d+)  step (\d+)/(\d+)  \d+ img/s  epoch ETA \d+:\d\d:\d\d$")
 
@@ -66,14 +64,7 @@ def test_a_malformed_progress_seconds_is_rejected_by_name(tmp_path, text) -> Non
 
 def test_on_a_terminal_stderr_shows_a_live_bar(archives, tmp_path) -> None:
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "job"],
-        env=_env(tmp_path, archives, "0.001"),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=follower,
-        text=True,
-    )
+    proc = start_job(_env(tmp_path, archives, "0.001"), stderr=follower)
     os.close(follower)
     screen = b""
     while True:

@@ -13,10 +13,8 @@ from job.contract import (
     HISTORY_JSON,
     PLOTS,
     SAMPLES_PNG,
-    EpochRecord,
-    TrainedEpoch,
-    record_from_json,
 )
+from job.records import EpochRecord, TrainedEpoch, record_from_json
 from job.report import (
     epoch_ends,
     history_figures,

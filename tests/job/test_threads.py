@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from job import threads
-from tests.conftest import REPO, job_env, need, run_job
+from tests.conftest import job_env, need, run_job
 
 # -- the files' texts -------------------------------------------------------------------------
 
@@ -131,11 +129,9 @@ def _threads_of(tmp: Path, archive: Path, prefix: list[str], **settings: object)
     and metrics.json report (one figure when they agree)."""
     env = job_env(tmp, DATA_URL=archive.as_uri(), EPOCHS=1, **settings)
     env.pop("OMP_NUM_THREADS")  # the figure must come from the machine, not the test's cap
-    proc = subprocess.run(
-        [*prefix, sys.executable, "-m", "job"], env=env, cwd=REPO, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    start = next(e for e in map(json.loads, proc.stdout.splitlines()) if e["event"] == "start")
+    result = run_job(env, prefix=prefix)
+    assert result.code == 0, result.stderr
+    start = result.of("start")[0]
     out = tmp / "output"
     config = json.loads((out / "config.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())

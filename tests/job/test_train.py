@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,10 @@ import torch
 
 from job.checkpoint import load_checkpoint
 from job.config import Config, from_env
-from job.contract import EpochRecord, Evaluation, TrainedEpoch
 from job.data import load_dataset
 from job.errors import StoppedError
+from job.plan import RunPlan
+from job.records import EpochRecord, Evaluation, TrainedEpoch
 from job.train import FitResult, fit, optimizer_class
 from tests.conftest import REPO, job_env
 
@@ -101,7 +103,8 @@ def _fit(cfg: Config, stop_after: int | None = None) -> tuple[FitResult, list[Tr
             raise StoppedError(f"stopped after epoch {stop_after}")
 
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    return fit(cfg, load_dataset(cfg), torch.device("cpu"), "fp32", on_epoch), reported
+    plan = RunPlan(cfg, torch.device("cpu"), "fp32", 1, started=time.perf_counter())
+    return fit(plan, load_dataset(cfg), on_epoch), reported
 
 
 def _untimed(records: list[EpochRecord]) -> list[dict]:
