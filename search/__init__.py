@@ -18,12 +18,13 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from search.report import configmap, trials_frame, write_best, write_report
     from search.settings import Settings
     from search.space import Space, SpaceError, build_space, default_space, load_space, to_env
-    from search.study import load_study, open_study
+    from search.study import OpenedStudy, load_study, open_study
 
 _EXPORTS: dict[str, str] = {
     "Driver": "search.driver",
     "Settings": "search.settings",
     "StudyStopped": "search.errors",
+    "OpenedStudy": "search.study",
     "open_study": "search.study",
     "load_study": "search.study",
     "parse_event": "search.events",
@@ -45,6 +46,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Driver",
+    "OpenedStudy",
     "Settings",
     "Space",
     "SpaceError",

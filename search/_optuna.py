@@ -14,8 +14,21 @@ this inside ``Study.optimize``, and offers no public name for what it needs:
   ``FrozenStudy`` (``optuna.study._frozen``), a type in the storage interface it forwards;
 - Optuna's cache of an RDB storage (``optuna.storages._CachedStorage``), which
   :mod:`search.storage` puts under its retry loop for reads of a study's trials;
-- TPE's ``_sample`` and ``Study._get_trials``, which :mod:`search.tpe` wraps to bound the
-  history TPE reads.
+- a study's storage object (``Study._storage``), which the confirmation runs' sibling study
+  and a reader of it share with the study (:mod:`search.study`);
+- the parameters a queued trial will take (its ``fixed_params`` system attribute), which say
+  what a queued confirmation run confirms before any driver has taken it;
+- ``Distribution._contains``, which tells whether a value is one a distribution can suggest
+  (an ``--enqueue`` configuration inside the space, :mod:`search.space`);
+- ``Study._get_trials`` with ``use_cache``, the trials an ask has already read, which
+  :mod:`search.tpe` hands TPE (:func:`cached_trials`).
+
+One subclass must override a private method: :class:`search.tpe.BoundedTPESampler`
+overrides ``TPESampler._sample``, the one method every TPE ask goes through with the study
+it reads, to hand it a study whose history is bounded; that study (``search.tpe._Bounded``)
+answers ``Study._get_trials``, the method TPE reads the trials through. Optuna has no public
+hook there: a sampler's public ``sample_relative``/``sample_independent`` take the study
+too, but TPE reads the trials again inside ``_sample``.
 
 Keeping every such access here means an Optuna upgrade that renames them breaks this module
 (and ``tests/search/test_storage.py``), not the driver.
@@ -25,21 +38,26 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from types import ModuleType
+from typing import Any
 
 import optuna
 from optuna.storages import _CachedStorage as CachedStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.study._frozen import FrozenStudy
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 __all__ = [
     "BaseHeartbeat",
     "CachedStorage",
     "FrozenStudy",
+    "cached_trials",
+    "contains",
+    "fixed_params",
     "quiet_experimental",
     "rdb_models",
+    "storage_of",
     "trial_id",
 ]
 
@@ -54,6 +72,28 @@ def rdb_models() -> ModuleType:
 def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     """The storage's id of ``trial`` (not its number), as heartbeats and system attrs need."""
     return trial._trial_id
+
+
+def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage object ``study`` was opened on (ours: a RetryingStorage)."""
+    return study._storage
+
+
+def fixed_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters a queued (WAITING) trial will take, as ``enqueue_trial`` fixed them."""
+    return dict(trial.system_attrs.get("fixed_params") or {})
+
+
+def contains(dist: optuna.distributions.BaseDistribution, internal: float) -> bool:
+    """Whether ``dist`` can suggest the value whose internal representation is ``internal``."""
+    return bool(dist._contains(internal))
+
+
+def cached_trials(
+    study: optuna.Study, deepcopy: bool, states: Container[TrialState] | None
+) -> list[FrozenTrial]:
+    """The study's trials as the current ask has already read them (no storage round trip)."""
+    return study._get_trials(deepcopy, states, use_cache=True)
 
 
 @contextlib.contextmanager

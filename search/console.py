@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from job.contract import DriverExit
+from search.exits import DriverExit
 
 if TYPE_CHECKING:
     import optuna

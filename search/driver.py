@@ -6,9 +6,10 @@ result. The budget is the study's total of finished (COMPLETE or PRUNED) trials,
 drivers, and reruns after a crash, share it. A heartbeat thread keeps this driver's running
 trials alive in the storage; trials whose driver is gone are failed and queued again.
 
+The driver receives its study opened (:func:`search.study.open_study`); it opens nothing.
 Once the budget is met, the confirmation phase (``settings.confirm`` > 0) runs the same way:
-the plan (:mod:`search.confirm`) queues each missing run as a WAITING trial of the sibling
-study, and the workers take them one at a time (a WAITING → RUNNING change only one driver
+the plan (:mod:`search.study.confirmation`) queues each missing run as a WAITING trial of the
+sibling study, and the workers take them one at a time (a WAITING → RUNNING change only one driver
 can make), so each run is executed once however many drivers share the phase, and a rerun
 finishes what a dead driver left.
 """
@@ -18,30 +19,29 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import optuna
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from job.contract import DriverExit, default
-from search import confirm
+from job.contract import default
 from search._optuna import quiet_experimental, trial_id
 from search.errors import StudyStopped
+from search.exits import DriverExit
+from search.owner import alive_here, driver_id
 from search.settings import Settings
 from search.storage import Requeue, StorageUnavailable, scrub
 from search.storage.retrying import BACKOFF_MAX
-from search.study import FINISHED, open_study
+from search.study import confirmation as confirm
+from search.study.lifecycle import FINISHED, OpenedStudy
 from search.trial import DOES_NOT_FIT, TrialRunner
 
 log = logging.getLogger("search")
 
-__all__ = ["Driver", "Settings", "StudyStopped", "driver_id"]
+__all__ = ["Driver"]
 
 _WAIT_FOR_BUDGET = 2.0
 """Seconds between looks at the study while other drivers' runs may still meet the budget."""
@@ -51,44 +51,13 @@ _ORPHAN_AFTER = 600.0
 asking for it and labelling it) is failed."""
 
 
-def driver_id() -> str:
-    """``host:pid:start-time`` of this process; identifies it on its trials."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_time(os.getpid())}"
-
-
-def _start_time(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "?"
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _alive_here(ident: str) -> bool:
-    """False when ``ident`` names a driver on this host that is no longer running."""
-    host, _, rest = ident.partition(":")
-    pid, _, started = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True  # another machine: only its heartbeat can tell
-    return _start_time(int(pid)) == started
-
-
 class Driver:
-    """Runs a study to its budget with ``settings.parallel`` worker threads."""
+    """Runs the ``opened`` study (opened with ``settings``, :func:`search.study.open_study`)
+    to its budget with ``settings.parallel`` worker threads."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, opened: OpenedStudy) -> None:
         self.settings = settings
-        self.study, self.storage = open_study(
-            settings.storage,
-            settings.study_name,
-            pruner=settings.pruner,
-            sampler=settings.sampler,
-            seed=settings.seed,
-            heartbeat=settings.heartbeat,
-            retries=settings.retries,
-            retry_seconds=settings.storage_retry,
-            first_params=settings.space.baseline(),
-        )
+        self.study, self.storage = opened.study, opened.storage
         self.requeue = Requeue(settings.retries)
         self.id = driver_id()
         self._lock = threading.Lock()
@@ -196,7 +165,7 @@ class Driver:
         seed = int(settings.job_env.get("SEED", default("SEED")))
         self.sibling = confirm.plan(
             self.study,
-            self.storage.url,  # with its driver named, as the creation lock needs it
+            self.storage,
             settings.confirm,
             confirm.seeds(seed, settings.confirm_seeds),
             baseline_trial(self.study),
@@ -385,7 +354,7 @@ class Driver:
             if owner == self.id:
                 continue
             if owner:
-                gone = not _alive_here(owner)
+                gone = not alive_here(owner)
             else:
                 started = t.datetime_start or now
                 gone = (now - started).total_seconds() > _ORPHAN_AFTER

@@ -1,9 +1,15 @@
-"""Why a study stops before its budget is met (the CLI turns each into its exit code), and
-how an error is shortened to one line for a message."""
+"""Why a run is refused (:class:`SettingsError`, exit 2) or a study stops before its budget is
+met (:class:`StudyStopped`; the CLI turns each into its exit code), and how an error is
+shortened to one line for a message."""
 
 from __future__ import annotations
 
-from job.contract import DriverExit
+from search.exits import DriverExit
+
+
+class SettingsError(ValueError):
+    """Options that cannot be honoured, or a study that refuses them; the message is the one
+    sentence to show (exit 2)."""
 
 
 class StudyStopped(RuntimeError):

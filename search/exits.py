@@ -1,14 +1,44 @@
-"""The exit codes of each ``python -m search`` command, with one line of meaning each: the
-end of every command's ``--help`` and the table in docs/search.md (a test keeps the two in
-step). The codes and their meanings are :class:`job.contract.DriverExit` and
-:data:`job.contract.DRIVER_EXIT_MEANINGS`.
+"""The exit codes of ``python -m search`` (:class:`DriverExit`), each with one line of
+meaning (:data:`DRIVER_EXIT_MEANINGS`): the end of every command's ``--help`` and the tables
+in docs/search.md and docs/contract.md (tests keep them in step).
 """
 
 from __future__ import annotations
 
 import textwrap
+from enum import IntEnum
 
-from job.contract import DRIVER_EXIT_MEANINGS, DriverExit
+
+class DriverExit(IntEnum):
+    """How ``python -m search run`` ends (``docs/contract.md``: driver exit codes); each
+    code's meaning is :data:`DRIVER_EXIT_MEANINGS`."""
+
+    DONE = 0
+    FAILURES = 1
+    BAD_INPUT = 2
+    NO_DATA = 3
+    RESOURCES = 5
+    STORAGE = 6
+    INTERRUPTED = 130
+    STOPPED = 143
+
+
+DRIVER_EXIT_MEANINGS: dict[DriverExit, str] = {
+    DriverExit.DONE: "done (run: the study holds its --trials finished trials, or --timeout "
+    "passed first: rerun to continue)",
+    DriverExit.FAILURES: "too many trials failed in a row, or a bug in the driver",
+    DriverExit.BAD_INPUT: "bad input, said in one sentence: an option, the search space, a "
+    "missing study, a study started with other settings, or a configuration the job rejected",
+    DriverExit.NO_DATA: "the job found no usable data: every trial would fail the same way",
+    DriverExit.RESOURCES: "a trial's disk filled up: every trial would fail the same way",
+    DriverExit.STORAGE: "the study's database is unusable (unreachable past --storage-retry, "
+    "or an error no retry cures)",
+    DriverExit.INTERRUPTED: "interrupted (Ctrl-C)",
+    DriverExit.STOPPED: "stopped by SIGTERM before the budget was met or the confirmation "
+    "phase finished: rerun the same command to continue",
+}
+"""One line per driver exit code: the end of each ``python -m search`` command's ``--help``
+and the tables in docs/contract.md and docs/search.md."""
 
 _READING = (DriverExit.DONE, DriverExit.BAD_INPUT, DriverExit.STORAGE, DriverExit.INTERRUPTED)
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.confirm import CONFIRMS, SEED
 from search.study import FINISHED
+from search.study.confirmation import CONFIRMS, SEED
 
 
 class Progress:

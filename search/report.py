@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 from job.contract import default
 from job.files import atomic_write, write_json, write_text
 from search.confirm import Confirmation, confirmation_of, promote_margin
-from search.recorded import configuration, recorded
 from search.space import to_env
+from search.study.record import configuration, recorded
 
 BEST_PARAMS = "best_params.json"
 BEST_ENV = "best.env"

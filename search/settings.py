@@ -1,10 +1,10 @@
-"""The search's settings: every default, and every rule that turns options into a run.
+"""The search's settings: every rule that turns the ``run`` command's options into a run.
 
-:data:`DEFAULTS` holds each default once; the CLI's options, :class:`Settings` and the
-storage, study and launcher factories take theirs from it. :func:`build_settings` turns the
-``run`` command's options (:class:`RunOptions`) into the :class:`Settings` of one driver run:
-the search space, the fixed job variables, the GPUs and slots, the launcher. Options that
-cannot be honoured raise :class:`SettingsError` with one sentence saying what to do.
+The options themselves, with their defaults, are declared once in :mod:`search.options`.
+:func:`build_settings` turns the options a ``run`` was given into the :class:`Settings` of
+one driver run: the search space, the known configurations to queue, the fixed job
+variables, the GPUs and slots, the launcher. Options that cannot be honoured raise
+:class:`SettingsError` with one sentence saying what to do.
 
 This module imports neither Optuna nor the launchers at import time, so ``--help`` stays quick.
 """
@@ -18,64 +18,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from job.contract import default
-from search.errors import first_line
+from search.errors import SettingsError, first_line
+from search.options import default as option
 
 if TYPE_CHECKING:
     from search.launchers.base import Launcher
     from search.space import Space
 
-LAUNCHERS = ("auto", "local", "docker", "kubernetes")
+__all__ = ["Settings", "SettingsError", "build_settings"]
 
 CPU_PARALLEL = 2
 """Trials at once of a search without GPUs whose trials share this machine (local, docker),
 given that many cores: each trial then gets half the cores, which measured faster than one
 trial on all of them (docs/benchmarks.md: parallel CPU trials)."""
-PRUNERS = ("median", "hyperband", "none")
-SAMPLERS = ("tpe", "random")
 
 
 @dataclass(frozen=True)
-class Defaults:
-    """The default of every search setting (times in seconds)."""
-
-    trials: int = 20
-    launcher: str = "auto"
-    study_name: str = "resnet-job"
-    output: Path = Path("output/search")
-    storage_retry: float = 300.0
-    pruner: str = "median"
-    sampler: str = "tpe"
-    trial_timeout: float = 1800
-    trials_per_gpu: int = 1
-    image: str = "resnet-job:latest"
-    namespace: str = "resnet-job"
-    """The namespace of the project's Kubernetes stack (k8s/kustomization.yaml)."""
-    retries: int = 2
-    heartbeat: int = 10
-    data_dir: Path = Path(default("DATA_DIR"))
-    port: int = 8080
-    host: str = "127.0.0.1"
-    confirm: int = 3
-    confirm_seeds: int = 3
-    timeout: float | None = None
-    cold_start: bool = False
-
-
-DEFAULTS = Defaults()
-
-
-class SettingsError(ValueError):
-    """Options that cannot be honoured; the message is the one sentence to show."""
-
-
-@dataclass
 class Settings:
-    """Everything one driver run needs; :func:`build_settings` makes it from the options.
+    """Everything one driver run needs; :func:`build_settings` makes it from the options, and
+    a field left out takes the default of its option (:mod:`search.options`).
 
     Times are in seconds. ``trials`` is the study's total of finished trials, shared by every
     driver of the study; ``parallel`` is this driver's trials at once, worker ``i`` pinned to
     ``gpus[i % len(gpus)]`` (so ``parallel = len(gpus) * K`` puts K trials on each GPU).
-    ``storage_retry`` bounds how long one database outage is ridden out.
+    ``storage_retry`` bounds how long one database outage is ridden out; ``enqueue`` holds
+    the known configurations to run first, ``fresh`` keeps an existing study aside.
     """
 
     trials: int
@@ -87,103 +54,69 @@ class Settings:
     parallel: int = 1
     gpus: Sequence[str] = ()
     job_env: Mapping[str, str] = field(default_factory=dict)
-    data_dir: Path = DEFAULTS.data_dir
-    pruner: str = DEFAULTS.pruner
-    sampler: str = DEFAULTS.sampler
+    data_dir: Path = Path(default("DATA_DIR"))
+    pruner: str = option("run", "pruner")
+    sampler: str = option("run", "sampler")
     seed: int | None = None
-    trial_timeout: float = DEFAULTS.trial_timeout
-    retries: int = DEFAULTS.retries
-    heartbeat: int = DEFAULTS.heartbeat
+    trial_timeout: float = option("run", "trial_timeout")
+    retries: int = option("run", "retries")
+    heartbeat: int = option("run", "heartbeat")
     stop_grace: float = 30.0
     max_failures: int = 5
-    storage_retry: float = DEFAULTS.storage_retry
-    confirm: int = DEFAULTS.confirm
-    confirm_seeds: int = DEFAULTS.confirm_seeds
-    timeout: float | None = DEFAULTS.timeout
-    cold_start: bool = DEFAULTS.cold_start
+    storage_retry: float = option("run", "storage_retry")
+    confirm: int = option("run", "confirm")
+    confirm_seeds: int = option("run", "confirm_seeds")
+    timeout: float | None = None
     enqueue: Sequence[Mapping[str, Any]] = ()
     fresh: bool = False
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """The ``run`` command's options as given (``None``: not given)."""
-
-    trials: int = DEFAULTS.trials
-    parallel: int | None = None
-    launcher: str = DEFAULTS.launcher
-    storage: str | None = None
-    study_name: str = DEFAULTS.study_name
-    output: Path = DEFAULTS.output
-    storage_retry: float = DEFAULTS.storage_retry
-    pruner: str = DEFAULTS.pruner
-    sampler: str = DEFAULTS.sampler
-    seed: int | None = None
-    space: Path | None = None
-    trial_timeout: float = DEFAULTS.trial_timeout
-    gpus: str | None = None
-    trials_per_gpu: int = DEFAULTS.trials_per_gpu
-    gpu_resource: str | None = None
-    job_env: tuple[str, ...] = ()
-    image: str = DEFAULTS.image
-    namespace: str = DEFAULTS.namespace
-    job_template: Path | None = None
-    retries: int = DEFAULTS.retries
-    heartbeat: int = DEFAULTS.heartbeat
-    confirm: int = DEFAULTS.confirm
-    confirm_seeds: int = DEFAULTS.confirm_seeds
-    timeout: float | None = DEFAULTS.timeout
-    cold_start: bool = DEFAULTS.cold_start
-    enqueue: Path | None = None
-    fresh: bool = False
-
-
-def build_settings(options: RunOptions, say: Callable[[str], None]) -> Settings:
-    """The settings of one driver run; ``say`` tells which launcher ``auto`` chose."""
-    from search.enqueue import load_configurations
+def build_settings(given: Mapping[str, Any], say: Callable[[str], None]) -> Settings:
+    """The settings of one driver run from the ``run`` options ``given`` by name (those left
+    out take their defaults); ``say`` tells which launcher ``auto`` chose."""
     from search.jobvars import JobEnvError, parse_job_env
     from search.launchers import detect_gpus
-    from search.space import SpaceError, default_space, load_space
+    from search.options import given as complete
+    from search.space import SpaceError, default_space, load_configurations, load_space
 
+    options = complete("run", given)
     try:
-        space = load_space(options.space) if options.space else default_space()
-        fixed = parse_job_env(options.job_env, space.job_vars())
-        queued = load_configurations(options.enqueue, space) if options.enqueue else []
+        space = load_space(options["space"]) if options["space"] else default_space()
+        fixed = parse_job_env(options["job_env"], space.job_vars())
+        queued = load_configurations(options["enqueue"], space) if options["enqueue"] else []
     except (SpaceError, JobEnvError) as exc:
         raise SettingsError(str(exc)) from None
-    _check_seed(options.confirm, fixed)
-    gpu_ids = parse_gpus(options.gpus, detect_gpus)
-    launcher_name = choose_launcher(options.launcher, options.image, say)
+    _check_seed(options["confirm"], fixed)
+    gpu_ids = parse_gpus(options["gpus"], detect_gpus)
+    launcher_name = choose_launcher(options["launcher"], options["image"], say)
     parallel = slots(
-        launcher_name, gpu_ids, options.trials_per_gpu, options.parallel, options.gpu_resource
+        launcher_name,
+        gpu_ids,
+        options["trials_per_gpu"],
+        options["parallel"],
+        options["gpu_resource"],
     )
     launcher = _launcher(launcher_name, options, gpus=bool(gpu_ids), slots=parallel)
-    data_dir = Path(fixed.pop("DATA_DIR", os.environ.get("DATA_DIR", str(DEFAULTS.data_dir))))
+    data_dir = Path(fixed.pop("DATA_DIR", os.environ.get("DATA_DIR", default("DATA_DIR"))))
     return Settings(
-        trials=options.trials,
-        output=options.output.resolve(),
-        storage=storage_url(options.storage, options.output),
-        study_name=options.study_name,
+        output=options["output"].resolve(),
+        storage=storage_url(options["storage"], options["output"]),
         space=space,
         launcher=launcher,
         parallel=parallel,
         gpus=gpu_ids,
         job_env=fixed,
         data_dir=data_dir.resolve(),
-        pruner=options.pruner,
-        sampler=options.sampler,
-        seed=options.seed,
-        trial_timeout=options.trial_timeout,
-        retries=options.retries,
-        heartbeat=options.heartbeat,
-        storage_retry=options.storage_retry,
-        confirm=options.confirm,
-        confirm_seeds=options.confirm_seeds,
-        timeout=options.timeout,
-        cold_start=options.cold_start,
         enqueue=queued,
-        fresh=options.fresh,
+        **{name: options[name] for name in _AS_GIVEN},
     )
+
+
+_AS_GIVEN: tuple[str, ...] = (
+    *("trials", "study_name", "pruner", "sampler", "seed", "trial_timeout", "retries"),
+    *("heartbeat", "storage_retry", "confirm", "confirm_seeds", "timeout", "fresh"),
+)
+"""The ``run`` options a driver's settings take as given."""
 
 
 def _check_seed(confirm: int, fixed: Mapping[str, str]) -> None:
@@ -297,21 +230,21 @@ def _template(path: Path | None) -> dict[str, Any] | None:
         raise SettingsError(str(exc)) from None
 
 
-def _launcher(name: str, options: RunOptions, gpus: bool, slots: int) -> Launcher:
+def _launcher(name: str, options: Mapping[str, Any], gpus: bool, slots: int) -> Launcher:
     from search.launchers import make_launcher
 
-    template = _template(options.job_template)
+    template = _template(options["job_template"])
     try:
         return make_launcher(
             name,
-            image=options.image,
-            namespace=options.namespace,
+            image=options["image"],
+            namespace=options["namespace"],
             gpus=gpus,
             template=template,
-            gpu_resource=options.gpu_resource,
-            trials_per_gpu=options.trials_per_gpu,
+            gpu_resource=options["gpu_resource"],
+            trials_per_gpu=options["trials_per_gpu"],
             slots=slots,
-            cold_start=options.cold_start,
+            cold_start=options["cold_start"],
         )
     except ValueError as exc:  # a setting the launcher refuses: its message is the sentence
         raise SettingsError(str(exc)) from None

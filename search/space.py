@@ -5,6 +5,10 @@ distribution. The default space centres on the tutorial's recipe; a YAML or JSON
 extends it (adds or overrides parameters; ``name: null`` drops one), or replaces it whole
 with the top-level key ``replace: true``. Parameters absent from the space are not tuned:
 the job uses its default or the value given with ``--job-env``.
+
+``--enqueue FILE`` names known configurations to run first: a list of mappings of parameter
+names to values, each checked against the space when the options are read
+(:func:`load_configurations`); the study queues them once (:mod:`search.study`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import optuna
 import yaml
 
 from job.contract import TUNABLE, TUNED, default
+from search._optuna import contains
 
 
 def _number(text: str) -> int | float:
@@ -137,7 +142,7 @@ def _contains(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:
     if isinstance(dist, optuna.distributions.IntDistribution) and not float(value).is_integer():
         return False
     try:
-        return bool(dist._contains(dist.to_internal_repr(value)))
+        return contains(dist, dist.to_internal_repr(value))
     except (TypeError, ValueError):
         return False
 
@@ -198,6 +203,26 @@ def read_file(path: Path, what: str) -> Any:
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0]
         raise SpaceError(f"{what} {path} is not valid YAML/JSON ({first}).") from None
+
+
+def load_configurations(path: Path, space: Space) -> list[dict[str, Any]]:
+    """The ``--enqueue`` file ``path``, every configuration in it checked against ``space``;
+    SpaceError with one sentence for a file that cannot be read, is not a list of mappings,
+    or names a parameter the space does not tune or a value outside its range."""
+    raw = read_file(path, "the --enqueue file")
+    if not isinstance(raw, list) or not raw:
+        raise SpaceError(
+            f"the --enqueue file {path} must be a list of configurations, each a mapping of "
+            "parameter names to values."
+        )
+    configurations = []
+    for number, item in enumerate(raw, start=1):
+        where = f"configuration {number} of {path}"
+        if not isinstance(item, Mapping) or not item:
+            raise SpaceError(f"{where} is not a mapping of parameter names to values.")
+        space.check(item, where)
+        configurations.append(dict(item))
+    return configurations
 
 
 def merge(raw: Mapping[str, Any], where: str = "the space file") -> dict[str, Any]:

@@ -22,6 +22,8 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from search._optuna import cached_trials
+
 BEST = 25
 """The complete trials kept from the whole history: TPE's largest "below" group."""
 
@@ -30,7 +32,10 @@ RECENT = 250
 
 
 class BoundedTPESampler(optuna.samplers.TPESampler):
-    """:class:`optuna.samplers.TPESampler` over a bounded history (see the module)."""
+    """:class:`optuna.samplers.TPESampler` over a bounded history (see the module).
+
+    It overrides TPE's private ``_sample``, the only place TPE takes the study whose trials
+    it reads (:mod:`search._optuna` says why there is no public one)."""
 
     def _sample(
         self,
@@ -61,7 +66,7 @@ class _Bounded:
         states: Container[TrialState] | None = None,
         use_cache: bool = False,
     ) -> list[FrozenTrial]:
-        trials = self._study._get_trials(deepcopy, states, use_cache=True)
+        trials = cached_trials(self._study, deepcopy, states)
         return bounded(trials, self._study.direction)
 
 

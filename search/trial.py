@@ -27,7 +27,6 @@ from job.contract import (
     REASON_DISK,
     REASON_MEMORY,
     DoneEvent,
-    DriverExit,
     EpochEvent,
     ErrorEvent,
     ExitCode,
@@ -36,6 +35,7 @@ from job.contract import (
 from search._optuna import quiet_experimental, trial_id
 from search.errors import StudyStopped
 from search.events import EventStream, Interrupted, Silent
+from search.exits import DriverExit
 from search.launchers.base import LOST, Run, TrialSpec
 from search.settings import Settings
 from search.space import to_env

@@ -23,6 +23,7 @@ import yaml
 
 from search.space import TUTORIAL_DEFAULTS
 from search.storage import make_storage
+from testkit.postgres import PASSWORD, Server, free_port, throwaway_postgres
 from tests.conftest import REPO, need
 from tests.search.helpers import (
     alive,
@@ -34,7 +35,6 @@ from tests.search.helpers import (
     spawn,
     states,
 )
-from tests.search.postgres import PASSWORD, Server, free_port, throwaway_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -320,7 +320,7 @@ def test_two_drivers_share_one_postgresql_study(archives, tmp_path) -> None:
 
 @pytest.fixture
 def postgres_server() -> Iterator[Server]:
-    yield from throwaway_postgres()
+    yield from throwaway_postgres(need)
 
 
 def _finished(study) -> int:
@@ -414,7 +414,7 @@ def test_the_storage_password_appears_nowhere(archives, tmp_path, postgres_serve
     proc = run_search(args)
     assert proc.returncode == 0, proc.stderr
     study = load(output, study="secret", storage=postgres_server.url())
-    storage = make_storage(postgres_server.url())
+    storage = make_storage(postgres_server.url(), retry_seconds=60)
     study_id = storage.get_study_id_from_name("secret")
     attrs = json.dumps(
         [[t.user_attrs, t.system_attrs] for t in study.trials]

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from search.launchers.base import LOST, Launcher, Run, TrialSpec
-from search.settings import DEFAULTS
 
 __all__ = ["LOST", "Launcher", "Run", "TrialSpec", "detect_gpus", "docker_ready", "make_launcher"]
 
@@ -16,14 +15,14 @@ __all__ = ["LOST", "Launcher", "Run", "TrialSpec", "detect_gpus", "docker_ready"
 def make_launcher(
     name: str,
     *,
-    image: str = DEFAULTS.image,
-    namespace: str = DEFAULTS.namespace,
-    gpus: bool = True,
-    template: Mapping[str, Any] | None = None,
-    gpu_resource: str | None = None,
-    trials_per_gpu: int = DEFAULTS.trials_per_gpu,
-    slots: int = 1,
-    cold_start: bool = DEFAULTS.cold_start,
+    image: str,
+    namespace: str,
+    gpus: bool,
+    template: Mapping[str, Any] | None,
+    gpu_resource: str | None,
+    trials_per_gpu: int,
+    slots: int,
+    cold_start: bool,
 ) -> Launcher:
     """Build the launcher ``name`` (local, docker, kubernetes) with its options.
 
@@ -52,7 +51,7 @@ def make_launcher(
             shared["gpu_resource"] = gpu_resource
         return KubernetesLauncher(
             image=image,
-            namespace=namespace or DEFAULTS.namespace,
+            namespace=namespace,
             gpu=gpus,
             template=template,
             **shared,

@@ -151,7 +151,15 @@ def build_trial_job(
     container = _train_container(pspec)
     container["image"] = image
     container["env"] = _merge_env(container, spec, gpu)
-    resources = container.setdefault("resources", {})
+    _set_gpu(container.setdefault("resources", {}), gpu_resource, gpu)
+    job = client.V1Job.from_dict(body)
+    assert job is not None  # from_dict returns None only for None
+    return job
+
+
+def _set_gpu(resources: dict[str, Any], gpu_resource: str, gpu: bool) -> None:
+    """The container's requests and limits with every GPU resource (``nvidia.com/*`` and
+    ``gpu_resource``) replaced by one ``gpu_resource`` when ``gpu``, by none otherwise."""
     for kind in ("requests", "limits"):
         res = {  # quantities as strings: the client's models and the API agree on them
             k: str(v)
@@ -164,9 +172,6 @@ def build_trial_job(
             resources[kind] = res
         else:
             resources.pop(kind, None)
-    job = client.V1Job.from_dict(body)
-    assert job is not None  # from_dict returns None only for None
-    return job
 
 
 def _train_container(pspec: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from search.launchers.k8s_manifest import (
     job_name,
 )
 from search.launchers.k8s_runtime import KubeApi, KubeRun
-from search.settings import DEFAULTS
 
 __all__ = ["KubeRun", "KubernetesLauncher"]
 
@@ -39,7 +38,7 @@ class KubernetesLauncher:
     def __init__(
         self,
         image: str,
-        namespace: str = DEFAULTS.namespace,
+        namespace: str,
         gpu: bool = True,
         template: Mapping[str, Any] | None = None,
         *,

@@ -29,7 +29,6 @@ from search.launchers.base import LOST, LogFileTail, TrialSpec
 from search.launchers.cores import CorePool, Share
 from search.launchers.forkserver import die_with_parent
 from search.launchers.warm import WarmPool, WarmProcess
-from search.settings import DEFAULTS
 
 _DRIVER_ONLY = frozenset({"CUDA_VISIBLE_DEVICES", "SEARCH_STORAGE"})
 """Variables of the driver's environment that a trial never inherits: the GPU pin is set per
@@ -100,7 +99,7 @@ class LocalLauncher:
         command: Sequence[str] | None = None,
         cwd: Path | None = None,
         slots: int = 1,
-        cold_start: bool = DEFAULTS.cold_start,
+        cold_start: bool = False,
         module: str = "job",
     ) -> None:
         self.command = list(command or [sys.executable, "-m", module])

@@ -5,7 +5,7 @@ SQLite by default) and returns a :class:`RetryingStorage`: every storage call th
 because the database cannot be reached (a PostgreSQL pod rescheduled, a failover, a
 maintenance restart) is retried with backoff until the database answers again, for at most
 ``retry_seconds`` per outage. Past that bound the call raises :class:`StorageUnavailable`
-(the driver exits :attr:`~job.contract.DriverExit.STORAGE`), and every later call fails at
+(the driver exits :attr:`~search.exits.DriverExit.STORAGE`), and every later call fails at
 once, so a stopping driver does not wait out the bound again for each trial. A database that
 answers with an error no retry cures (read-only, full, damaged, a missing table) raises
 :class:`StorageBroken` (exit 6 too) at once instead.
@@ -23,7 +23,7 @@ A URL's password is never shown: :func:`describe` names the database by host and
 and :func:`scrub` removes the password from any message that could quote it.
 
 The package, by concern: :mod:`~search.storage.urls` (URLs and secrets),
-:mod:`~search.storage.create` (opening the database, the creation lock, creating the study),
+:mod:`~search.storage.create` (opening the database under the creation lock),
 :mod:`~search.storage.retrying` (the outage state and the retry loop),
 :mod:`~search.storage.forward` (the storage Optuna calls), :mod:`~search.storage.requeue`
 (queueing a trial again), :mod:`~search.storage.tokens` (exactly-once writes) and
@@ -32,7 +32,7 @@ The package, by concern: :mod:`~search.storage.urls` (URLs and secrets),
 
 from __future__ import annotations
 
-from search.storage.create import create_or_load_study, creation_lock, make_storage
+from search.storage.create import creation_lock, make_storage, open_storage
 from search.storage.errors import StorageBroken, StorageRefused, StorageUnavailable
 from search.storage.forward import RetryingStorage
 from search.storage.requeue import Requeue
@@ -44,10 +44,10 @@ __all__ = [
     "StorageBroken",
     "StorageRefused",
     "StorageUnavailable",
-    "create_or_load_study",
     "creation_lock",
     "describe",
     "make_storage",
+    "open_storage",
     "postgres_driver",
     "scrub",
 ]

@@ -1,9 +1,11 @@
-"""Opening the database and creating the study, serialised between drivers.
+"""Opening the database, serialised between drivers by the creation lock.
 
 Creating the schema and the study is serialised between drivers that start at the same
 moment on an empty database: a PostgreSQL advisory lock, or a lock file beside a SQLite
-database, is held while one of them creates it. A client that does not take the lock (plain
-Optuna, another tool) can still race us; losing such a race is retried a few times.
+database, is held while one of them creates it. :func:`open_storage` opens the database and
+runs the caller's work (creating or checking the study) under the same acquisition of that
+lock. A client that does not take the lock (plain Optuna, another tool) can still race us;
+losing such a race is retried a few times.
 """
 
 from __future__ import annotations
@@ -11,15 +13,13 @@ from __future__ import annotations
 import contextlib
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import optuna
 from optuna.storages import RDBStorage
 
 from search._optuna import quiet_experimental
-from search.settings import DEFAULTS
 from search.storage.errors import (
     StorageBroken,
     StorageRefused,
@@ -33,6 +33,8 @@ from search.storage.requeue import Requeue
 from search.storage.retrying import BACKOFF_FIRST, Outage
 from search.storage.urls import check_url, describe, postgres_driver, scrub
 
+_R = TypeVar("_R")
+
 _CREATION_LOCK = zlib.crc32(b"resnet-job: optuna schema and study creation")
 """PostgreSQL advisory lock key held while a driver creates the schema or the study."""
 
@@ -41,58 +43,84 @@ _CREATION_RACES = 5
 
 
 def make_storage(
+    url: str, *, retry_seconds: float, heartbeat: int | None = None, retries: int = 0
+) -> RetryingStorage:
+    """Open the database at ``url`` as a :class:`RetryingStorage` (see :func:`open_storage`);
+    without ``heartbeat``, a storage that reads the study and records no heartbeats."""
+    storage, _ = open_storage(
+        url, retry_seconds=retry_seconds, heartbeat=heartbeat, retries=retries, then=_nothing
+    )
+    return storage
+
+
+def _nothing(storage: RetryingStorage) -> None:
+    return None
+
+
+def open_storage(
     url: str,
     *,
-    heartbeat: int = DEFAULTS.heartbeat,
-    retries: int = DEFAULTS.retries,
-    retry_seconds: float = DEFAULTS.storage_retry,
-) -> RetryingStorage:
-    """Open the database at ``url`` as a :class:`RetryingStorage` whose RDB storage records a
-    heartbeat per running trial (every ``heartbeat`` s) and queues a stale trial again, up to
-    ``retries`` times.
+    retry_seconds: float,
+    heartbeat: int | None,
+    retries: int,
+    then: Callable[[RetryingStorage], _R],
+) -> tuple[RetryingStorage, _R]:
+    """Open the database at ``url`` and run ``then(storage)`` under the same acquisition of
+    the creation lock; return the storage and what ``then`` returned.
 
-    A PostgreSQL server that cannot be reached is retried for up to ``retry_seconds``, then
+    The storage records a heartbeat per running trial every ``heartbeat`` s and queues a
+    stale trial again, up to ``retries`` times. A PostgreSQL server that cannot be reached is
+    retried for up to ``retry_seconds`` (the lock taken again with each attempt), then
     :class:`StorageUnavailable`; a server that refuses us, a bad URL or a SQLite path that
     cannot be opened raises :class:`StorageRefused` at once, and a database that fails with a
-    permanent error (read-only, full, damaged) :class:`StorageBroken`.
+    permanent error (read-only, full, damaged) :class:`StorageBroken`. What ``then`` raises
+    otherwise is raised as it is.
     """
     url = postgres_driver(url)
     check_url(url)
-    sqlite = url.startswith("sqlite")
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if sqlite:
-        kwargs = {"connect_args": {"timeout": 120}}  # seconds to wait for SQLite's file lock
-
     outage = Outage(url, retry_seconds)
-
-    def create() -> RetryingStorage:
-        with quiet_experimental():
-            backend = RDBStorage(
-                url,
-                engine_kwargs=kwargs,
-                heartbeat_interval=heartbeat,
-                grace_period=3 * heartbeat,
-                heartbeat_stale_trial_callback=Requeue(retries),
-            )
-        return RetryingStorage(backend, url, outage)  # creates its token table
-
+    storage: RetryingStorage | None = None
     races = 0
     while True:
         try:
             with creation_lock(url):
-                return create()
+                if storage is None:
+                    storage = _connect(url, outage, heartbeat, retries)
+                return storage, then(storage)
         except Exception as exc:
+            kind = classify(exc)
+            if storage is not None:  # opened: only the lock's own connection is retried here
+                if kind != "outage":
+                    raise
+                outage.failed(exc)
+                continue
             if creation_race(exc) and races < _CREATION_RACES:
                 races += 1  # a client outside the lock created the schema at the same time
                 time.sleep(BACKOFF_FIRST * races)
                 continue
-            kind = classify(exc)
             if refused(exc) or kind == "other":
                 raise StorageRefused(_refusal(url, exc)) from None
-            if kind == "outage" and not sqlite:
+            if kind == "outage" and not url.startswith("sqlite"):
                 outage.failed(exc, starting=True)
                 continue
             raise StorageBroken(outage.broken(exc, kind)) from None
+
+
+def _connect(url: str, outage: Outage, heartbeat: int | None, retries: int) -> RetryingStorage:
+    """The RDB storage at ``url`` (creating the schema it lacks) behind the retry loop."""
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 120}}  # seconds to wait for SQLite's file lock
+    beats: dict[str, Any] = {}
+    if heartbeat is not None:
+        beats = {
+            "heartbeat_interval": heartbeat,
+            "grace_period": 3 * heartbeat,
+            "heartbeat_stale_trial_callback": Requeue(retries),
+        }
+    with quiet_experimental():
+        backend = RDBStorage(url, engine_kwargs=kwargs, **beats)
+    return RetryingStorage(backend, url, outage)  # creates its token table
 
 
 def _refusal(url: str, exc: BaseException) -> str:
@@ -147,32 +175,3 @@ def _sqlite_path(url: str) -> str:
     if parsed.query.get("uri") == "true" and database.startswith("file:"):
         database = database.removeprefix("file:").partition("?")[0]
     return database
-
-
-def create_or_load_study(
-    storage: RetryingStorage,
-    study_name: str,
-    sampler: optuna.samplers.BaseSampler,
-    pruner: optuna.pruners.BasePruner,
-    first_params: Mapping[str, Any] | None = None,
-) -> optuna.Study:
-    """Create the study (maximising) or load it if another driver already did, under the
-    creation lock; retried while the database is unreachable. A new study gets
-    ``first_params`` as its first trial, queued under the same lock, so drivers starting
-    together queue it once."""
-
-    def create() -> optuna.Study:
-        with creation_lock(storage.url):
-            study = optuna.create_study(
-                storage=storage,
-                study_name=study_name,
-                direction="maximize",
-                sampler=sampler,
-                pruner=pruner,
-                load_if_exists=True,
-            )
-            if first_params is not None and not study.get_trials(deepcopy=False):
-                study.enqueue_trial(dict(first_params))
-            return study
-
-    return storage.call(create)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from job.contract import DriverExit
 from search.errors import StudyStopped, first_line
+from search.exits import DriverExit
 
 Kind = Literal["outage", "busy", "permanent", "other"]
 

@@ -12,16 +12,14 @@ from typing import Any
 
 import optuna
 
-from job.contract import VARIABLE_NAMES
 from search.driver import Driver
 from search.launchers.local import LocalLauncher
 from search.settings import Settings
 from search.space import build_space
-from search.study import load_study
-from tests.conftest import REPO, need
-
-STUB = Path(__file__).with_name("stub_job.py")
-"""The stand-in job (see its docstring for the plans it takes)."""
+from search.study import load_study, open_study
+from testkit import REPO, jobrun
+from testkit import job as standin
+from tests.conftest import need
 
 SMALL_JOB = {
     "DEVICE": "cpu",
@@ -54,11 +52,10 @@ def run_together(script: str, *args: str, count: int = 4) -> list[tuple[int, str
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment minus job variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in VARIABLE_NAMES and k != "TRIALS"}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+    """The test process's environment minus job variables and the search's ``TRIALS``, plus
+    ``extra``."""
+    mine = {k: v for k, v in os.environ.items() if k != "TRIALS"}
+    return jobrun.clean_env(mine, PYTHONUNBUFFERED=1, **extra)
 
 
 def search_args(
@@ -123,7 +120,7 @@ def load(output: Path, study: str = "resnet-job", storage: str | None = None) ->
     does not exist yet. It opens the storage as the drivers do (search.study), so a test
     polling an empty database never races them to create the schema."""
     url = storage or f"sqlite:///{output / 'study.db'}"
-    return load_study(url, study)
+    return load_study(url, study, retry_seconds=60)
 
 
 def states(study: optuna.Study) -> list[str]:
@@ -131,22 +128,28 @@ def states(study: optuna.Study) -> list[str]:
     return [t.state.name for t in study.get_trials(deepcopy=False)]
 
 
-def stub_driver(tmp_path: Path, plan: str, trials: int = 2, **overrides: object) -> Driver:
-    """A driver whose trials run the stand-in job with ``plan``, on SQLite in ``tmp_path``;
-    trials write to ``tmp_path/out/trials/<n>``."""
+def stub_settings(tmp_path: Path, plan: str, trials: int = 2, **overrides: object) -> Settings:
+    """The settings of a study whose trials run the stand-in job (:mod:`testkit.job`) with
+    ``plan``, on SQLite in ``tmp_path``; trials write to ``tmp_path/out/trials/<n>``."""
     settings: dict[str, Any] = {
         "trials": trials,
         "output": tmp_path / "out",
         "storage": f"sqlite:///{tmp_path / 'study.db'}",
         "study_name": "t",
         "space": build_space({"max_lr": {"low": 1e-3, "high": 1e-1, "log": True}}),
-        "launcher": LocalLauncher([sys.executable, str(STUB), plan]),
+        "launcher": LocalLauncher([sys.executable, str(standin.PATH), plan]),
         "data_dir": tmp_path / "data",
         "seed": 0,
         "stop_grace": 5,
         "confirm": 0,
     }
-    return Driver(Settings(**{**settings, **overrides}))
+    return Settings(**{**settings, **overrides})
+
+
+def stub_driver(tmp_path: Path, plan: str, trials: int = 2, **overrides: object) -> Driver:
+    """A driver of the study of :func:`stub_settings`, opened as ``search run`` opens it."""
+    settings = stub_settings(tmp_path, plan, trials, **overrides)
+    return Driver(settings, open_study(settings, print))
 
 
 def empty_database(kind: str, folder: Path) -> Iterator[str]:

@@ -6,10 +6,9 @@ import socket
 
 import pytest
 
-from job.contract import DRIVER_EXIT_MEANINGS, DriverExit
-from search.exits import COMMAND_EXITS, epilog
-from search.recorded import prepare
-from search.settings import RunOptions, build_settings
+from search.exits import COMMAND_EXITS, DRIVER_EXIT_MEANINGS, DriverExit, epilog
+from search.settings import build_settings
+from search.study import open_study
 from tests.conftest import REPO
 from tests.search.helpers import load, search_cli
 
@@ -137,8 +136,9 @@ def test_a_study_started_with_other_settings_refuses_the_run_and_writes_nothing(
     tmp_path,
 ) -> None:
     out = tmp_path / "out"
-    options = RunOptions(launcher="local", gpus="none", output=out, job_env=("EPOCHS=4",))
-    prepare(build_settings(options, print), print)
+    options = {"launcher": "local", "gpus": "none", "output": out, "job_env": ("EPOCHS=4",)}
+    out.mkdir(parents=True)
+    queued = open_study(build_settings(options, print), print).study.trials  # the baseline
     before = sorted(p.name for p in out.iterdir())
     proc = search_cli(
         "run", "--launcher", "local", "--gpus", "none", "--output", str(out), "--trials", "2"
@@ -149,7 +149,7 @@ def test_a_study_started_with_other_settings_refuses_the_run_and_writes_nothing(
     )
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == before
-    assert load(out).trials == []
+    assert load(out).trials == queued
 
 
 @pytest.mark.parametrize(

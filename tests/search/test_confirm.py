@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from search import confirm
 from search.driver import Driver
 from search.report import BEST_ENV, BEST_PARAMS, configmap, write_best
+from search.study import confirmation
 from tests.conftest import REPO
 from tests.search.helpers import alive, clean_env, empty_database, load, stub_driver
 
@@ -49,8 +50,8 @@ def _scores(table: dict[float, tuple[float, ...]]) -> str:
 
 def _env(table: dict[float, tuple[float, ...]], confirm_seconds: float = 0) -> dict[str, str]:
     return {
-        "STUB_SCORES": _scores(table),
-        "STUB_CONFIRM_SECONDS": str(confirm_seconds),
+        "STANDIN_SCORES": _scores(table),
+        "STANDIN_CONFIRM_SECONDS": str(confirm_seconds),
     }
 
 
@@ -72,7 +73,7 @@ def _queue(study: optuna.Study) -> None:
 def _runs(sibling: optuna.Study) -> Counter:
     """How many COMPLETE runs each (confirmed trial, seed) has."""
     return Counter(
-        (t.params[confirm.CONFIRMS], t.params[confirm.SEED])
+        (t.params[confirmation.CONFIRMS], t.params[confirmation.SEED])
         for t in sibling.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     )
 
@@ -171,7 +172,7 @@ def test_confirm_0_runs_no_phase(tmp_path) -> None:
     driver = _driver(tmp_path, LUCKY, confirm=0)
     driver.run()
     assert driver.sibling is None
-    assert confirm.find_sibling(driver.study) is None
+    assert confirmation.find_sibling(driver.study) is None
 
 
 # -- drivers in processes of their own ------------------------------------------------------
@@ -241,7 +242,7 @@ def test_two_drivers_share_the_phase_without_duplicates(tmp_path, database_url) 
     drivers = [_spawn(tmp_path, database_url, seconds=1.0) for _ in range(2)]
     errors = [d.communicate(timeout=300)[1] for d in drivers]
     assert [d.returncode for d in drivers] == [0, 0], errors
-    sibling = confirm.find_sibling(load(tmp_path, "t", storage=database_url))
+    sibling = confirmation.find_sibling(load(tmp_path, "t", storage=database_url))
     assert sibling is not None
     assert Counter(_runs(sibling)) == PLANNED
     executed = [run for run in (tmp_path / "out" / "confirm").iterdir() if (run / "pid").exists()]
@@ -288,7 +289,7 @@ def test_a_missing_run_is_left_out_of_the_pairs() -> None:
 
 
 def test_the_seeds_start_with_the_studys_own() -> None:
-    assert confirm.seeds(7, 3) == [7, 8, 9]
+    assert confirmation.seeds(7, 3) == [7, 8, 9]
 
 
 def test_a_random_seed_with_the_phase_is_refused_in_one_sentence(tmp_path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from job.contract import DriverExit
 from search.console import drive
+from search.exits import DriverExit
 from tests.search.helpers import stub_driver
 
 

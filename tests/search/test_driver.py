@@ -12,11 +12,13 @@ import optuna
 import pytest
 
 from search._optuna import quiet_experimental
-from search.driver import Driver, StudyStopped
+from search.driver import Driver
+from search.errors import StudyStopped
 from search.events import parse_event
 from search.storage.retrying import BACKOFF_MAX
+from testkit.postgres import Server, throwaway_postgres
+from tests.conftest import need
 from tests.search.helpers import alive, stub_driver
-from tests.search.postgres import Server, throwaway_postgres
 
 
 def _driver(tmp_path: Path, plan: str, trials: int = 2, **overrides) -> Driver:
@@ -226,7 +228,7 @@ def test_a_retried_trial_resumes_from_the_failed_trials_checkpoint(tmp_path) -> 
 
 @pytest.fixture
 def postgres_server() -> Iterator[Server]:
-    yield from throwaway_postgres()
+    yield from throwaway_postgres(need)
 
 
 def test_a_lost_database_stops_the_running_trials_and_the_study(tmp_path, postgres_server):

@@ -1,4 +1,5 @@
-"""search.enqueue: ``--enqueue FILE`` configurations are checked against the space, then run
+"""``--enqueue FILE``: its configurations are checked against the space
+(search.space.load_configurations), then queued when the study opens (search.study) and run
 first (after the baseline), each queued once however often the command is rerun."""
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from search.enqueue import enqueue, load_configurations
-from search.space import SpaceError, default_space
-from tests.search.helpers import stub_driver
+from search.space import SpaceError, default_space, load_configurations
+from search.study import open_study
+from tests.search.helpers import stub_driver, stub_settings
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
@@ -43,17 +44,16 @@ def test_a_bad_file_is_refused_in_one_sentence(tmp_path: Path, text: str, messag
 
 
 def test_queued_configurations_run_first_after_the_baseline(tmp_path: Path) -> None:
-    driver = stub_driver(tmp_path, "*=done", trials=3)
     known = [{"max_lr": 0.05}, {"max_lr": 0.002}]
-    assert enqueue(driver.study, driver.storage, known) == 2
+    driver = stub_driver(tmp_path, "*=done", trials=3, enqueue=known)
     driver.run()
     lrs = [t.params["max_lr"] for t in driver.study.get_trials(deepcopy=False)]
     assert lrs == [0.01, 0.05, 0.002]  # the baseline (the tutorial's 0.01), then the file's
 
 
 def test_a_rerun_queues_no_configuration_twice(tmp_path: Path) -> None:
-    driver = stub_driver(tmp_path, "*=done", trials=1)
-    known = [{"max_lr": 0.05}]
-    assert enqueue(driver.study, driver.storage, known) == 1
-    assert enqueue(driver.study, driver.storage, known) == 0
-    assert len(driver.study.get_trials(deepcopy=False)) == 2  # the baseline and the one
+    settings = stub_settings(tmp_path, "*=done", trials=1, enqueue=[{"max_lr": 0.05}])
+    assert open_study(settings, print).queued == 1
+    opened = open_study(settings, print)
+    assert opened.queued == 0
+    assert len(opened.study.get_trials(deepcopy=False)) == 2  # the baseline and the one

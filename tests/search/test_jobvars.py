@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from job.contract import VARIABLE_NAMES
 from search.jobvars import JobEnvError, parse_job_env
-from tests.conftest import REPO
+from tests.conftest import run_job
 
 
 def test_job_variables_match_python_m_job_variables() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "job", "--variables"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    assert set(json.loads(out)) == VARIABLE_NAMES
+    result = run_job(None, "--variables", timeout=120, strict=False)
+    assert result.code == 0, result.stderr
+    assert set(json.loads(result.stdout)) == VARIABLE_NAMES
 
 
 def test_parse_job_env_keeps_values_verbatim() -> None:

@@ -1,6 +1,7 @@
-"""search.recorded: a study records what it was started with, refuses a run with other
-settings (exit 2, one sentence, nothing written), and ``--fresh`` keeps the old study's
-results before starting anew; on real SQLite and PostgreSQL databases."""
+"""search.study.record and search.study.fresh, through search.study.open_study: a study
+records what it was started with, refuses a run with other settings (exit 2, one sentence,
+nothing written), and ``--fresh`` keeps the old study's results before starting anew; on real
+SQLite and PostgreSQL databases."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.recorded import RECORD, prepare, record_of
-from search.settings import RunOptions, Settings, SettingsError, build_settings
+from search.settings import Settings, SettingsError, build_settings
 from search.storage import make_storage
-from search.study import load_study
+from search.study import load_study, open_study
+from search.study.record import RECORD, record_of
 from tests.search.helpers import empty_database, run_together
 
 SPACE_FILE = "max_lr: {low: 0.002, high: 0.05, log: true}\n"
@@ -31,21 +32,21 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 def _settings(tmp_path: Path, url: str, *job_env: str, **options: Any) -> Settings:
     """The settings ``search run`` builds from these options (local launcher, no GPU)."""
-    given = RunOptions(
-        launcher="local",
-        gpus="none",
-        output=tmp_path / "out",
-        storage=url,
-        job_env=job_env,
-        confirm=0,
+    given = {
+        "launcher": "local",
+        "gpus": "none",
+        "output": tmp_path / "out",
+        "storage": url,
+        "job_env": job_env,
+        "confirm": 0,
         **options,
-    )
+    }
     return build_settings(given, print)
 
 
 def _prepare(settings: Settings) -> list[str]:
     said: list[str] = []
-    prepare(settings, said.append)
+    open_study(settings, said.append)
     return said
 
 
@@ -118,9 +119,9 @@ def test_a_run_with_the_same_settings_is_accepted(
     tmp_path: Path, url: str, first: tuple[str, ...], then: tuple[str, ...]
 ) -> None:
     _prepare(_settings(tmp_path, url, *first))
-    recorded = load_study(url, "resnet-job").user_attrs[RECORD]
+    recorded = load_study(url, "resnet-job", retry_seconds=60).user_attrs[RECORD]
     assert _prepare(_settings(tmp_path, url, *then)) == []
-    assert load_study(url, "resnet-job").user_attrs[RECORD] == recorded
+    assert load_study(url, "resnet-job", retry_seconds=60).user_attrs[RECORD] == recorded
 
 
 def test_the_record_holds_the_job_variables_that_shape_the_result_space_and_pruner(
@@ -128,7 +129,7 @@ def test_the_record_holds_the_job_variables_that_shape_the_result_space_and_prun
 ) -> None:
     settings = _settings(tmp_path, url, "EPOCHS=4", "DEVICE=cpu", f"DATA_DIR={tmp_path}")
     _prepare(settings)
-    record = load_study(url, "resnet-job").user_attrs[RECORD]
+    record = load_study(url, "resnet-job", retry_seconds=60).user_attrs[RECORD]
     assert record == record_of(settings)
     assert record["job"]["EPOCHS"] == "4" and record["job"]["MODEL_WIDTH"] == "1.0"
     assert "MAX_LR" not in record["job"]  # tuned by the space
@@ -140,7 +141,7 @@ def test_the_record_holds_the_job_variables_that_shape_the_result_space_and_prun
 def test_the_record_keeps_no_password_of_a_data_url(tmp_path: Path, url: str) -> None:
     data_url = "https://reader:S3cret-pw@example.com/cifar10.tgz"
     _prepare(_settings(tmp_path, url, f"DATA_URL={data_url}"))
-    record = load_study(url, "resnet-job").user_attrs[RECORD]
+    record = load_study(url, "resnet-job", retry_seconds=60).user_attrs[RECORD]
     assert record["job_env"]["DATA_URL"] == "https://reader:***@example.com/cifar10.tgz"
 
 
@@ -157,9 +158,11 @@ def test_fresh_keeps_the_old_study_and_its_files_and_starts_an_empty_one(
     tmp_path: Path, url: str
 ) -> None:
     _prepare(_settings(tmp_path, url, "EPOCHS=4"))
-    old = load_study(url, "resnet-job")
+    old = load_study(url, "resnet-job", retry_seconds=60)
     old.add_trials([_trial(0.4), _trial(0.5)])
-    sibling = optuna.create_study(storage=make_storage(url), study_name="resnet-job.confirm")
+    sibling = optuna.create_study(
+        storage=make_storage(url, retry_seconds=60), study_name="resnet-job.confirm"
+    )
     sibling.add_trial(_trial(0.45))
     out = tmp_path / "out"
     (out / "trials" / "0").mkdir(parents=True)
@@ -168,19 +171,21 @@ def test_fresh_keeps_the_old_study_and_its_files_and_starts_an_empty_one(
 
     said = _prepare(_settings(tmp_path, url, "EPOCHS=8", fresh=True))
 
-    names = set(optuna.get_all_study_names(make_storage(url)))
+    names = set(optuna.get_all_study_names(make_storage(url, retry_seconds=60)))
     kept = next(n for n in names if n.startswith("resnet-job-") and not n.endswith(".confirm"))
     assert names == {"resnet-job", kept, f"{kept}.confirm"}
-    assert [t.value for t in load_study(url, kept).trials] == [0.4, 0.5]
-    assert [t.value for t in load_study(url, f"{kept}.confirm").trials] == [0.45]
-    assert load_study(url, kept).user_attrs[RECORD]["job"]["EPOCHS"] == "4"
-    new = load_study(url, "resnet-job")
-    assert new.trials == [] and new.user_attrs[RECORD]["job"]["EPOCHS"] == "8"
+    # the baseline the first run queued, then the two added
+    assert [t.value for t in load_study(url, kept, retry_seconds=60).trials] == [None, 0.4, 0.5]
+    assert [t.value for t in load_study(url, f"{kept}.confirm", retry_seconds=60).trials] == [0.45]
+    assert load_study(url, kept, retry_seconds=60).user_attrs[RECORD]["job"]["EPOCHS"] == "4"
+    new = load_study(url, "resnet-job", retry_seconds=60)
+    assert [t.state for t in new.trials] == [TrialState.WAITING]  # the baseline, queued
+    assert new.user_attrs[RECORD]["job"]["EPOCHS"] == "8"
     assert (out / kept / "trials" / "0" / "checkpoint.pt").read_text() == "old"
     assert (out / kept / "best.env").is_file()
     assert not (out / "trials").exists() and not (out / "best.env").exists()
     assert said == [
-        f"--fresh: kept the study 'resnet-job' (2 trials) as {kept!r} and its files in "
+        f"--fresh: kept the study 'resnet-job' (3 trials) as {kept!r} and its files in "
         f"{out / kept}; starting a new study 'resnet-job'."
     ]
 
@@ -190,37 +195,41 @@ def test_fresh_on_a_study_without_trials_only_records_the_new_settings(
 ) -> None:
     _prepare(_settings(tmp_path, url, "EPOCHS=4"))
     assert _prepare(_settings(tmp_path, url, "EPOCHS=8", fresh=True)) == []
-    assert optuna.get_all_study_names(make_storage(url)) == ["resnet-job"]
-    assert load_study(url, "resnet-job").user_attrs[RECORD]["job"]["EPOCHS"] == "8"
+    assert optuna.get_all_study_names(make_storage(url, retry_seconds=60)) == ["resnet-job"]
+    assert (
+        load_study(url, "resnet-job", retry_seconds=60).user_attrs[RECORD]["job"]["EPOCHS"] == "8"
+    )
 
 
 def test_a_new_study_is_refused_over_another_studys_trial_folders(tmp_path: Path, url: str) -> None:
     (tmp_path / "out" / "trials" / "0").mkdir(parents=True)
     with pytest.raises(SettingsError, match=r"holds the trial folders of an earlier study"):
         _prepare(_settings(tmp_path, url))
-    assert optuna.get_all_study_names(make_storage(url)) == []
+    assert optuna.get_all_study_names(make_storage(url, retry_seconds=60)) == []
 
 
 def test_a_study_recorded_before_records_existed_adopts_the_runs_settings(
     tmp_path: Path, url: str
 ) -> None:
-    optuna.create_study(storage=make_storage(url), study_name="resnet-job").add_trial(_trial(0.4))
+    optuna.create_study(
+        storage=make_storage(url, retry_seconds=60), study_name="resnet-job"
+    ).add_trial(_trial(0.4))
     settings = _settings(tmp_path, url, "EPOCHS=4")
     _prepare(settings)
-    assert load_study(url, "resnet-job").user_attrs[RECORD] == record_of(settings)
+    assert load_study(url, "resnet-job", retry_seconds=60).user_attrs[RECORD] == record_of(settings)
 
 
 PREPARE = """
 import sys, time
 from pathlib import Path
-from search.recorded import prepare
-from search.settings import RunOptions, build_settings
+from search.settings import build_settings
+from search.study import open_study
 url, output, start = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
-options = RunOptions(launcher="local", gpus="none", output=output, storage=url, confirm=0,
-                     job_env=("EPOCHS=4",))
+options = dict(launcher="local", gpus="none", output=output, storage=url, confirm=0,
+               job_env=("EPOCHS=4",))
 settings = build_settings(options, print)
 time.sleep(max(0.0, start - time.time()))  # all of them at the same moment
-prepare(settings, print)
+open_study(settings, print)
 """
 
 
@@ -230,5 +239,7 @@ def test_drivers_creating_one_study_together_do_not_refuse_each_other(
     start = time.time() + 5  # seconds: every interpreter has imported Optuna by then
     results = run_together(PREPARE, url, str(tmp_path / "out"), str(start))
     assert [code for code, _ in results] == [0] * 4, [err for _, err in results]
-    assert optuna.get_all_study_names(make_storage(url)) == ["resnet-job"]
-    assert load_study(url, "resnet-job").user_attrs[RECORD]["job"]["EPOCHS"] == "4"
+    assert optuna.get_all_study_names(make_storage(url, retry_seconds=60)) == ["resnet-job"]
+    assert (
+        load_study(url, "resnet-job", retry_seconds=60).user_attrs[RECORD]["job"]["EPOCHS"] == "4"
+    )

@@ -15,7 +15,6 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from search.recorded import RECORD, record_of
 from search.report import (
     BEST_ENV,
     BEST_PARAMS,
@@ -32,6 +31,7 @@ from search.report import (
 from search.settings import Settings
 from search.space import build_space, to_env
 from search.storage import Requeue
+from search.study.record import RECORD, record_of
 
 DISTRIBUTIONS = {
     "max_lr": FloatDistribution(1e-3, 1e-1, log=True),

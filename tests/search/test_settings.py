@@ -1,5 +1,5 @@
-"""search.settings: each default written once and shown by ``--help``; the rules that turn
-the ``run`` options into a driver's settings."""
+"""search.options and search.settings: each option declared once, its default shown by
+``--help``; the rules that turn the ``run`` options into a driver's settings."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import click
 import pytest
 
 from search.__main__ import cli
+from search.options import COMMANDS, default, given
 from search.settings import (
-    DEFAULTS,
-    RunOptions,
     Settings,
     SettingsError,
     build_settings,
@@ -67,25 +66,41 @@ def test_every_command_sharing_options_is_covered() -> None:
     assert ("dashboard", "--storage-retry", "storage_retry") in DEFAULTED
 
 
+def _shown(command: str, field: str) -> object:
+    """The default ``--help`` shows for ``command``'s option ``field``."""
+    option = next(o for o in COMMANDS[command] if o.name == field)
+    return option.shown if isinstance(option.shown, str) else option.value()
+
+
 @pytest.mark.parametrize(("command", "option", "field"), DEFAULTED)
-def test_help_shows_the_settings_default(command: str, option: str, field: str) -> None:
-    value = re.escape("".join(str(getattr(DEFAULTS, field)).split()))
+def test_help_shows_the_options_default(command: str, option: str, field: str) -> None:
+    value = re.escape("".join(str(_shown(command, field)).split()))
     # [default: 10], [default: 10; x>=1], or for a default read at run time [default: (…)]
     assert re.search(rf"\[default:(\({value}\)|{value})[;\]]", _help(command)[option])
 
 
-@pytest.mark.parametrize("field", ["heartbeat", "retries", "storage_retry", "trial_timeout"])
-def test_settings_and_run_options_take_their_defaults_from_defaults(field: str) -> None:
-    settings = Settings(
-        trials=1, output=Path(), storage="", study_name="", space=None, launcher=None
-    )
-    assert getattr(settings, field) == getattr(RunOptions(), field) == getattr(DEFAULTS, field)
+def _settings() -> Settings:
+    return Settings(trials=1, output=Path(), storage="", study_name="", space=None, launcher=None)
+
+
+@pytest.mark.parametrize(
+    "field", ["heartbeat", "retries", "storage_retry", "trial_timeout", "pruner", "confirm"]
+)
+def test_settings_take_their_defaults_from_the_options(field: str) -> None:
+    assert getattr(_settings(), field) == default("run", field)
+
+
+def test_every_command_takes_the_options_declared_for_it() -> None:
+    for name, command in cli.commands.items():
+        assert [p.name for p in command.params] == [o.name for o in COMMANDS[name]]
+    with pytest.raises(TypeError, match="run has no option nope"):
+        given("run", {"nope": 1})
 
 
 def test_the_data_folder_defaults_to_the_jobs_data_dir() -> None:
-    from job.contract import default
+    from job.contract import default as job_default
 
-    assert str(DEFAULTS.data_dir) == default("DATA_DIR")
+    assert str(_settings().data_dir) == job_default("DATA_DIR")
 
 
 @pytest.mark.parametrize(
@@ -171,13 +186,13 @@ def test_reading_a_missing_sqlite_study_is_refused(tmp_path: Path) -> None:
 
 
 def test_run_options_become_the_drivers_settings(tmp_path: Path) -> None:
-    options = RunOptions(
-        trials=3,
-        launcher="local",
-        output=tmp_path / "out",
-        gpus="none",
-        job_env=("EPOCHS=2", f"DATA_DIR={tmp_path / 'cache'}"),
-    )
+    options = {
+        "trials": 3,
+        "launcher": "local",
+        "output": tmp_path / "out",
+        "gpus": "none",
+        "job_env": ("EPOCHS=2", f"DATA_DIR={tmp_path / 'cache'}"),
+    }
     said: list[str] = []
     settings = build_settings(options, said.append)
     assert settings.launcher.name == "local"
@@ -187,7 +202,7 @@ def test_run_options_become_the_drivers_settings(tmp_path: Path) -> None:
     assert settings.job_env == {"EPOCHS": "2"}
     assert settings.data_dir == (tmp_path / "cache").resolve()
     assert settings.storage == storage_url(None, tmp_path / "out")
-    assert (settings.heartbeat, settings.retries) == (DEFAULTS.heartbeat, DEFAULTS.retries)
+    assert (settings.heartbeat, settings.retries) == (default("run", "heartbeat"), 2)
     assert said == []  # only `auto` says which launcher it chose
 
 
@@ -201,6 +216,6 @@ def test_run_options_become_the_drivers_settings(tmp_path: Path) -> None:
 def test_a_job_template_without_a_job_is_refused(tmp_path: Path, text: str, message: str) -> None:
     template = tmp_path / "job.yaml"
     template.write_text(text)
-    options = RunOptions(launcher="kubernetes", gpus="none", job_template=template)
+    options = {"launcher": "kubernetes", "gpus": "none", "job_template": template}
     with pytest.raises(SettingsError, match=message):
         build_settings(options, print)

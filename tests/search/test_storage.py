@@ -23,13 +23,14 @@ from search.storage import (
     make_storage,
     scrub,
 )
+from testkit.postgres import PASSWORD, Server, throwaway_postgres
+from tests.conftest import need
 from tests.search.helpers import empty_database, run_together
-from tests.search.postgres import PASSWORD, Server, throwaway_postgres
 
 
 @pytest.fixture
 def postgres_server() -> Iterator[Server]:
-    yield from throwaway_postgres()
+    yield from throwaway_postgres(need)
 
 
 @pytest.mark.parametrize(
@@ -122,11 +123,15 @@ def test_a_wrong_password_is_refused_at_once(postgres_server: Server) -> None:
 
 OPEN = """
 import sys, time
+from pathlib import Path
+from search.settings import Settings
+from search.space import default_space
 from search.study import open_study
-url, start = sys.argv[1], float(sys.argv[2])
+url, start, output = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3])
+settings = Settings(trials=1, output=output, storage=url, study_name="race",
+                    space=default_space(), launcher=None, confirm=0)
 time.sleep(max(0.0, start - time.time()))  # all of them at the same moment
-study, storage = open_study(url, "race")
-print(study.study_name)
+print(open_study(settings, print).study.study_name)
 """
 
 
@@ -137,17 +142,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
 def test_processes_opening_one_study_at_once_on_an_empty_database_all_succeed(
-    database_url: str,
+    database_url: str, tmp_path: Path
 ) -> None:
     url = database_url
     start = time.time() + 3  # seconds: every interpreter has imported Optuna by then
-    results = run_together(OPEN, url, str(start))
+    results = run_together(OPEN, url, str(start), str(tmp_path / "out"))
     assert [code for code, _ in results] == [0] * 4, [err for _, err in results]
-    assert len(optuna.get_all_study_names(make_storage(url))) == 1
+    assert len(optuna.get_all_study_names(make_storage(url, retry_seconds=60))) == 1
 
 
 def test_a_retrying_storage_is_an_optuna_storage(tmp_path: Path) -> None:
-    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", retry_seconds=60)
     assert isinstance(storage, optuna.storages.BaseStorage)
     assert isinstance(storage, BaseHeartbeat)
 

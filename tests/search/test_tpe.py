@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search._optuna import quiet_experimental
 from search.space import DEFAULT_SPACE, build_space
-from search.study import make_sampler
+from search.study.create import make_sampler
 from search.tpe import BEST, RECENT, BoundedTPESampler, bounded
 
 SPACE = build_space(DEFAULT_SPACE)

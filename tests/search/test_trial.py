@@ -1,5 +1,5 @@
 """search.trial: one trial's runs, events and result, against a real Optuna study on SQLite
-and the stand-in job (tests/search/stub_job.py) run as a local process."""
+and the stand-in job (testkit/job.py) run as a local process."""
 
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from job.contract import EXIT_MEANINGS, DriverExit, ExitCode
-from search._optuna import quiet_experimental
+from job.contract import EXIT_MEANINGS, ExitCode
+from search._optuna import quiet_experimental, storage_of
 from search.errors import StudyStopped
+from search.exits import DriverExit
 from search.launchers.base import LOST
 from search.launchers.local import LocalLauncher
 from search.settings import Settings
 from search.space import build_space
-from search.storage import Requeue
-from search.study import open_study
+from search.storage import Requeue, make_storage
+from search.study.create import create, make_pruner, make_sampler
 from search.trial import DOES_NOT_FIT, TrialRunner, _Outcome, _why
-from tests.search.helpers import STUB
+from testkit import job as standin
 
 SPACE = {"max_lr": {"low": 1e-3, "high": 1e-1, "log": True}}
 
@@ -31,7 +32,8 @@ SPACE = {"max_lr": {"low": 1e-3, "high": 1e-1, "log": True}}
 @pytest.fixture
 def study(tmp_path: Path) -> Iterator[optuna.Study]:
     """A study on SQLite in ``tmp_path`` whose pruner prunes any epoch below 0.9."""
-    study, _ = open_study(f"sqlite:///{tmp_path / 'study.db'}", "t", pruner="none")
+    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", retry_seconds=60, heartbeat=10)
+    study = create(storage, "t", make_sampler("tpe", None), make_pruner("none"))
     study.pruner = optuna.pruners.ThresholdPruner(lower=0.9)
     yield study
 
@@ -56,11 +58,11 @@ def _runner(tmp_path: Path, study: optuna.Study, command: list[str], **settings:
     options = Settings(**values)
     study.pruner = optuna.pruners.NopPruner()  # one epoch then an exit: nothing to prune
     requeue = Requeue(options.retries)
-    return TrialRunner(options, study, study._storage, threading.Event(), requeue)
+    return TrialRunner(options, study, storage_of(study), threading.Event(), requeue)
 
 
 def _run(tmp_path: Path, study: optuna.Study, plan: str, **settings: Any):
-    runner = _runner(tmp_path, study, [sys.executable, str(STUB), plan], **settings)
+    runner = _runner(tmp_path, study, [sys.executable, str(standin.PATH), plan], **settings)
     return runner.run(_ask(study), None)
 
 
@@ -201,10 +203,9 @@ def test_a_failure_of_this_trial_alone_is_recorded_and_the_study_goes_on(
 def test_a_trial_whose_epoch_outlasts_the_timeout_but_reports_progress_completes(
     tmp_path: Path, study: optuna.Study
 ) -> None:
-    from tests.search.stub_job import PROGRESS_EVERY, SLOW_EPOCH_SECONDS
-
     timeout = 1.0
-    assert PROGRESS_EVERY < timeout < SLOW_EPOCH_SECONDS  # the epoch alone would be stale
+    # The epoch alone would be stale:
+    assert standin.PROGRESS_EVERY < timeout < standin.SLOW_EPOCH_SECONDS
     frozen = _run(tmp_path, study, "*=slow", trial_timeout=timeout)
     assert frozen.state == TrialState.COMPLETE
     assert frozen.value == pytest.approx(0.6)

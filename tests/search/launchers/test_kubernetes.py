@@ -18,10 +18,12 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from search.driver import Driver, Settings
+from search.driver import Driver
 from search.launchers.base import LOST
 from search.launchers.kubernetes import KubernetesLauncher
+from search.settings import Settings
 from search.space import build_space
+from search.study import open_study
 from tests.conftest import REPO
 from tests.search.launchers.test_k8s_manifest import MIG, SPEC, as_dict
 
@@ -31,7 +33,7 @@ from tests.search.launchers.test_k8s_manifest import MIG, SPEC, as_dict
 def test_sharing_a_plain_gpu_is_refused_with_how_to_fix_it() -> None:
     # No batch/core clients: the refusal must come before any connection to a cluster.
     with pytest.raises(ValueError) as refused:
-        KubernetesLauncher("resnet-job:0.1.0", trials_per_gpu=2)
+        KubernetesLauncher("resnet-job:0.1.0", "ml", trials_per_gpu=2)
     message = str(refused.value)
     assert "one nvidia.com/gpu cannot be shared" in message
     assert "enable time-slicing or MIG in the cluster" in message
@@ -51,7 +53,7 @@ def test_sharing_a_plain_gpu_is_refused_with_how_to_fix_it() -> None:
 )
 def test_bad_gpu_settings_are_refused(settings: dict, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        KubernetesLauncher("resnet-job:0.1.0", **settings)
+        KubernetesLauncher("resnet-job:0.1.0", "ml", **settings)
 
 
 @pytest.mark.parametrize(
@@ -283,7 +285,7 @@ def test_driver_runs_a_study_through_the_kubernetes_launcher(tmp_path) -> None:
         seed=0,
         confirm=0,  # one Job per trial: no confirmation runs after the budget
     )
-    driver = Driver(settings)
+    driver = Driver(settings, open_study(settings, print))
     driver.run()
     trials = driver.study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]

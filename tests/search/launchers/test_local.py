@@ -11,6 +11,7 @@ import pytest
 
 from search.launchers.base import TrialSpec
 from search.launchers.local import LocalLauncher
+from testkit import job as standin
 from tests.conftest import need
 
 SCRIPT = """
@@ -84,13 +85,9 @@ def _alive(pid: int) -> bool:
 
 # -- slots share the cores ---------------------------------------------------------------------
 
-REPORT = """
-import json, os, sys, time
-out = os.environ["OUTPUT_DIR"]
-mine = {"cpus": sorted(os.sched_getaffinity(0)), "threads": os.environ.get("CPU_THREADS")}
-print(json.dumps(mine), flush=True)
-time.sleep(float(os.environ.get("HOLD", "0")))
-"""
+REPORT = [sys.executable, str(standin.PATH), "report"]
+"""The stand-in job that prints its CPUs and CPU_THREADS (among others), then waits
+STANDIN_HOLD seconds."""
 
 
 def _report(run) -> dict:
@@ -104,8 +101,8 @@ def _report(run) -> dict:
 def test_parallel_runs_are_pinned_to_disjoint_cores(tmp_path) -> None:
     cores = sorted(os.sched_getaffinity(0))
     need(len(cores) >= 2, "pinning two runs to disjoint cores needs 2 or more cores")
-    launcher = LocalLauncher([sys.executable, "-c", REPORT], slots=2)
-    hold = {"HOLD": "1"}
+    launcher = LocalLauncher(REPORT, slots=2)
+    hold = {"STANDIN_HOLD": "1"}
     runs = [
         launcher.start(TrialSpec(f"t{i}", hold, tmp_path / f"o{i}", tmp_path / "d"))
         for i in range(2)
@@ -118,7 +115,7 @@ def test_parallel_runs_are_pinned_to_disjoint_cores(tmp_path) -> None:
 
 
 def test_a_finished_run_frees_its_cores_for_the_next(tmp_path) -> None:
-    launcher = LocalLauncher([sys.executable, "-c", REPORT], slots=2)
+    launcher = LocalLauncher(REPORT, slots=2)
     seen = [
         _report(launcher.start(TrialSpec(f"t{i}", {}, tmp_path / f"o{i}", tmp_path / "d")))
         for i in range(4)
@@ -128,18 +125,16 @@ def test_a_finished_run_frees_its_cores_for_the_next(tmp_path) -> None:
 
 
 def test_a_cpu_threads_given_by_the_user_wins(tmp_path) -> None:
-    launcher = LocalLauncher([sys.executable, "-c", REPORT], slots=2)
+    launcher = LocalLauncher(REPORT, slots=2)
     spec = TrialSpec("t", {"CPU_THREADS": "5"}, tmp_path / "o", tmp_path / "d")
     assert _report(launcher.start(spec))["threads"] == "5"
 
 
 def test_one_slot_leaves_the_run_to_size_itself(tmp_path) -> None:
     report = _report(
-        LocalLauncher([sys.executable, "-c", REPORT]).start(
-            TrialSpec("t", {}, tmp_path / "o", tmp_path / "d")
-        )
+        LocalLauncher(REPORT).start(TrialSpec("t", {}, tmp_path / "o", tmp_path / "d"))
     )
-    assert report == {"cpus": sorted(os.sched_getaffinity(0)), "threads": None}
+    assert (report["cpus"], report["threads"]) == (sorted(os.sched_getaffinity(0)), None)
 
 
 @pytest.mark.parametrize("cold", [True, False], ids=["cold", "warm"])

@@ -1,7 +1,8 @@
 """Warm starts: a trial forked from a warm process is started as a cold one would be.
 
-Real processes and real signals: a stand-in job (``probe_job``) reports what it was started
-with, and the real job runs on a small generated archive.
+Real processes and real signals: the stand-in job (:mod:`testkit.job`, plans ``report``,
+``hold`` and ``kill``) reports what it was started with, and the real job runs on a small
+generated archive.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from search.launchers.local import WARM_SAFE, LocalLauncher
 from tests.conftest import REPO, need
 from tests.search.launchers.test_local import _alive
 
-PROBE = "tests.search.launchers.probe_job"
+STANDIN = "testkit.job"
 MODES = pytest.mark.parametrize("cold", [True, False], ids=["cold", "warm"])
 TIMING = ("eval_seconds", "train_seconds", "images_per_sec")  # history.json's clock readings
 
@@ -37,7 +38,7 @@ def launchers():
     made: list[LocalLauncher] = []
 
     def make(cold: bool, **kw) -> LocalLauncher:
-        kw.setdefault("module", PROBE)
+        kw.setdefault("module", STANDIN)
         launcher = LocalLauncher(cwd=REPO, cold_start=cold, **kw)
         made.append(launcher)
         return launcher
@@ -68,7 +69,7 @@ def test_the_trial_gets_its_environment_and_only_it(tmp_path, launchers, monkeyp
     monkeypatch.setenv("EPOCHS", "99")  # a job variable in the driver's shell: never passed
     monkeypatch.setenv("SEARCH_STORAGE", "postgresql://user:secret@db/study")
     launcher = launchers(cold)
-    spec = _spec(tmp_path, PROBE="report", SEED="7")
+    spec = _spec(tmp_path, STANDIN_PLAN="report", SEED="7")
     run = launcher.start(spec)
     report = _report(run)
     assert run.warm_start is not cold
@@ -78,8 +79,8 @@ def test_the_trial_gets_its_environment_and_only_it(tmp_path, launchers, monkeyp
 
 
 def test_a_warm_trial_starts_as_a_cold_one(tmp_path, launchers) -> None:
-    cold = _report(launchers(True).start(_spec(tmp_path, "c", PROBE="report")))
-    warm_run = launchers(False).start(_spec(tmp_path, "w", PROBE="report"))
+    cold = _report(launchers(True).start(_spec(tmp_path, "c", STANDIN_PLAN="report")))
+    warm_run = launchers(False).start(_spec(tmp_path, "w", STANDIN_PLAN="report"))
     warm = _report(warm_run)
     assert warm_run.warm_start
     same = ("argv", "path0", "cwd", "fds", "signals", "blocked", "stdin", "name", "cpus")
@@ -89,15 +90,15 @@ def test_a_warm_trial_starts_as_a_cold_one(tmp_path, launchers) -> None:
 
 @MODES
 def test_the_trial_leads_its_own_process_group(tmp_path, launchers, cold) -> None:
-    report = _report(launchers(cold).start(_spec(tmp_path, PROBE="report")))
+    report = _report(launchers(cold).start(_spec(tmp_path, STANDIN_PLAN="report")))
     assert report["pgid"] == report["pid"] == report["sid"]
     assert report["pgid"] != os.getpgid(0)
 
 
 @MODES
 def test_stdout_is_read_and_stderr_goes_to_the_log(tmp_path, launchers, cold) -> None:
-    run = launchers(cold).start(_spec(tmp_path, PROBE="report", HOLD="0.2"))
-    assert json.loads(next(iter(run.lines())))["env"]["PROBE"] == "report"
+    run = launchers(cold).start(_spec(tmp_path, STANDIN_PLAN="report", STANDIN_HOLD="0.2"))
+    assert json.loads(next(iter(run.lines())))["env"]["STANDIN_PLAN"] == "report"
     assert run.wait() == 0
     assert run.log_path == tmp_path / "t" / "job.log"
     assert run.log_path.read_text() == "working\n"
@@ -107,7 +108,7 @@ def test_stdout_is_read_and_stderr_goes_to_the_log(tmp_path, launchers, cold) ->
 @MODES
 @pytest.mark.parametrize(("probe", "code"), [("report", 0), ("report", 3), ("kill", 137)])
 def test_the_exit_code_reaches_the_driver(tmp_path, launchers, cold, probe, code) -> None:
-    run = launchers(cold).start(_spec(tmp_path, PROBE=probe, PROBE_EXIT=str(code)))
+    run = launchers(cold).start(_spec(tmp_path, STANDIN_PLAN=probe, STANDIN_EXIT=str(code)))
     list(run.lines())
     assert run.wait() == code
     assert run.wait() == code  # asked again: the same answer
@@ -115,7 +116,7 @@ def test_the_exit_code_reaches_the_driver(tmp_path, launchers, cold, probe, code
 
 @MODES
 def test_stop_ends_the_run_and_its_process_group(tmp_path, launchers, cold) -> None:
-    run = launchers(cold).start(_spec(tmp_path, PROBE="hold"))
+    run = launchers(cold).start(_spec(tmp_path, STANDIN_PLAN="hold"))
     next(iter(run.lines()))
     grandchild = int((tmp_path / "t" / "child.pid").read_text())
     run.stop(grace=5)
@@ -130,7 +131,9 @@ def test_slots_keep_their_cores_and_threads(tmp_path, launchers, cold) -> None:
     launcher = launchers(cold, slots=2)
     for round_ in range(2):  # the second round reuses the warm processes
         runs = [
-            launcher.start(_spec(tmp_path, f"t{round_}{i}", PROBE="report", HOLD="1"))
+            launcher.start(
+                _spec(tmp_path, f"t{round_}{i}", STANDIN_PLAN="report", STANDIN_HOLD="1")
+            )
             for i in range(2)
         ]
         reports = [_report(run) for run in runs]
@@ -143,13 +146,13 @@ def test_slots_keep_their_cores_and_threads(tmp_path, launchers, cold) -> None:
 
 def test_a_killed_warm_process_is_replaced(tmp_path, launchers) -> None:
     launcher = launchers(False)
-    first = launcher.start(_spec(tmp_path, "a", PROBE="report"))
+    first = launcher.start(_spec(tmp_path, "a", STANDIN_PLAN="report"))
     _report(first)
     server = first.proc.server.proc
     server.kill()
     server.wait()
-    second = launcher.start(_spec(tmp_path, "b", PROBE="report"))
-    assert _report(second)["env"]["PROBE"] == "report"
+    second = launcher.start(_spec(tmp_path, "b", STANDIN_PLAN="report"))
+    assert _report(second)["env"]["STANDIN_PLAN"] == "report"
     assert second.warm_start
     assert second.proc.server.proc.pid != server.pid
 
@@ -158,7 +161,7 @@ def test_a_warm_trial_whose_warm_process_dies_is_lost(tmp_path, launchers) -> No
     from search.launchers.base import LOST
 
     launcher = launchers(False)
-    run = launcher.start(_spec(tmp_path, PROBE="hold"))
+    run = launcher.start(_spec(tmp_path, STANDIN_PLAN="hold"))
     next(iter(run.lines()))
     run.proc.server.proc.kill()  # the trial dies with it (PDEATHSIG): relaunched as lost
     assert run.wait() == LOST
@@ -171,7 +174,7 @@ from search.launchers.base import TrialSpec
 from search.launchers.local import LocalLauncher
 launcher = LocalLauncher(cwd=Path.cwd(), cold_start=sys.argv[1] == "cold", module=sys.argv[2])
 out = Path(sys.argv[3])
-run = launcher.start(TrialSpec("t", {"PROBE": "hold"}, out, out))
+run = launcher.start(TrialSpec("t", {"STANDIN_PLAN": "hold"}, out, out))
 next(iter(run.lines()))
 server = run.proc.server.proc.pid if run.warm_start else None
 print(json.dumps({"trial": run.proc.pid, "server": server}), flush=True)
@@ -183,7 +186,7 @@ time.sleep(3600)
 def test_the_trials_die_with_the_driver(tmp_path, cold) -> None:
     mode = "cold" if cold else "warm"
     driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, mode, PROBE, str(tmp_path / "t")],
+        [sys.executable, "-c", DRIVER, mode, STANDIN, str(tmp_path / "t")],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -196,7 +199,7 @@ def test_the_trials_die_with_the_driver(tmp_path, cold) -> None:
     assert not _alive(pids["trial"])
     if pids["server"] is not None:
         assert not _alive(pids["server"])
-    os.kill(grandchild, signal.SIGKILL)  # not the launcher's to reap: the probe's own child
+    os.kill(grandchild, signal.SIGKILL)  # not the launcher's to reap: the stand-in's own child
 
 
 # -- the real job ------------------------------------------------------------------------------

@@ -85,9 +85,9 @@ def _postgres_server() -> Iterator[None]:
         supplier.server_url = shared
         yield
         return
-    from tests.search.postgres import _available, throwaway_postgres
+    from testkit.postgres import available, throwaway_postgres
 
-    if _available()[0] is None:
+    if available()[0] is None:
         yield  # the PostgreSQL tests call need() and skip (or fail in CI) with the reason
         return
     servers = throwaway_postgres()

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from search.storage import RetryingStorage, make_storage
-from tests.search.postgres import PASSWORD, Server, throwaway_postgres
+from testkit.postgres import PASSWORD, Server, throwaway_postgres
+from tests.conftest import need
 from tests.search.storage.faults import CommitDropper, SqliteCommitDropper
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    yield from throwaway_postgres()
+    yield from throwaway_postgres(need)
 
 
 def new_database(server: Server, port: int | None = None) -> str:
@@ -46,13 +47,13 @@ class Faulty:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def faulty(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Faulty]:
     if request.param == "sqlite":
-        storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", retry_seconds=60)
+        storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", retry_seconds=60, heartbeat=10)
         yield Faulty(storage, SqliteCommitDropper(storage.backend))
         storage.backend.engine.dispose()
         return
     server = request.getfixturevalue("server")
     proxy = CommitDropper(server.port)
-    storage = make_storage(new_database(server, port=proxy.port), retry_seconds=60)
+    storage = make_storage(new_database(server, port=proxy.port), retry_seconds=60, heartbeat=10)
     try:
         yield Faulty(storage, proxy)
     finally:

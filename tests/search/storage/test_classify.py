@@ -17,9 +17,8 @@ import sqlalchemy
 from search._optuna import quiet_experimental
 from search.storage import RetryingStorage, StorageBroken, make_storage
 from search.storage.errors import classify
-from tests.search.postgres import PASSWORD, Server
+from testkit.postgres import PASSWORD, Server, fake_postgres
 from tests.search.storage.conftest import new_database
-from tests.search.storage.servers import fake_postgres
 
 
 def _error_of(url: str, statement: str = "SELECT 1", **connect_args: object) -> BaseException:
@@ -106,14 +105,14 @@ def test_a_sqlite_file_locked_by_another_process_is_busy(tmp_path: Path) -> None
 
 def _sqlite_study(tmp_path: Path, _server: Server | None) -> str:
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    optuna.create_study(storage=make_storage(url), study_name="s")
+    optuna.create_study(storage=make_storage(url, retry_seconds=60), study_name="s")
     return url
 
 
 def _postgres_study(_tmp_path: Path, server: Server | None) -> str:
     assert server is not None
     url = new_database(server)
-    optuna.create_study(storage=make_storage(url), study_name="s")
+    optuna.create_study(storage=make_storage(url, retry_seconds=60), study_name="s")
     return url
 
 
@@ -225,7 +224,7 @@ def _hold_lock(path: Path) -> sqlite3.Connection:
 
 @pytest.mark.parametrize("held", [0.0, 1.0])
 def test_a_sqlite_lock_released_within_the_bound_is_waited_for(tmp_path: Path, held: float) -> None:
-    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}", retry_seconds=60)
     holder = _hold_lock(tmp_path / "other.db")
     threading.Timer(held, holder.close).start()
     storage.call(_insert_while_locked(tmp_path / "other.db"))
@@ -251,8 +250,8 @@ def test_a_sqlite_lock_held_past_the_bound_stops_with_one_sentence(tmp_path: Pat
 def test_a_read_only_study_made_before_the_token_table_can_still_be_read(tmp_path: Path) -> None:
     database = tmp_path / "study.db"
     url = f"sqlite:///{database}"
-    optuna.create_study(storage=make_storage(url), study_name="s")
+    optuna.create_study(storage=make_storage(url, retry_seconds=60), study_name="s")
     with sqlite3.connect(database) as db:
         db.execute("DROP TABLE resnet_job_write_tokens")  # as an older version left it
-    storage = make_storage(f"sqlite:///file:{database}?mode=ro&uri=true")
+    storage = make_storage(f"sqlite:///file:{database}?mode=ro&uri=true", retry_seconds=60)
     assert [s.study_name for s in storage.get_all_studies()] == ["s"]

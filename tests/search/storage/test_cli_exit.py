@@ -16,7 +16,9 @@ from tests.search.helpers import clean_env
 
 
 def _with_a_study(database: Path) -> None:
-    optuna.create_study(storage=make_storage(f"sqlite:///{database}"), study_name="other")
+    optuna.create_study(
+        storage=make_storage(f"sqlite:///{database}", retry_seconds=60), study_name="other"
+    )
 
 
 def _empty(database: Path) -> None:

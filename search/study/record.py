@@ -8,43 +8,31 @@ job puts in its checkpoint fingerprint, ``job.contract``, at their value given w
 the sampler and the ``--job-env`` settings that do not shape the result, such as
 ``DATA_URL`` or ``DEVICE``). A later ``search run`` whose settings differ is refused in one
 sentence that names the difference and the ways out (:class:`SettingsError`, exit 2), before
-anything is written.
-
-``--fresh`` keeps the old study under ``<name>-<UTC time>`` (its confirmation runs too), moves
-its result files and trial folders into ``<output>/<name>-<UTC time>/``, and starts a new
-study under the name.
-
-The check and the record happen under the storage's creation lock, so drivers starting
-together on a new study record it once and never refuse each other.
+anything is written (:func:`check_or_record`, called by :func:`search.study.open_study`
+under the creation lock, so drivers starting together record a study once and never refuse
+each other).
 """
 
 from __future__ import annotations
 
-import datetime
 import re
-import shutil
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.trial import TrialState
 
 from job.contract import SET_PER_TRIAL, VARIABLES, default, variable
-from search.settings import Settings, SettingsError
+from search.errors import SettingsError
 from search.space import build_space, describe
+
+if TYPE_CHECKING:
+    from search.settings import Settings
 
 _USERINFO = re.compile(r"://([^:/@]*):[^@/]*@")
 """A URL's ``user:password@``: the password is never recorded (a DATA_URL may carry one)."""
 
 RECORD = "settings"
 """The study user attribute holding what the study was started with."""
-
-RESULTS = ("best_params.json", "best.env", "configmap.yaml", "trials.csv", "plots")
-"""A study's result files in ``--output``, moved aside with it by ``--fresh``."""
-
-TRIAL_FOLDERS = ("trials", "confirm")
-"""The folders of ``--output`` holding each trial's (and confirmation run's) OUTPUT_DIR."""
 
 
 def record_of(settings: Settings) -> dict[str, Any]:
@@ -99,35 +87,11 @@ def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[s
     return found
 
 
-def prepare(settings: Settings, say: Callable[[str], None]) -> None:
-    """Create the study or check that it was started with ``settings``; with ``--fresh``,
-    keep an existing study's results and start it anew. Raises SettingsError (exit 2)
-    when the study was started with other settings, or when a new study would reuse
-    another study's trial folders."""
-    from search.storage import creation_lock, make_storage
-
-    storage = make_storage(settings.storage, retry_seconds=settings.storage_retry)
-    record = record_of(settings)
-
-    def check() -> None:
-        with creation_lock(storage.url):
-            study = _existing(storage, settings.study_name)
-            if study is not None and settings.fresh and _has_results(study):
-                _keep(storage, study, settings.output, say)
-                study = None
-            if study is None:
-                _refuse_foreign_folders(settings)
-                study = optuna.create_study(
-                    storage=storage, study_name=settings.study_name, direction="maximize"
-                )
-            _compare_or_record(study, record, settings)
-
-    storage.call(check)
-
-
-def _compare_or_record(study: optuna.Study, record: dict[str, Any], settings: Settings) -> None:
+def check_or_record(study: optuna.Study, record: dict[str, Any], fresh: bool) -> None:
+    """Record ``record`` on a study that has none (or, with ``--fresh``, that holds no trial
+    that ran); refuse, with SettingsError, a study recorded with other settings."""
     then = recorded(study)
-    if then is None or (settings.fresh and not _has_results(study)):
+    if then is None or (fresh and not has_results(study)):
         study.set_user_attr(RECORD, record)
         return
     found = differences(then, record)
@@ -141,65 +105,9 @@ def _compare_or_record(study: optuna.Study, record: dict[str, Any], settings: Se
         )
 
 
-def _existing(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        return None
-
-
-def _has_results(study: optuna.Study) -> bool:
+def has_results(study: optuna.Study) -> bool:
     """Whether the study holds any trial that ran (anything but queued ones)."""
-    return any(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
-
-
-def _refuse_foreign_folders(settings: Settings) -> None:
-    """A new study's trial ``n`` writes to ``<output>/trials/n``: refuse to start one there
-    while those folders hold another study's runs (their checkpoints would be resumed or
-    refused)."""
-    for name in TRIAL_FOLDERS:
-        folder = settings.output / name
-        if folder.is_dir() and any(folder.iterdir()):
-            raise SettingsError(
-                f"{folder} holds the trial folders of an earlier study, which the new study "
-                f"{settings.study_name!r} would reuse; pass another --output for it, or move "
-                f"{folder} away."
-            )
-
-
-def _keep(
-    storage: optuna.storages.BaseStorage,
-    study: optuna.Study,
-    output: Path,
-    say: Callable[[str], None],
-) -> None:
-    """``--fresh``: copy the study (and its confirmation runs) to ``<name>-<UTC time>``,
-    delete it, and move its files in ``output`` into ``output/<name>-<UTC time>/``."""
-    from search.confirm import sibling_name
-
-    name = study.study_name
-    kept = f"{name}-{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%SZ}"
-    trials = len(study.get_trials(deepcopy=False))
-    for old, new in ((name, kept), (sibling_name(name), sibling_name(kept))):
-        if _existing(storage, old) is None:
-            continue
-        if _existing(storage, new) is not None:  # a copy an interrupted attempt left
-            optuna.delete_study(study_name=new, storage=storage)
-        optuna.copy_study(
-            from_study_name=old, from_storage=storage, to_storage=storage, to_study_name=new
-        )
-        optuna.delete_study(study_name=old, storage=storage)
-    folder = output / kept
-    moved = [path for path in (output / n for n in (*RESULTS, *TRIAL_FOLDERS)) if path.exists()]
-    if moved:
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in moved:
-            shutil.move(path, folder / path.name)
-    where = f" and its files in {folder}" if moved else ""
-    say(
-        f"--fresh: kept the study {name!r} ({trials} trials) as {kept!r}{where}; "
-        f"starting a new study {name!r}."
-    )
+    return any(t.state != optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
 
 
 def _same(name: str, a: str, b: str) -> bool:
