@@ -7,7 +7,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv run test test-gpu lint format bench reproduce gpu-data wheels gpu-campaign \
-	search dashboard clean optuna-suite
+	soak search dashboard clean optuna-suite
 
 ## help: list the targets with one line each
 help:
@@ -85,10 +85,14 @@ gpu-data: venv
 wheels:
 	bash bench/wheels.sh .whl
 
-## gpu-campaign: the GPU campaign on the GPU machine, results in output/gpu-campaign (GPU_CAMPAIGN_ARGS)
+## gpu-campaign: the GPU campaign on the GPU machine (its python3, offline), results in output/gpu-campaign (GPU_CAMPAIGN_ARGS)
 GPU_CAMPAIGN_ARGS ?=
 gpu-campaign:
-	bash bench/gpu_campaign.sh --out output/gpu-campaign $(GPU_CAMPAIGN_ARGS)
+	PIP_NO_INDEX=1 $(PYTHON) -m bench --gpu --out output/gpu-campaign $(GPU_CAMPAIGN_ARGS)
+
+## soak: the long chaos soak of the search (60 trials, 3 drivers, real faults; not part of make test); report in output/soak-chaos
+soak: venv
+	$(PY) -m pytest -m soak -s -p no:cacheprovider tests/soak $(PYTEST_ARGS)
 
 ## search: tune with Optuna (TRIALS=20 STUDY=resnet-job SEARCH_ARGS='--launcher docker --job-env EPOCHS=4')
 TRIALS      ?= 20

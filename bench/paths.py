@@ -1,12 +1,8 @@
 """No figure: where every bench module reads and writes (the repository, the archive).
 
-The one place that knows the layout around the checkout: ``tests/conftest.py`` and every bench
-command take their defaults from here. ``python -m bench.paths`` prints the local path of the
-CIFAR-10 archive ``DATA_URL`` names — the fast.ai mirror by default, downloaded once into
-``DATA_DIR/downloads/`` exactly as the job downloads it — so ``make bench`` and ``make
-reproduce`` read the archive a user has, or fetch it (exit 3 with one sentence when it cannot
-be had, as the job's).
-"""
+``python -m bench.paths`` prints the local path of the archive ``DATA_URL`` names — the fast.ai
+mirror by default, downloaded once into ``DATA_DIR/downloads/`` as the job does — or exits 3
+with the job's sentence; ``make bench``, ``make reproduce`` and ``make gpu-data`` run it."""
 
 from __future__ import annotations
 
@@ -15,8 +11,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-"""The repository root: the working folder of every job, search and pytest the bench starts."""
+from testkit import REPO
+
 SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10.tgz"
 """The test fixture: the real fast.ai CIFAR-10 archive beside the checkout on the development
 and CI machines (never copied into it); tests read it, users point DATA_URL at their own."""
@@ -68,18 +64,5 @@ def given_or_default(given: Path | None) -> Path:
         raise SystemExit(int(ExitCode.NO_DATA)) from None
 
 
-def main() -> int:
-    """Print :func:`archive`'s path; exit 3 (the job's "no data") with its sentence."""
-    from job.contract import ExitCode
-    from job.errors import DataError
-
-    try:
-        print(archive())
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return int(ExitCode.NO_DATA)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # print the archive's path; exit 3 (the job's "no data") without one
+    print(given_or_default(None))

@@ -1,10 +1,7 @@
-"""Row (a), input pipeline: augmented, normalised training batches per second.
+"""Row (a), input pipeline: augmented, normalised training batches per second, no model.
 
 Tutorial: ImageFolder over the extracted PNGs, PIL transforms in a DataLoader with
-``num_workers=3``, wrapped in its DeviceDataLoader. Job: its loader over the decoded uint8
-tensors, augmenting and normalising whole batches with tensor ops on the training device.
-Neither side trains here; the loop only pulls batches, so this is the most either pipeline
-can feed a model.
+``num_workers=3``. Job: its loader over the decoded uint8 tensors, on the training device.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ import torch
 from torchvision.datasets import ImageFolder
 
 from bench import tutorial
+from bench.training import sync
 
 
 def tutorial_batches_per_sec(
@@ -74,16 +72,11 @@ def _rate(batches_iter: Iterator[Any], batches: int, warmup: int, device: torch.
     """
     for _ in range(warmup):
         next(batches_iter)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     pulled = 0
     while pulled < batches or time.perf_counter() - start < MIN_SECONDS:
         next(batches_iter)
         pulled += 1
-    _sync(device)
+    sync(device)
     return pulled / (time.perf_counter() - start)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -1,18 +1,10 @@
 """The reproduce figure: ``python -m bench.reproduce`` (``make reproduce``), the full recipe.
 
-Runs ``python -m job`` as a real subprocess on the real archive (``DATA_URL``, the job's
-default mirror unless set) — all 50,000/10,000 images,
-``MODEL_WIDTH=1``, 8 epochs, ``SEED=0``, the recipe's defaults — and prints its final val_acc
-beside the tutorial's published 0.9050–0.9059. Precision is the job's ``auto``: bf16 autocast
-on CUDA and on a CPU with native bf16 (avx512_bf16 or amx_bf16, where it trains faster than
-fp32), fp32 elsewhere. On a CPU it takes tens of minutes (docs/benchmarks.md has the times).
-
-A job variable already set in the environment wins over the recipe, and the run then says it
-is *not* the full recipe: that is how to try it small, e.g.
-``TRAIN_LIMIT=500 TEST_LIMIT=200 EPOCHS=1 MODEL_WIDTH=0.125 python -m bench.reproduce``.
-Rerunning on the same ``--output`` resumes an interrupted run (``--fresh`` starts over).
-
-Exit code: the job's own (``docs/contract.md``); 2 for a bad option.
+``python -m job`` as a subprocess on the archive ``DATA_URL`` names with all 50,000/10,000
+images, ``MODEL_WIDTH=1``, 8 epochs, ``SEED=0``, every other variable the job's default; its
+final val_acc beside the tutorial's published 0.9050–0.9059. A job variable already in the
+environment wins, and the run then says it is *not* the full recipe (docs/benchmarks.md,
+"Reproducing the tutorial's accuracy"). Exit code: the job's own; 2 for a bad option.
 """
 
 from __future__ import annotations
@@ -28,20 +20,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench.paths import OUTPUT, REPO, data_url
-from bench.runs import job_events
 from job.contract import METRICS_JSON, VARIABLE_NAMES, default
+from testkit.jobrun import JOB, events
 
 DEFAULT_OUTPUT = OUTPUT / "reproduce"
 TUTORIAL_VAL_ACC = (0.9050, 0.9059)
 """The tutorial's published final val_acc over its runs (Jovian 05b-cifar10-resnet)."""
 
-RECIPE: dict[str, str] = {
-    "TRAIN_LIMIT": "0",
-    "TEST_LIMIT": "0",
-    "MODEL_WIDTH": "1",
-    "EPOCHS": "8",
-    "SEED": "0",
-}
+RECIPE = {"TRAIN_LIMIT": "0", "TEST_LIMIT": "0", "MODEL_WIDTH": "1", "EPOCHS": "8", "SEED": "0"}
 """The full recipe's sizes; every other variable keeps the job's default (the tutorial's)."""
 
 
@@ -126,11 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     t0 = time.perf_counter()
     # stderr (the job's per-epoch progress) goes straight to the terminal; stdout is events.
-    proc = subprocess.run(
-        [sys.executable, "-m", "job"], env=env, cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.run(list(JOB), env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
-    done = next((e for e in job_events(proc.stdout) if e.get("event") == "done"), None)
+    done = next((e for e in events(proc.stdout) if e.get("event") == "done"), None)
     if proc.returncode != 0 or done is None:
         message = f"reproduce: the job exited {proc.returncode}; see its message above."
         print(message, file=sys.stderr)

@@ -1,14 +1,10 @@
-"""No figure: what every part and step shares to start the job, the search and their files.
-
-The job's data variables, the ``python -m search run`` command line, a logged and timed
-subprocess, stopping a process that overruns, and the JSON and ``trials.csv`` files the runs
-leave behind. Results are written with :func:`job.files.write_json`.
-"""
+"""No figure: what the rows share to start the search and read its files: the job's data
+variables, the ``python -m search run`` command, a logged subprocess, stopping one that
+overruns, and the JSON and ``trials.csv`` files a run leaves."""
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -91,11 +87,6 @@ def wait_or_stop(
     return True
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; empty when there is no such file."""
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def read_trials(path: Path) -> list[dict[str, str]]:
     """The rows of a search's ``trials.csv`` (every value as text; empty when missing)."""
     if not path.is_file():
@@ -104,28 +95,9 @@ def read_trials(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def job_events(stdout: str) -> list[dict[str, Any]]:
-    """The JSON events a job printed on stdout, one a line (any other line is passed over)."""
-    events = []
-    for line in stdout.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
-
-
 def decode(archive: Path, data_dir: Path) -> Any:
     """Decode ``archive`` into the job's cache in ``data_dir`` (as the job would); the data set."""
     from job.config import from_env
     from job.data import load_dataset
 
     return load_dataset(from_env(data_vars(archive, data_dir)))
-
-
-def steady_images_per_sec(history: list[dict[str, Any]], n_train: int) -> float | None:
-    """Training images/s over the epochs after the first (None with a single epoch)."""
-    later = [h for h in history if "train_seconds" in h][1:]
-    return n_train * len(later) / sum(h["train_seconds"] for h in later) if later else None

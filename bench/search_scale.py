@@ -1,23 +1,14 @@
 """The search at scale's rows (docs/benchmarks.md): 1,000 trials on 4 drivers x 8 slots on a
-fresh PostgreSQL, and 300 trials on 1 driver x 8 slots on SQLite; per row, the driver's own
-seconds per trial (median and p95, first 100 and last 100 finished trials), the sampler's
-seconds per trial, SQL statements per trial, PostgreSQL connections held, the drivers' CPU
-share, and the finished total against N..N+W-1; plus a PNG of the sampler's CPU seconds against
-the study's finished trials.
+fresh PostgreSQL, and 300 trials on 1 driver x 8 slots on SQLite, measured from outside.
 
     python -m bench.search_scale                                  # both rows
     python -m bench.search_scale --backends sqlite --sqlite-trials 100 --slots 4
-    python -m bench.search_scale --pg-trials 200 --drivers 2 --json scale.json
 
-Each driver is ``python -m search run --launcher local --confirm 0 --cold-start`` (default
-TPE sampler and median pruner), started through ``bench/scale_probe.py``, which measures it
-from inside and makes its trials ``bench/scale_job.py``: a few epochs of
-:data:`bench.scale_job.EPOCH_SECONDS`, no training, so the driver, not the job, sets the
-pace. A trial's driver cost is the CPU seconds of the worker thread that took and ran it
-(sampling, the storage's client side, launching, recording events, reaping); its wall
-seconds (the same work plus the storage's round trips and the waits for the cores the
-other workers hold, without the waits on the job, the budget or the driver's lock) are
-shown beside it (see ``bench/scale_probe.py``).
+Each driver is ``python -m search run --launcher local --confirm 0 --cold-start``, started as it
+is from a folder where ``python -m job`` is the stand-in (:func:`testkit.job.shim`), so the
+driver, not the job, sets the pace. Nothing of the search is patched: the drivers' CPU time
+comes from ``/proc/<pid>/stat``, each trial's start and completion from the study, SQL
+statements from PostgreSQL's own log, connections from ``pg_stat_activity``.
 """
 
 from __future__ import annotations
@@ -34,20 +25,31 @@ import subprocess
 import sys
 import threading
 import time
-from bisect import bisect_right
+from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.paths import OUTPUT, REPO
+from bench.paths import OUTPUT
 from bench.runs import search_command
+from testkit import REPO
+from testkit.job import shim
+from testkit.postgres import PostgresMissing, Server
 
 STUDY = "scale"
 EPOCHS = 3
+EPOCH_SECONDS = 0.15
+"""Seconds one epoch of the stand-in takes: short, so that the driver sets the pace."""
 WINDOW = 100
 """Finished trials in the first and the last window of a row."""
+STEP = 10
+"""Finished trials per CPU reading within a window (its median and p95 are over these)."""
+SAMPLE_EVERY = 0.25
+"""Seconds between two readings of the drivers' CPU time (and of PostgreSQL's connections)."""
 DEADLINE = 3600.0
 """Seconds a row may take before its drivers are stopped."""
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -64,140 +66,172 @@ class Case:
         return self.drivers * self.slots
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of process ``pid`` (its threads, not its children); None when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 4) if values else float("nan"),
-        "p95": round(_pct(values, 0.95), 4),
-    }
+class _Sampler:
+    """Reads the drivers' CPU seconds (and PostgreSQL's client connections) until stopped."""
 
-
-class _Connections:
-    """Samples pg_stat_activity's client connections to the database every 0.5 s."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.replace("+psycopg2", "")
-        self.samples: list[int] = []
+    def __init__(self, pids: list[int], pg_url: str | None) -> None:
+        self.pids, self.pg_url = pids, pg_url
+        self.last: dict[int, float] = {}
+        self.samples: list[tuple[float, float]] = [(time.time(), 0.0)]
+        self.connections: list[int] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> _Connections:
         self._thread.start()
-        return self
 
-    def __exit__(self, *_: object) -> None:
+    def read(self) -> None:
+        with self._lock:  # the thread and a driver's exit both read; times stay in order
+            for pid in self.pids:
+                seconds = cpu_seconds(pid)
+                if seconds is not None:
+                    self.last[pid] = seconds
+            self.samples.append((time.time(), sum(self.last.values())))
+
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        self.read()
 
     def _run(self) -> None:
-        import psycopg2
-
-        query = (
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-            "AND pid <> pg_backend_pid()"
-        )
-        with contextlib.closing(psycopg2.connect(self.url)) as db:
-            db.autocommit = True
-            while not self._stop.wait(0.5):
-                with db.cursor() as cursor:
-                    cursor.execute(query)
-                    row = cursor.fetchone()
-                    self.samples.append(int(row[0]) if row else 0)
+        count = _connection_counter(self.pg_url) if self.pg_url else None
+        while not self._stop.wait(SAMPLE_EVERY):
+            self.read()
+            if count is not None:
+                with contextlib.suppress(Exception):
+                    self.connections.append(count())
 
 
-def _drivers(case: Case, url: str, out: Path) -> tuple[list[int], float]:
-    """Start the drivers, wait for them; their exit codes and the wall seconds."""
-    study_out = out / "study"
+def _connection_counter(url: str) -> Any:
+    import psycopg2
+
+    db = psycopg2.connect(url.replace("+psycopg2", ""))
+    db.autocommit = True
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        "AND pid <> pg_backend_pid()"
+    )
+
+    def count() -> int:
+        with db.cursor() as cursor:
+            cursor.execute(query)
+            row = cursor.fetchone()
+            return int(row[0]) if row else 0
+
+    return count
+
+
+def _wait(proc: subprocess.Popen[bytes], sampler: _Sampler, deadline: float) -> int:
+    """Wait for a driver; read its CPU time as it exits, before it is reaped."""
+    while time.monotonic() < deadline:
+        if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+            sampler.read()  # a zombie's /proc stat still holds its threads' final times
+            return proc.wait()
+        time.sleep(0.1)
+    proc.kill()
+    return proc.wait()
+
+
+def _drivers(case: Case, url: str, out: Path) -> tuple[list[int], float, _Sampler]:
+    """Start the drivers, wait for them; their exit codes, the wall seconds, the readings."""
+    cwd = shim(out / "shim")
     env = {k: v for k, v in os.environ.items() if k not in ("TRIALS", "SEARCH_STORAGE")}
-    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env |= {"PYTHONUNBUFFERED": "1", "STANDIN_PLAN": "learn"}
+    env["STANDIN_EPOCH_SECONDS"] = str(EPOCH_SECONDS)
     procs = []
     started = time.monotonic()
     for index in range(case.drivers):
         cmd = search_command(
-            case.trials,
-            {"EPOCHS": str(EPOCHS)},
+            case.trials, {"EPOCHS": str(EPOCHS)},
             "--parallel", str(case.slots), "--launcher", "local", "--gpus", "none",
             "--cold-start", "--storage", url, "--study-name", STUDY,
-            "--output", str(study_out), "--seed", str(index),
+            "--output", str(out / "study"), "--seed", str(index),
         )  # fmt: skip
-        cmd[1:3] = ["-m", "bench.scale_probe"]  # python -m search run, measured
-        log = (out / f"driver-{index}.log").open("wb")
-        probe = {"SCALE_PROBE": str(out / f"probe-{index}.jsonl")}
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env={**env, **probe}, stdout=log, stderr=log))
-    codes = []
-    for proc in procs:
-        try:
-            codes.append(proc.wait(timeout=max(1.0, DEADLINE - (time.monotonic() - started))))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            codes.append(proc.wait())
-    return codes, time.monotonic() - started
+        with (out / f"driver-{index}.log").open("wb") as log:
+            procs.append(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=log))
+    sampler = _Sampler([p.pid for p in procs], url if url.startswith("postgresql") else None)
+    codes = [_wait(p, sampler, started + DEADLINE) for p in procs]
+    wall = time.monotonic() - started
+    sampler.stop()
+    return codes, wall, sampler
 
 
 def run_case(case: Case, out: Path) -> dict[str, Any]:
     """Run one row in ``out`` (emptied first); its figures."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    connections: list[int] = []
-    server = ""
-    if case.backend == "postgresql":
-        from bench.postgres import Postgres
-
-        pg = Postgres()
-        pg.start()
-        try:
-            server = pg.version()
-            with _Connections(pg.url) as sampled:
-                codes, wall = _drivers(case, pg.url, out)
-            connections = sampled.samples
-            result = _measure(case, pg.url, out, codes, wall)
-        finally:
-            pg.remove()
-    else:
-        url = f"sqlite:///{out / 'study.db'}"
-        codes, wall = _drivers(case, url, out)
-        result = _measure(case, url, out, codes, wall)
+    if case.backend == "sqlite":
         import sqlite3
 
-        server = f"SQLite {sqlite3.sqlite_version}"
-    result["database"] = server
-    if connections:
+        url = f"sqlite:///{out / 'study.db'}"
+        codes, wall, sampler = _drivers(case, url, out)
+        result = measure(case, url, codes, wall, sampler)
+        return {**result, "database": f"SQLite {sqlite3.sqlite_version}"}
+    with Server(password=None, log_statements=True) as pg:
+        codes, wall, sampler = _drivers(case, pg.url(), out)
+        result = measure(case, pg.url(), codes, wall, sampler)
+        statements = pg.log.read_text(errors="replace").count("LOG:  statement: ")
+        result["database"] = pg.version()
+    result["statements_per_finished_trial"] = round(statements / max(1, result["finished"]), 1)
+    if sampler.connections:
         result["connections"] = {
-            "max": max(connections),
-            "median": statistics.median(connections),
+            "max": max(sampler.connections),
+            "median": statistics.median(sampler.connections),
         }
     return result
 
 
-def _measure(case: Case, url: str, out: Path, codes: list[int], wall: float) -> dict[str, Any]:
-    from optuna.trial import TrialState
+def _summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"median": float("nan"), "p95": float("nan")}
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"median": round(statistics.median(values), 4), "p95": round(p95, 4)}
 
-    from search.study import load_study
 
-    trials = load_study(url, STUDY).get_trials(deepcopy=False)
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    records: list[dict[str, Any]] = []
-    processes: list[dict[str, Any]] = []
-    for path in sorted(out.glob("probe-*.jsonl")):
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            (records if record["kind"] == "trial" else processes).append(record)
-    by_number = {t.number: t for t in trials}
-    counted = [r for r in records if _finished(by_number.get(r["number"]))]
-    counted.sort(key=lambda r: r["t_done"])
-    done_at = sorted(t.datetime_complete.timestamp() for t in finished if t.datetime_complete)
-    first, last = counted[:WINDOW], counted[-WINDOW:]
-    cpu_first = _summary([r["cpu"] for r in first])
-    cpu_last = _summary([r["cpu"] for r in last])
-    cpu = sum(p["cpu"] for p in processes)
-    queries = sum(p["queries"] for p in processes)
-    missing = [t.number for t in finished if not _events_recorded(t)]
+def _cpu_at(samples: list[tuple[float, float]], when: float) -> float:
+    """The drivers' CPU seconds at ``when``, interpolated between two readings."""
+    times = [t for t, _ in samples]
+    i = min(max(1, bisect_left(times, when)), len(samples) - 1)
+    (t0, c0), (t1, c1) = samples[i - 1], samples[i]
+    return c0 + (c1 - c0) * min(1.0, max(0.0, (when - t0) / (t1 - t0))) if t1 > t0 else c1
+
+
+def per_trial_cpu(samples: list[tuple[float, float]], done: list[float]) -> list[float]:
+    """CPU seconds per trial over each :data:`STEP` completions in ``done`` (sorted times)."""
+    return [
+        (_cpu_at(samples, done[i + STEP]) - _cpu_at(samples, done[i])) / STEP
+        for i in range(0, len(done) - STEP, STEP)
+    ]
+
+
+def measure(
+    case: Case, url: str, codes: list[int], wall: float, sampler: _Sampler
+) -> dict[str, Any]:
+    """The row's figures, from the study and the readings."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False)
+    ended = [(t, t.datetime_start, t.datetime_complete) for t in trials]
+    timed = [(t, a, b) for t, a, b in ended if a and b and t.state.name in ("COMPLETE", "PRUNED")]
+    timed.sort(key=lambda row: row[2])
+    finished = [t for t, _, _ in timed]
+    done = [b.timestamp() for _, _, b in timed]
+    first, last = done[: WINDOW + 1], done[-WINDOW - 1 :]
+    cpu_first = _summary(per_trial_cpu(sampler.samples, first))
+    cpu_last = _summary(per_trial_cpu(sampler.samples, last))
+    seconds = [(b - a).total_seconds() for _, a, b in timed]
+    driver_cpu = [sampler.last.get(pid, 0.0) for pid in sampler.pids]
     return {
         "backend": case.backend,
         "trials": case.trials,
@@ -208,118 +242,67 @@ def _measure(case: Case, url: str, out: Path, codes: list[int], wall: float) -> 
         "finished": len(finished),
         "finished_within": [case.trials, case.trials + case.workers - 1],
         "finished_ok": case.trials <= len(finished) <= case.trials + case.workers - 1,
-        "states": _count(t.state.name for t in trials),
-        "events_missing": missing,
-        "trials_measured": len(counted),
-        "cpu_all": _summary([r["cpu"] for r in counted]),
+        "states": dict(Counter(t.state.name for t in trials)),
+        "events_missing": [t.number for t in finished if not _events_recorded(t)],
         "cpu_first": cpu_first,
         "cpu_last": cpu_last,
         "growth": round(cpu_last["median"] / cpu_first["median"], 2)
         if cpu_first["median"]
         else None,
-        "own_first": _summary([r["own"] for r in first]),
-        "own_last": _summary([r["own"] for r in last]),
-        "sampler_first": _summary([r["sampler_cpu"] for r in first]),
-        "sampler_last": _summary([r["sampler_cpu"] for r in last]),
-        "sampler_wall_last": _summary([r["sampler"] for r in last]),
-        "lock_wait": _summary([r["lock"] for r in counted]),
-        "queries_per_trial": _summary([r["queries"] for r in counted]),
-        "queries_per_finished_trial": round(queries / max(1, len(finished)), 1),
-        "cpu_seconds_per_finished_trial": round(cpu / max(1, len(finished)), 4),
-        "cpu_share": [round(p["cpu"] / p["wall"], 2) for p in processes if p["wall"] > 0],
+        "trial_seconds_first": _summary(seconds[:WINDOW]),
+        "trial_seconds_last": _summary(seconds[-WINDOW:]),
+        "cpu_seconds_per_finished_trial": round(sum(driver_cpu) / max(1, len(finished)), 4),
+        "cpu_share": [round(c / wall, 2) for c in driver_cpu] if wall > 0 else [],
         "trials_per_minute": round(60 * len(finished) / wall, 1),
-        "sampler_curve": [
-            [bisect_right(done_at, r["t_take"]), round(r["sampler_cpu"], 5)] for r in counted
-        ],
+        # The drivers' CPU per trial over each STEP trials, against the finished trials.
+        "cpu_curve": [round(c, 5) for c in per_trial_cpu(sampler.samples, done)],
     }
-
-
-def _ratio(last: float, first: float) -> float | None:
-    return round(last / first, 2) if first else None
-
-
-def _finished(trial: Any) -> bool:
-    return trial is not None and trial.state.name in ("COMPLETE", "PRUNED")
 
 
 def _events_recorded(trial: Any) -> bool:
     """Every epoch the trial ran reported to Optuna, and the run's attributes recorded."""
     epochs = int(trial.user_attrs.get("epochs", 0))
-    steps = sorted(trial.intermediate_values)
     complete = trial.state.name == "COMPLETE"
     return (
         epochs >= 1
-        and steps == list(range(1, epochs + 1))
+        and sorted(trial.intermediate_values) == list(range(1, epochs + 1))
         and (not complete or epochs == EPOCHS)
         and "launch_seconds" in trial.user_attrs
         and trial.user_attrs.get("exit_code") is not None
     )
 
 
-def _count(names: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
-def plot(results: list[dict[str, Any]], path: Path, label: str) -> None:
-    """The sampler's CPU seconds per trial against the study's finished trials, a series a row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for result in results:
-        xs = [x for x, _ in result["sampler_curve"]]
-        ys = [1000 * y for _, y in result["sampler_curve"]]
-        name = f"{result['backend']}: {result['drivers']} x {result['slots']} slots"
-        ax.scatter(xs, ys, s=4, alpha=0.5, label=name)
-    ax.set_xlabel("finished trials in the study when the trial was taken")
-    ax.set_ylabel("sampler CPU ms per trial (TPE)")
-    ax.set_title(f"The sampler's CPU time per trial{f' ({label})' if label else ''}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def _machine() -> str:
-    model = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    from job.cpuinfo import model_name
+
+    return f"{model_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def table(results: list[dict[str, Any]]) -> str:
     """The rows as Markdown."""
     lines = [
-        "| row | finished (N..N+W-1) | driver CPU s/trial, first 100: median / p95 | last "
-        "100: median / p95 | growth | wall s/trial last 100: median / p95 | sampler CPU "
-        "s/trial last 100 | SQL per trial (worker / all) | connections max | driver CPU share "
-        "| trials/min |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| row | finished (N..N+W-1) | driver CPU s/trial, first 100: median / p95 | last 100: "
+        "median / p95 | last / first | trial wall s, last 100: median / p95 | SQL per "
+        "trial | connections max (median) | driver CPU share | trials/min |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        row = f"{r['backend']} {r['trials']} trials, {r['drivers']} x {r['slots']}"
+        row = f"{r['backend']}, {r['trials']} trials, {r['drivers']} x {r['slots']}"
         within = f"{r['finished']} ({r['finished_within'][0]}..{r['finished_within'][1]})"
-        conn = r.get("connections", {}).get("max", "n/a")
+        conn = r.get("connections", {})
+        conns = f"{conn['max']} ({conn['median']:g})" if conn else "n/a"
+        first, last, wall = r["cpu_first"], r["cpu_last"], r["trial_seconds_last"]
         lines.append(
-            f"| {row} | {within} | {r['cpu_first']['median']:.3f} / {r['cpu_first']['p95']:.3f} "
-            f"| {r['cpu_last']['median']:.3f} / {r['cpu_last']['p95']:.3f} | {r['growth']}x "
-            f"| {r['own_last']['median']:.3f} / {r['own_last']['p95']:.3f} "
-            f"| {r['sampler_last']['median']:.3f} | {r['queries_per_trial']['median']:.0f} / "
-            f"{r['queries_per_finished_trial']:.0f} | {conn} "
+            f"| {row} | {within} | {first['median']:.3f} / {first['p95']:.3f} "
+            f"| {last['median']:.3f} / {last['p95']:.3f} | {r['growth']}x "
+            f"| {wall['median']:.2f} / {wall['p95']:.2f} "
+            f"| {r.get('statements_per_finished_trial', 'n/a')} | {conns} "
             f"| {', '.join(f'{s:.2f}' for s in r['cpu_share'])} | {r['trials_per_minute']} |"
         )
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.search_scale",
         description=__doc__,
@@ -333,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="", help="a word for the rows, e.g. before or after")
     p.add_argument("--output", type=Path, default=OUTPUT / "bench-search-scale")
     p.add_argument("--json", type=Path, help="also write the results here as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the rows; print them; 0 when every study kept its budget and its events."""
+    p = _parser()
     args = p.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(backends) - {"postgresql", "sqlite"}
@@ -346,32 +335,24 @@ def main(argv: list[str] | None = None) -> int:
         else Case("sqlite", args.sqlite_trials, 1, args.slots)
         for b in backends
     ]
-    results = []
-    for case in cases:
-        try:
-            results.append(run_case(case, args.output / case.backend))
-        except RuntimeError as exc:  # PostgresMissing: no server binaries
-            print(f"search_scale: {case.backend}: {exc}", file=sys.stderr)
-            return 2
-    png = args.output / "sampler-seconds.png"
-    plot(results, png, args.label)
+    try:
+        results = [run_case(case, args.output / case.backend) for case in cases]
+    except PostgresMissing as exc:
+        print(f"search_scale: postgresql: {exc}", file=sys.stderr)
+        return 2
     report = {
         "command": " ".join(["python -m bench.search_scale", *sys.argv[1:]]),
         "label": args.label,
         "machine": _machine(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "plot": str(png),
         "rows": results,
     }
-    (args.output / "scale.json").write_text(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+    for path in filter(None, (args.output / "scale.json", args.json)):
+        path.write_text(json.dumps(report, indent=2))
     print(f"{report['command']} on {report['machine']}")
     print(table(results))
-    print(f"plot: {png}")
     ok = all(r["finished_ok"] and not r["events_missing"] for r in results)
-    ok = ok and all(code == 0 for r in results for code in r["driver_exits"])
-    return 0 if ok else 1
+    return 0 if ok and all(c == 0 for r in results for c in r["driver_exits"]) else 1
 
 
 if __name__ == "__main__":

@@ -1,22 +1,16 @@
-"""Rows (f) and (g): trials that start warm against cold ones, and the job's fixed cost beside
-``import torch``.
+"""Rows (d)–(g): the job's fixed cost per run, the search's launch → first event, trials
+started warm against cold, and the fixed cost beside ``import torch``.
 
-(f) The same short local search twice on a warm data cache, ``python -m search run
---launcher local --pruner none``: once with ``--cold-start`` (every trial a new ``python -m
-job`` process) and once as it runs by default (trials forked from a warm process per slot,
-:mod:`search.launchers.warm`). Each gives its trials' median launch → first event
-(``launch_seconds``, the driver's clock) and its trials per minute (finished trials over the
-search's wall time, the driver's own start included); the warm search's trials are checked
-to have started warm (their ``warm_start`` attribute).
-
-(g) ``python -m job``'s fixed cost, as row (d) measures it (process wall time less the
-training and evaluation seconds of ``history.json``, on a warm data cache), beside a fresh
-``python -c "import torch"`` timed in the same run: the interpreter's and PyTorch's own start
-on this machine, the floor of a cold start.
+docs/benchmarks.md, "What each figure measures", says how each is measured; in short: (d) a warm
+``python -m job``'s wall time less the training and evaluation seconds of its ``history.json``;
+(e) the ``launch_seconds`` of a small local search's cold trials, beside ``python -m job``'s own
+start → first event; (f) the same search cold and warm (launch → first event, trials per
+minute); (g) (d) beside a fresh ``python -c "import torch"``.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -25,13 +19,79 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.overhead import fixed_cost
-from bench.paths import REPO
 from bench.runs import data_vars, read_trials, run_logged, search_command
 from bench.table import Row
-from bench.wall import WallConfig, clean_env, run_job
+from bench.wall import WallConfig, run_job
+from testkit import REPO
+from testkit.jobrun import clean_env, start_job
 
-MODES = ("cold", "warm")
+
+def fixed_cost(
+    archive: Path, cfg: WallConfig, workdir: Path, device: str = "cpu"
+) -> dict[str, Any]:
+    """(d): time one warm ``python -m job`` run; its wall, train, eval and fixed seconds."""
+    data_dir = workdir / "data"
+    env = {"DEVICE": device}
+    # Untimed: decodes the archive into data_dir and warms the page cache.
+    run_job(archive, cfg, workdir / "warm-up", env, data_dir=data_dir)
+    result = run_job(archive, cfg, workdir / "timed", env, data_dir=data_dir)
+    train = sum(h.get("train_seconds", 0.0) for h in result.details["history"])
+    evaluation = sum(h.get("eval_seconds", 0.0) for h in result.details["history"])
+    return {
+        "wall_seconds": result.seconds,
+        "train_seconds": train,
+        "eval_seconds": evaluation,
+        "fixed_seconds": result.seconds - train - evaluation,
+        "val_acc": result.val_acc,
+    }
+
+
+def _local_search(
+    archive: Path, cfg: WallConfig, workdir: Path, data_dir: Path, trials: int, *options: str
+) -> tuple[float, list[dict[str, str]]]:
+    """A local search of ``trials`` on the CPU, no pruning; its wall seconds and trials.csv."""
+    output = workdir / "search"
+    job_env = {**data_vars(archive, data_dir), "DEVICE": "cpu", **cfg.job_vars()}
+    options = ("--launcher", "local", "--pruner", "none", "--seed", "0", "--gpus", "none", *options)
+    cmd = search_command(trials, job_env, *options, "--output", str(output))
+    wall, _ = run_logged(cmd, clean_env(), workdir / "search", what="the search", tail=10)
+    return wall, read_trials(output / "trials.csv")
+
+
+def search_launch(archive: Path, cfg: WallConfig, workdir: Path, trials: int) -> dict[str, Any]:
+    """(e): a small local search's launch → first event, and the job's own start beside it."""
+    data_dir = workdir / "data"
+    run_job(archive, cfg, workdir / "warm-up", {"DEVICE": "cpu"}, data_dir=data_dir)
+    direct = job_first_event_seconds(archive, cfg, workdir / "direct", data_dir)
+    wall, rows = _local_search(archive, cfg, workdir, data_dir, trials, "--cold-start")
+    launch = [float(row["launch_seconds"]) for row in rows if row.get("launch_seconds")]
+    if not launch:
+        raise RuntimeError(f"no trial of the search in {workdir} recorded launch_seconds")
+    return {
+        "trials": len(launch),
+        "launch_seconds": launch,
+        "median": statistics.median(launch),
+        "mean": statistics.fmean(launch),
+        "max": max(launch),
+        "job_alone_first_event_seconds": direct,
+        "search_wall_seconds": wall,
+    }
+
+
+def job_first_event_seconds(archive: Path, cfg: WallConfig, workdir: Path, data_dir: Path) -> float:
+    """Seconds from starting ``python -m job`` to its first stdout event; the run then ends."""
+    env = clean_env() | data_vars(archive, data_dir) | cfg.job_vars()
+    env |= {"OUTPUT_DIR": str(workdir / "output"), "DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
+    t0 = time.perf_counter()
+    proc = start_job(env, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    seconds = time.perf_counter() - t0
+    proc.stdout.read()  # let it finish: a run killed mid-way would leave a checkpoint behind
+    code = proc.wait()
+    if code != 0 or not first.strip() or json.loads(first).get("v") is None:
+        raise RuntimeError(f"python -m job exited {code}; first line {first[:200]!r}")
+    return seconds
 
 
 def search_pair(
@@ -42,56 +102,35 @@ def search_pair(
     parallel: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the same local search cold and warm; per mode its launch times, trials/min, …"""
+    """(f): the same local search cold and warm; per mode its launch times and trials/min."""
     data_dir = workdir / "data"
     run_job(archive, cfg, workdir / "warm-up", {"DEVICE": "cpu"}, data_dir=data_dir)
     results: dict[str, Any] = {}
-    for mode in MODES:
+    for mode in ("cold", "warm"):
         log(f"(f) a {trials}-trial local search, {mode} starts, {cfg.label}")
-        results[mode] = _search(archive, cfg, workdir / mode, data_dir, trials, mode, parallel)
-        log(
-            f"(f) {mode}: launch → first event median {results[mode]['launch_median']:.2f} s, "
-            f"{results[mode]['trials_per_minute']:.2f} trials/min"
-        )
-    cold, warm = results["cold"]["trials_per_minute"], results["warm"]["trials_per_minute"]
-    results["trials_per_minute_ratio"] = warm / cold
+        options = ["--parallel", str(parallel)] if parallel else []
+        options += ["--cold-start"] if mode == "cold" else []
+        wall, rows = _local_search(archive, cfg, workdir / mode, data_dir, trials, *options)
+        finished = [r for r in rows if r.get("state") == "COMPLETE"]
+        launch = [float(r["launch_seconds"]) for r in rows if r.get("launch_seconds")]
+        warm = _warm_starts(workdir / mode / "search")
+        if len(finished) != trials or len(launch) != trials:
+            raise RuntimeError(f"the {mode} search finished {len(finished)} of {trials} trials")
+        if warm != [mode == "warm"] * trials:
+            raise RuntimeError(f"the {mode} search's trials started warm: {warm}")
+        results[mode] = {
+            "trials": trials,
+            "wall_seconds": wall,
+            "trials_per_minute": 60 * trials / wall,
+            "launch_seconds": launch,
+            "launch_median": statistics.median(launch),
+            "launch_max": max(launch),
+            "trial_seconds_median": statistics.median(float(r["seconds"]) for r in finished),
+        }
+        log(f"(f) {mode}: launch → first event median {results[mode]['launch_median']:.2f} s")
+    cold, warm_tpm = results["cold"]["trials_per_minute"], results["warm"]["trials_per_minute"]
+    results["trials_per_minute_ratio"] = warm_tpm / cold
     return results
-
-
-def _search(
-    archive: Path,
-    cfg: WallConfig,
-    workdir: Path,
-    data_dir: Path,
-    trials: int,
-    mode: str,
-    parallel: int | None,
-) -> dict[str, Any]:
-    output = workdir / "search"
-    job_env = {**data_vars(archive, data_dir), "DEVICE": "cpu", **cfg.job_vars()}
-    options = ["--launcher", "local", "--pruner", "none", "--seed", "0", "--gpus", "none"]
-    options += ["--output", str(output)]
-    options += ["--parallel", str(parallel)] if parallel else []
-    options += ["--cold-start"] if mode == "cold" else []
-    cmd = search_command(trials, job_env, *options)
-    wall, _ = run_logged(cmd, clean_env(), workdir / "search", what=f"the {mode} search", tail=10)
-    rows = read_trials(output / "trials.csv")
-    finished = [r for r in rows if r.get("state") == "COMPLETE"]
-    launch = [float(r["launch_seconds"]) for r in rows if r.get("launch_seconds")]
-    warm = _warm_starts(output)
-    if len(finished) != trials or len(launch) != trials:
-        raise RuntimeError(f"the {mode} search finished {len(finished)} of {trials} trials")
-    if warm != [mode == "warm"] * trials:
-        raise RuntimeError(f"the {mode} search's trials started warm: {warm}")
-    return {
-        "trials": trials,
-        "wall_seconds": wall,
-        "trials_per_minute": 60 * trials / wall,
-        "launch_seconds": launch,
-        "launch_median": statistics.median(launch),
-        "launch_max": max(launch),
-        "trial_seconds_median": statistics.median(float(r["seconds"]) for r in finished),
-    }
 
 
 def _warm_starts(output: Path) -> list[bool]:
@@ -105,28 +144,20 @@ def _warm_starts(output: Path) -> list[bool]:
     return [bool(t.user_attrs.get("warm_start")) for t in study.trials]
 
 
-def import_torch_seconds(repeats: int = 3) -> list[float]:
-    """Wall seconds of ``python -c "import torch"``, each a fresh process from the repository
-    root (the first one untimed, so that every timed one finds the files in the page cache)."""
-    seconds = []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-c", "import torch"], cwd=REPO, env=clean_env(), check=True
-        )
-        if i:
-            seconds.append(time.perf_counter() - t0)
-    return seconds
-
-
 def fixed_beside_torch(archive: Path, cfg: WallConfig, workdir: Path) -> dict[str, Any]:
-    """Row (d)'s fixed cost and ``import torch`` in the same run, and their difference."""
+    """(g): (d)'s fixed cost and ``import torch`` (fresh processes, median of 3 after an
+    untimed one, so every timed one finds the files in the page cache) in the same run."""
     fixed = fixed_cost(archive, cfg, workdir)
-    torch_seconds = import_torch_seconds()
-    torch_median = statistics.median(torch_seconds)
+    seconds = []
+    for _ in range(4):
+        t0 = time.perf_counter()
+        cmd = [sys.executable, "-c", "import torch"]
+        subprocess.run(cmd, cwd=REPO, env=clean_env(), check=True)
+        seconds.append(time.perf_counter() - t0)
+    torch_median = statistics.median(seconds[1:])
     return {
         **fixed,
-        "import_torch_seconds": torch_seconds,
+        "import_torch_seconds": seconds[1:],
         "import_torch_median": torch_median,
         "fixed_over_import_torch": fixed["fixed_seconds"] - torch_median,
     }

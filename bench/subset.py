@@ -1,18 +1,9 @@
-"""No figure: the real subset the GPU campaign's search rows train on (``python -m bench.subset``).
+"""No figure: the real subset the GPU campaign's search rows train on (``make gpu-data``).
 
-A seeded, class-balanced subset of the real CIFAR-10 archive.
-
-Picks ``--train`` and ``--test`` images, the same number from every class (the first classes
-in name order take one more when the count does not divide), and writes them — the original
-PNG bytes, not re-encoded — as a ``.tgz`` in the same fast.ai layout
-(``cifar10/{train,test}/<class>/<file>.png``), so the job and the tutorial read it like the
-full archive. The output is byte-for-byte the same for the same input and seed (sorted
-members, zero timestamps), and written under a temporary name, then renamed.
-
-    python -m bench.subset --train 15000 --test 5000 --out .gl/cifar10-subset.tgz
-
-Exit codes: 0 written; 2 bad input (no archive, not the fast.ai layout, more images asked
-for than a class holds), with one sentence on stderr.
+``python -m bench.subset --train 15000 --test 5000 --out .gl/cifar10-subset.tgz``: a seeded,
+class-balanced subset of the fast.ai archive (the first classes in name order take one more when
+the count does not divide), the original PNG bytes in the same layout, byte-for-byte the same
+for the same input and seed. Exit codes: 0 written; 2 bad input, with one sentence on stderr.
 """
 
 from __future__ import annotations
@@ -79,28 +70,20 @@ def write_subset(archive: Path, out: Path, n_train: int, n_test: int, seed: int 
         raise SubsetError(f"no archive at {archive}; pass the fast.ai cifar10.tgz with --archive.")
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            index: dict[str, tarfile.TarInfo] = {}
+            found = {m.name: m for m in tar if m.isfile() and _MEMBER.match(m.name)}
             members: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-            for member in tar:
-                match = _MEMBER.match(member.name)
-                if match and member.isfile():
-                    split, cls, name = match.groups()
-                    members[split][cls].append(name)
-                    index[member.name] = member
+            for name in found:
+                split, cls, file = name.split("/")[1:]
+                members[split][cls].append(file)
             chosen = plan(members, {"train": n_train, "test": n_test}, seed)
             wanted = {
-                f"cifar10/{split}/{cls}/{name}"
+                f"cifar10/{split}/{cls}/{file}"
                 for split, classes in chosen.items()
-                for cls, names in classes.items()
-                for name in names
+                for cls, files in classes.items()
+                for file in files
             }
             # Read in archive order: the gzip stream is then decompressed once more, forwards.
-            blobs: dict[str, bytes] = {}
-            for name, member in index.items():
-                if name in wanted:
-                    f = tar.extractfile(member)
-                    assert f is not None  # a regular file, checked above
-                    blobs[name] = f.read()
+            blobs = {n: tar.extractfile(m).read() for n, m in found.items() if n in wanted}  # type: ignore[union-attr]
     except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as exc:
         raise SubsetError(
             f"cannot read {archive} as a .tgz ({exc}); pass the fast.ai cifar10.tgz with --archive."

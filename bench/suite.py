@@ -1,11 +1,5 @@
-"""Rows (a)–(e) and the GPU synthetic rows: runs the parts ``python -m bench`` was asked for.
-
-The parts: (a) input pipeline, (b) training throughput, (c) wall time of a cold and of a warm
-run, (d) the job's fixed cost per run, (e) the search's launch-to-first-event time.
-
-Each part measures both pipelines on the same data, settings and machine and returns table
-rows; :func:`run` runs the parts chosen on the command line (see ``bench/__main__.py``).
-"""
+"""Rows (a)–(g): runs the parts ``python -m bench`` was asked for, each on the same data,
+settings and machine for both pipelines, and returns their table rows and details."""
 
 from __future__ import annotations
 
@@ -16,12 +10,13 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench import gpu, overhead, pipeline, training, tutorial, wall
+from bench import pipeline, startup, training, tutorial, wall
 from bench.runs import decode
 from bench.table import Row
 
@@ -49,7 +44,8 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _part_a(args: argparse.Namespace, work: Path, device: torch.device) -> list[Row]:
+def _part_a(args: argparse.Namespace, work: Path) -> tuple[list[Row], None]:
+    device = torch.device(args.device)
     png_root = _png_root(args, work)
     log("(a) job data: decoding the archive into the job's cache (untimed)")
     data = decode(args.archive, work / "job-data")
@@ -64,10 +60,11 @@ def _part_a(args: argparse.Namespace, work: Path, device: torch.device) -> list[
         "tutorial: ImageFolder + PIL transforms in DataLoader(num_workers=3); "
         f"job: DeviceLoader on {device} over the decoded uint8 set"
     )
-    return [Row(f"(a) input pipeline, batch {b}", "batches/s", tut, job, how=how)]
+    return [Row(f"(a) input pipeline, batch {b}", "batches/s", tut, job, how=how)], None
 
 
-def _part_b(args: argparse.Namespace, work: Path, device: torch.device) -> list[Row]:
+def _part_b(args: argparse.Namespace, work: Path) -> tuple[list[Row], None]:
+    device = torch.device(args.device)
     png_root = _png_root(args, work)
     width, steps, b = args.train_width, args.train_steps, args.batch_size
     log(f"(b) tutorial: {steps} training steps (width {width:g}) after {args.train_warmup}")
@@ -101,7 +98,7 @@ def _part_b(args: argparse.Namespace, work: Path, device: torch.device) -> list[
                 ),
             )
         )
-    return rows
+    return rows, None
 
 
 def _auto_precision(device: torch.device) -> str:
@@ -120,44 +117,24 @@ def _part_c(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
         base = work / f"c-{cfg.slug}"
         # Each warm run follows its own cold run, which prepared its data folder.
         tut: dict[str, wall.RunResult] = {}
-        for start in ("cold", "warm"):
-            log(f"(c) tutorial, {cfg.label}: `python -m bench.tutorial`, {start} start")
-            tut[start] = wall.run_tutorial(
-                args.archive, cfg, base / "tutorial", warm=start == "warm"
-            )
-            log(f"(c) tutorial took {tut[start].seconds:.1f} s, val_acc {tut[start].val_acc:.4f}")
-        _cleanup(args, base / "tutorial" / "data")
         job: dict[str, wall.RunResult] = {}
-        for start in ("cold", "warm"):
-            log(f"(c) job, {cfg.label}: `python -m job`, {start} start")
-            job[start] = wall.run_job(args.archive, cfg, base / "job", warm=start == "warm")
-            log(f"(c) job took {job[start].seconds:.1f} s, val_acc {job[start].val_acc:.4f}")
-        _cleanup(args, base / "job" / "data")
+        for side, runs, run in (("tutorial", tut, wall.run_tutorial), ("job", job, wall.run_job)):
+            for start in ("cold", "warm"):
+                log(f"(c) {side}, {cfg.label}: {start} start")
+                runs[start] = run(args.archive, cfg, base / side, warm=start == "warm")
+                took = runs[start]
+                log(f"(c) {side} took {took.seconds:.1f} s, val_acc {took.val_acc:.4f}")
+            _cleanup(args, base / side / "data")
         first = not rows
         for start in ("cold", "warm"):
+            how = _C_HOW[start] if first else ""
+            acc_how = _C_HOW["val_acc"] if first and start == "cold" else ""
             rows += [
-                Row(
-                    f"(c) {start} whole job, {cfg.label}",
-                    "s",
-                    tut[start].seconds,
-                    job[start].seconds,
-                    False,
-                    _C_HOW[start] if first else "",
-                ),
-                Row(
-                    "    final val_acc (same recipe)",
-                    "",
-                    tut[start].val_acc,
-                    job[start].val_acc,
-                    None,
-                    how=(
-                        "tutorial: mean of per-batch accuracies (its validation_epoch_end); "
-                        "job: accuracy over the whole test subset; different seeded subsets"
-                    )
-                    if first and start == "cold"
-                    else "",
-                ),
-            ]
+                Row(f"(c) {start} whole job, {cfg.label}", "s", tut[start].seconds,
+                    job[start].seconds, False, how),
+                Row("    final val_acc (same recipe)", "", tut[start].val_acc,
+                    job[start].val_acc, None, acc_how),
+            ]  # fmt: skip
         details[cfg.slug] = {
             start: {
                 "tutorial": {"seconds": tut[start].seconds, **tut[start].details},
@@ -179,6 +156,10 @@ _C_HOW = {
         "cache present), fresh OUTPUT_DIR; tutorial: --reuse-extracted on the PNGs its cold "
         "run extracted (no extraction; ImageFolder, PNG reads, train, evaluate)"
     ),
+    "val_acc": (
+        "tutorial: mean of per-batch accuracies (its validation_epoch_end); job: accuracy over "
+        "the whole test subset; different seeded subsets"
+    ),
 }
 
 
@@ -186,7 +167,7 @@ def _part_d(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
     (cfg,) = wall.parse_configs(args.fixed_config)
     cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
     log(f"(d) job, {cfg.label}: an untimed run to warm the cache, then a timed one")
-    res = overhead.fixed_cost(args.archive, cfg, work / f"d-{cfg.slug}", str(args.device))
+    res = startup.fixed_cost(args.archive, cfg, work / f"d-{cfg.slug}", str(args.device))
     _cleanup(args, work / f"d-{cfg.slug}" / "data")
     log(f"(d) wall {res['wall_seconds']:.1f} s, fixed {res['fixed_seconds']:.1f} s")
     how = (
@@ -204,7 +185,7 @@ def _part_e(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
     cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
     n = args.search_trials
     log(f"(e) a local search of {n} trials, {cfg.label}, no pruning")
-    res = overhead.search_launch(args.archive, cfg, work / "e-search", n, str(args.device))
+    res = startup.search_launch(args.archive, cfg, work / "e-search", n)
     _cleanup(args, work / "e-search" / "data")
     log(f"(e) launch to first event: median {res['median']:.2f} s over {res['trials']} trials")
     rows = [
@@ -246,40 +227,50 @@ def _cleanup(args: argparse.Namespace, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _part_f(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
+    (cfg,) = wall.parse_configs(args.warm_config)
+    cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+    trials, parallel = args.warm_trials, args.warm_parallel or None
+    res = startup.search_pair(args.archive, cfg, work / "f-warm", trials, parallel, log)
+    _cleanup(args, work / "f-warm" / "data")
+    log(f"(f) trials per minute, warm/cold: {res['trials_per_minute_ratio']:.2f}×")
+    return startup.rows_f(res, cfg), res
+
+
+def _part_g(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
+    (cfg,) = wall.parse_configs(args.fixed_config)
+    cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+    log(f"(g) job, {cfg.label}: fixed cost, then a fresh import torch, 3 times")
+    res = startup.fixed_beside_torch(args.archive, cfg, work / "g-fixed")
+    _cleanup(args, work / "g-fixed" / "data")
+    log(f"(g) fixed {res['fixed_seconds']:.2f} s, import torch {res['import_torch_median']:.2f} s")
+    return startup.rows_g(res, cfg), res
+
+
+_PARTS: dict[str, tuple[Callable[[argparse.Namespace, Path], tuple[list[Row], Any]], str]] = {
+    "a": (_part_a, ""),
+    "b": (_part_b, ""),
+    "c": (_part_c, "wall"),
+    "d": (_part_d, "fixed_cost"),
+    "e": (_part_e, "search_launch"),
+    "f": (_part_f, "warm_starts"),
+    "g": (_part_g, "fixed_beside_torch"),
+}
+"""Each part, in order, and the key of its details in the JSON results."""
+
+
 def run(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
     """Run the selected parts in ``work``; return the rows and everything for ``--json``."""
     machine = machine_info()
     rows: list[Row] = []
     details: dict[str, Any] = {}
-    if args.gpu_synthetic:
-        rows, details["gpu_synthetic"] = gpu.run(
-            work,
-            n_train=args.synthetic_train,
-            n_test=args.synthetic_test,
-            epochs=args.gpu_epochs,
-            width=args.gpu_width,
-            batch_size=args.batch_size,
-            steps=args.gpu_steps,
-            warmup=args.gpu_warmup,
-            job_env=dict(item.split("=", 1) for item in args.gpu_job_env),
-            log=log,
-        )
-    else:
-        parts = {s.strip() for s in args.only.split(",") if s.strip()}
-        device = torch.device(args.device)
-        if "a" in parts:
-            rows += _part_a(args, work, device)
-        if "b" in parts:
-            rows += _part_b(args, work, device)
-        if "c" in parts:
-            c_rows, details["wall"] = _part_c(args, work)
-            rows += c_rows
-        if "d" in parts:
-            d_rows, details["fixed_cost"] = _part_d(args, work)
-            rows += d_rows
-        if "e" in parts:
-            e_rows, details["search_launch"] = _part_e(args, work)
-            rows += e_rows
+    parts = {s.strip() for s in args.only.split(",") if s.strip()}
+    for name, (part, key) in _PARTS.items():
+        if name in parts:
+            part_rows, found = part(args, work)
+            rows += part_rows
+            if key:
+                details[key] = found
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     results = {
         "machine": machine,

@@ -1,10 +1,7 @@
-"""No figure: the generated data of the GPU synthetic rows and the GPU campaign's (b), (c).
+"""No figure: the generated data of the GPU campaign's (b) and (c) rows.
 
-Generated CIFAR-shaped data for speed measurements where the real archive is absent.
-
-Uniformly random uint8 images in the fast.ai layout (``cifar10/{train,test}/<class>/*.png``),
-the one layout both the job and the tutorial read. Nothing can be learnt from it, which is
-fine: it costs exactly what real images cost to decode, move and train on.
+Uniformly random uint8 images in the fast.ai layout (``cifar10/{train,test}/<class>/*.png``):
+nothing can be learnt from them, but they cost what real images cost to decode, move and train.
 """
 
 from __future__ import annotations

@@ -62,17 +62,8 @@ def render(rows: Sequence[Row]) -> str:
         for r in rows
     ]
     out = [line.rstrip() for line in fixed_width([header, *body], "<<>>>", rule=True)]
-    notes = [
-        textwrap.fill(
-            f"{r.figure.strip()}: {r.how}",
-            width=100,
-            initial_indent="  ",
-            subsequent_indent="      ",
-            break_on_hyphens=False,
-        )
-        for r in rows
-        if r.how
-    ]
+    wrap = textwrap.TextWrapper(100, "  ", subsequent_indent="      ", break_on_hyphens=False)
+    notes = [wrap.fill(f"{r.figure.strip()}: {r.how}") for r in rows if r.how]
     if notes:
         out += ["", "How each figure is measured:", *notes]
     return "\n".join(out)

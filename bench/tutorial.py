@@ -1,17 +1,10 @@
 """The tutorial column of rows (a)–(c) and of the GPU rows: the Jovian "05b" pipeline, re-made.
 
-The classic Jovian "05b-cifar10-resnet" tutorial pipeline, re-implemented as the baseline.
-
-Deliberately independent of ``job/``: this is what the tutorial does, step by step —
-extract the fast.ai ``cifar10.tgz``, ``ImageFolder`` over the PNGs, PIL transforms in a
-``DataLoader`` with ``num_workers=3``, its ``DeviceDataLoader``, its ResNet9 in fp32, its
-``ImageClassificationBase`` and ``fit_one_cycle``. Two additions only, both so that small
-benchmark configurations are possible: a channel width multiplier (the job's ``MODEL_WIDTH``
-rule) and seeded subsets (the job's ``TRAIN_LIMIT``/``TEST_LIMIT``).
-
-Run as ``python -m bench.tutorial --archive cifar10.tgz --data-dir DIR [...]``; it prints the
-tutorial's per-epoch lines on stdout and, with ``--result FILE``, writes its figures as JSON.
-``--reuse-extracted`` makes it a repeat run: a folder it extracted before is used as is.
+Independent of ``job/``: what the tutorial does, step by step (extract the fast.ai archive,
+``ImageFolder``, PIL transforms in a ``DataLoader(num_workers=3)``, its ResNet9 in fp32, its
+``fit_one_cycle``), plus a width multiplier (the job's ``MODEL_WIDTH`` rule) and seeded subsets
+(``TRAIN_LIMIT``/``TEST_LIMIT``) for small configurations. ``python -m bench.tutorial --archive
+A --data-dir D [--result FILE] [--reuse-extracted]``: a repeat run reuses its extraction.
 """
 
 from __future__ import annotations
@@ -35,9 +28,6 @@ from torchvision.datasets import ImageFolder
 STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 EPOCHS, BATCH_SIZE, MAX_LR, WEIGHT_DECAY, GRAD_CLIP = 8, 400, 0.01, 1e-4, 0.1
 NUM_WORKERS = 3  # the tutorial's DataLoader setting
-
-
-# ---------------------------------------------------------------------------- data
 
 
 # Written into the extraction folder once extractall() has finished: without it (an
@@ -160,11 +150,8 @@ class DeviceDataLoader:
         for b in self.dl:
             yield to_device(b, self.device)
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:  # fit_one_cycle's OneCycleLR sizes its schedule with it
         return len(self.dl)
-
-
-# ---------------------------------------------------------------------------- model
 
 
 def channels(c: int, width: float) -> int:
@@ -249,22 +236,12 @@ class ResNet9(ImageClassificationBase):
         return self.classifier(out)
 
 
-# ---------------------------------------------------------------------------- training
-
-
 @torch.no_grad()
 def evaluate(model: ImageClassificationBase, val_loader: Any) -> dict[str, float]:
     """Validation loss and accuracy over ``val_loader`` in eval mode (the tutorial's)."""
     model.eval()
     outputs = [model.validation_step(batch) for batch in val_loader]
     return model.validation_epoch_end(outputs)
-
-
-def get_lr(optimizer: torch.optim.Optimizer) -> float:
-    """The current learning rate of the first parameter group."""
-    for param_group in optimizer.param_groups:
-        return param_group["lr"]
-    raise ValueError("optimizer has no parameter groups")
 
 
 def fit_one_cycle(
@@ -297,7 +274,7 @@ def fit_one_cycle(
                 nn.utils.clip_grad_value_(model.parameters(), grad_clip)
             optimizer.step()
             optimizer.zero_grad()
-            lrs.append(get_lr(optimizer))
+            lrs.append(optimizer.param_groups[0]["lr"])
             sched.step()
         result: dict[str, Any] = evaluate(model, val_loader)
         result["train_loss"] = torch.stack(train_losses).mean().item()
@@ -305,52 +282,6 @@ def fit_one_cycle(
         model.epoch_end(epoch, result)
         history.append(result)
     return history
-
-
-def train_steps(
-    model: ImageClassificationBase,
-    train_loader: Any,
-    steps: int,
-    warmup: int,
-    max_lr: float = MAX_LR,
-    weight_decay: float = WEIGHT_DECAY,
-    grad_clip: float = GRAD_CLIP,
-) -> float:
-    """Seconds for ``steps`` of the tutorial's loop body after ``warmup`` untimed steps.
-
-    The body is exactly fit_one_cycle's (Adam, clipping, one-cycle step), fed by the
-    tutorial's own loader, so the figure includes what its DataLoader workers cost.
-    """
-    total = warmup + steps
-    optimizer = torch.optim.Adam(model.parameters(), max_lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr, total_steps=total + 1)
-    model.train()
-    start, done = 0.0, 0
-    while done < total:
-        for batch in train_loader:
-            if done == warmup:
-                _sync(batch[0].device)
-                start = time.perf_counter()
-            loss = model.training_step(batch)
-            loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_value_(model.parameters(), grad_clip)
-            optimizer.step()
-            optimizer.zero_grad()
-            sched.step()
-            done += 1
-            if done == total:
-                break
-    _sync(next(model.parameters()).device)
-    return time.perf_counter() - start
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# ---------------------------------------------------------------------------- script
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -371,15 +302,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_setup = time.perf_counter()
     history = [evaluate(model, valid_dl)]
     history += fit_one_cycle(
-        args.epochs,
-        args.max_lr,
-        model,
-        train_dl,
-        valid_dl,
-        grad_clip=args.grad_clip,
-        weight_decay=args.weight_decay,
-        opt_func=torch.optim.Adam,
-    )
+        args.epochs, args.max_lr, model, train_dl, valid_dl,
+        grad_clip=args.grad_clip, weight_decay=args.weight_decay, opt_func=torch.optim.Adam,
+    )  # fmt: skip
     t_end = time.perf_counter()
     return {
         "val_acc": history[-1]["val_acc"],

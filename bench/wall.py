@@ -1,27 +1,22 @@
 """Row (c), whole-job wall time: both pipelines as real subprocesses, cold and then warm.
 
-"Cold" means nothing prepared: the job gets a fresh DATA_DIR (so it hashes the archive, read
-in place through its file:// URL, and decodes it into its cache) and a fresh OUTPUT_DIR; the
-tutorial extracts the archive into a fresh folder. "Warm" is the repeat run that follows, as
-in a search: the job again on the DATA_DIR its cold run filled (the decoded cache present;
-fresh OUTPUT_DIR), the tutorial again on the PNG folder its cold run extracted (no
-extraction; it still builds its ImageFolder and reads and decodes the PNGs it uses). The
-archive file itself is read once beforehand so that neither side pays for the operating
-system's first read from disk.
+Cold: nothing prepared (the job gets a fresh DATA_DIR and OUTPUT_DIR; the tutorial extracts the
+archive into a fresh folder). Warm: the repeat run right after, as in a search (the job on the
+decoded cache its cold run left; the tutorial on the PNGs its cold run extracted).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.runs import data_vars, job_events, run_logged
-from job.contract import HISTORY_JSON, METRICS_JSON, VARIABLE_NAMES
+from bench.runs import data_vars, run_logged
+from job.contract import HISTORY_JSON, METRICS_JSON
+from testkit.jobrun import JOB, clean_env, events
 
 
 @dataclass(frozen=True)
@@ -119,10 +114,10 @@ def run_job(
             **(extra_env or {}),
         }
     )
-    seconds, stdout = run_logged([sys.executable, "-m", "job"], env, workdir / f"job{tag}")
+    seconds, stdout = run_logged(list(JOB), env, workdir / f"job{tag}")
     if warm and _decoded_caches(data) != caches:
         raise RuntimeError(f"the warm job rebuilt its decoded cache in {data}; it was not warm")
-    done = next(e for e in job_events(stdout) if e.get("event") == "done")
+    done = next(e for e in events(stdout) if e.get("event") == "done")
     metrics = json.loads((output / METRICS_JSON).read_text())
     history = json.loads((output / HISTORY_JSON).read_text())
     details = {"metrics": metrics, "history": [_without_lrs(h) for h in history]}
@@ -151,28 +146,10 @@ def run_tutorial(archive: Path, cfg: WallConfig, workdir: Path, warm: bool = Fal
         _fresh(data)
     result = workdir / f"result{tag}.json"
     result.unlink(missing_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.tutorial",
-        "--archive",
-        str(archive.resolve()),
-        "--data-dir",
-        str(data),
-        "--width",
-        f"{cfg.width:g}",
-        "--train-limit",
-        str(cfg.train),
-        "--test-limit",
-        str(cfg.test),
-        "--epochs",
-        str(cfg.epochs),
-        "--batch-size",
-        str(cfg.batch_size),
-        "--result",
-        str(result),
-        *(["--reuse-extracted"] if warm else []),
-    ]
+    cmd = [sys.executable, "-m", "bench.tutorial", "--archive", str(archive.resolve())]
+    cmd += ["--data-dir", str(data), "--width", f"{cfg.width:g}", "--train-limit", str(cfg.train)]
+    cmd += ["--test-limit", str(cfg.test), "--epochs", str(cfg.epochs), "--result", str(result)]
+    cmd += ["--batch-size", str(cfg.batch_size), *(["--reuse-extracted"] if warm else [])]
     seconds, _ = run_logged(cmd, clean_env(), workdir / f"tutorial{tag}")
     details = json.loads(result.read_text())
     details.pop("history", None)
@@ -184,8 +161,3 @@ def run_tutorial(archive: Path, cfg: WallConfig, workdir: Path, warm: bool = Fal
 def _fresh(path: Path) -> None:
     # Runs must start cold even when a kept --workdir is reused.
     shutil.rmtree(path, ignore_errors=True)
-
-
-def clean_env() -> dict[str, str]:
-    """This process's environment without any job variable: runs start from the recipe."""
-    return {k: v for k, v in os.environ.items() if k not in VARIABLE_NAMES}

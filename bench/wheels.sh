@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Download Optuna and its runtime dependencies (bench/wheels.txt) as wheels into DIR, for
-# `bench/gpu_campaign.sh` on an offline machine whose Python (3.10–3.13) is not known here.
+# Download Optuna and its runtime dependencies (bench/wheels.txt) as wheels into DIR, for the
+# GPU campaign (`python -m bench --gpu`) on an offline machine whose Python (3.10–3.13) is not
+# known here.
 # Pure-python wheels once; binary ones as manylinux2014 x86_64 wheels for each of cp310..cp313.
 #
 #   bash bench/wheels.sh .whl

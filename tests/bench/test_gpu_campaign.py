@@ -1,4 +1,5 @@
-"""``bench/gpu_campaign.sh``: the dry run does every step on the CPU; failures are recorded."""
+"""``python -m bench --gpu`` (the GPU campaign): the dry run does every step on the CPU;
+failures are recorded."""
 
 from __future__ import annotations
 
@@ -11,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from bench.campaign import STEPS
-from tests.bench.commands import run_command
+from bench.gpu import STEPS
+from tests.bench.commands import run_module
 
 ALL_STEPS = ["wheels", *(s.name for s in STEPS)]
 
 
 def _campaign(*args: str) -> subprocess.CompletedProcess[str]:
     # One BLAS thread per process: the dry run starts several jobs on a small machine.
-    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    return run_command("bash", "bench/gpu_campaign.sh", *args, env=env)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return run_module("bench", "--gpu", *args, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,7 @@ def test_the_budget_sets_what_the_last_step_may_take(
         ["--only", "nope"],
         ["--limit", "job=abc"],
         ["--limit", "nope=3"],
-        [],
+        [],  # no --out
         ["--budget", "0"],
         ["--budget", "abc"],
     ],

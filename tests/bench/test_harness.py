@@ -98,18 +98,6 @@ def test_all_parts_run_on_a_tiny_archive(archives: dict[str, Path], tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_gpu_synthetic_mode_runs_on_cpu(tmp_path: Path) -> None:
-    out = tmp_path / "gpu.json"
-    tiny = ["--synthetic-train", "200", "--synthetic-test", "100", "--gpu-epochs", "2"]
-    tiny += ["--gpu-width", "0.125", "--batch-size", "32", "--gpu-steps", "2", "--gpu-warmup", "1"]
-    proc = _bench("--gpu-synthetic", "--workdir", str(tmp_path / "work"), "--json", str(out), *tiny)
-    assert proc.returncode == 0, proc.stderr
-    rows = json.loads(out.read_text())["rows"]
-    assert rows[0]["job"] > 0 and rows[0]["tutorial"] > 0  # training seconds, both sides
-    assert rows[1]["ratio"] > 0
-
-
-@pytest.mark.slow
 def test_warm_start_and_import_torch_rows(archives: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     tiny = ["--batch-size", "50", "--fixed-config", "0.125:100:50:1", "--warm-parallel", "1"]

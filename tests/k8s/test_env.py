@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_job
 from tests.k8s.conftest import (
     RESOURCE_FILES,
     containers,
@@ -32,14 +30,9 @@ PROJECT = [c for c in containers(DOCS) if is_project_image(c[1]["image"])]
 
 @pytest.fixture(scope="module")
 def job_variables() -> set[str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "job", "--variables"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return set(json.loads(out.stdout))
+    result = run_job(None, "--variables", timeout=120, strict=False)
+    assert result.code == 0, result.stderr
+    return set(json.loads(result.stdout))
 
 
 REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")

@@ -1,6 +1,6 @@
-"""The GPU campaign's rows, one step each, each run as its own process by ``bench/campaign.py``.
+"""The GPU campaign's rows, one step each, each run as its own process by :mod:`bench.gpu`.
 
-``python -m bench.campaign_steps STEP --work W --out O --result R [--dry-run] [--subset S]
+``python -m bench.gpu_steps STEP --work W --out O --result R [--dry-run] [--subset S]
 [--limit SECONDS]`` runs one step and writes its figures to ``R`` as JSON; a failure exits
 non-zero with one sentence on stderr (a step that stops at its time limit still writes what
 it measured). Big files (archives, decoded caches, trial folders) stay in ``W``; the small
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import statistics
 import subprocess
@@ -26,10 +27,8 @@ from bench.paths import REPO, SUBSET
 from bench.runs import (
     data_vars,
     decode,
-    read_json,
     read_trials,
     search_command,
-    steady_images_per_sec,
     wait_or_stop,
 )
 from job.contract import HISTORY_JSON, METRICS_JSON
@@ -86,9 +85,6 @@ class Context:
         return self.work / "tiny-subset.tgz" if self.dry_run else self.subset
 
 
-# ---------------------------------------------------------------------------- (a)
-
-
 def gpu_tests(ctx: Context) -> dict[str, Any]:
     """``pytest -m gpu tests/gpu``: counts of passed, failed, skipped tests."""
     report = ctx.out / "gpu-tests.xml"
@@ -115,9 +111,6 @@ def gpu_tests(ctx: Context) -> dict[str, Any]:
     if not ctx.dry_run and counts["skipped"] == counts["tests"]:
         raise _Partial(result, "every CUDA test skipped: this machine has no usable CUDA device")
     return result
-
-
-# ---------------------------------------------------------------------------- (b), (c)
 
 
 def synthetic_data(ctx: Context) -> dict[str, Any]:
@@ -163,17 +156,18 @@ def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
     train_s = float(metrics["train_seconds"])
     n = int(metrics["n_train"])
     return {
-        "compile": compile_,
         "train_seconds": train_s,
         "epoch_train_seconds": [h["train_seconds"] for h in epochs],
         "images_per_sec": n * len(epochs) / train_s,
-        "steady_images_per_sec": steady_images_per_sec(history, n),
+        # Epochs after the first: warm-up (cudnn benchmark, allocator) left out.
+        "steady_images_per_sec": n * (len(epochs) - 1) / sum(h["train_seconds"] for h in epochs[1:])
+        if len(epochs) > 1
+        else None,
         "eval_seconds": sum(h.get("eval_seconds", 0.0) for h in history),
         "wall_seconds": res.seconds,
         "val_acc": res.val_acc,
         "precision": metrics["precision"],
         "device_name": metrics["device_name"],
-        "torch_version": metrics["torch_version"],
         "target_seconds": TRAINING_TARGET_S,
         "target_met": train_s <= TRAINING_TARGET_S,
     }
@@ -203,9 +197,6 @@ def tutorial(ctx: Context) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------- (d)
-
-
 def search_data(ctx: Context) -> dict[str, Any]:
     """Decode the search's archive into the cache every trial shares (untimed by the search)."""
     archive = ctx.search_archive
@@ -215,8 +206,8 @@ def search_data(ctx: Context) -> dict[str, Any]:
         synthetic.write_archive(archive, ctx.sizes.synthetic_train, ctx.sizes.synthetic_test)
     elif not archive.is_file():
         raise StepError(
-            f"no subset archive at {archive}: make it with `python -m bench.subset` and carry "
-            ".gl/ to this machine"
+            f"no subset archive at {archive}: make it with `make gpu-data` and carry .gl/ to "
+            "this machine"
         )
     seconds = _decode(archive, ctx.work / "search-cache")
     return {"archive": str(archive), "mb": archive.stat().st_size / 1e6, "decode_seconds": seconds}
@@ -229,11 +220,8 @@ def search(ctx: Context, per_gpu: int) -> dict[str, Any]:
     shutil.rmtree(output, ignore_errors=True)
     options = ["--launcher", "local", "--seed", "0", "--study-name", f"campaign-{per_gpu}"]
     options += ["--output", str(output)]
-    if ctx.dry_run:
-        options += ["--gpus", "none", "--parallel", str(per_gpu)]
-    else:
-        _require_option("--trials-per-gpu")
-        options += ["--trials-per-gpu", str(per_gpu)]
+    per = ["--gpus", "none", "--parallel"] if ctx.dry_run else ["--trials-per-gpu"]
+    options += [*per, str(per_gpu)]
     job_env = {**data_vars(ctx.search_archive, ctx.work / "search-cache"), **s.job_env}
     if ctx.dry_run:
         job_env.update({"MODEL_WIDTH": f"{s.width:g}", "EPOCHS": str(s.epochs)})
@@ -254,14 +242,30 @@ def search(ctx: Context, per_gpu: int) -> dict[str, Any]:
     for name in ("trials.csv", "best_params.json"):
         if (output / name).is_file():
             shutil.copy2(output / name, record / name)
-    rows = read_trials(output / "trials.csv")
-    finished = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
-    best = read_json(output / "best_params.json")
-    baseline = next((r for r in rows if r["number"] == "0"), None)
-    launch = [float(r["launch_seconds"]) for r in rows if r.get("launch_seconds")]
     result = {
         "trials_per_gpu": per_gpu,
         "trials_asked": s.search_trials,
+        **_study(output, wall),
+        "gpu": _utilisation(samples) if sampler is not None else None,
+        "exit_code": proc.returncode,
+        "stopped_at_limit": stopped,
+    }
+    if stopped:
+        raise _Partial(result, f"stopped at the step's limit after {result['finished']} trials")
+    if proc.returncode != 0:
+        raise _Partial(result, f"python -m search run exited {proc.returncode}")
+    return result
+
+
+def _study(output: Path, wall: float) -> dict[str, Any]:
+    """What a study left in ``trials.csv`` and ``best_params.json``, and its pace."""
+    rows = read_trials(output / "trials.csv")
+    finished = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED")]
+    best_file = output / "best_params.json"
+    best = json.loads(best_file.read_text()) if best_file.is_file() else {}
+    baseline = next((r for r in rows if r["number"] == "0"), {})
+    launch = [float(r["launch_seconds"]) for r in rows if r.get("launch_seconds")]
+    return {
         "finished": len(finished),
         "complete": sum(r["state"] == "COMPLETE" for r in rows),
         "pruned": sum(r["state"] == "PRUNED" for r in rows),
@@ -271,36 +275,15 @@ def search(ctx: Context, per_gpu: int) -> dict[str, Any]:
         "best_val_acc": best.get("val_acc"),
         "best_trial": best.get("trial"),
         "best_params": best.get("params"),
-        "baseline_val_acc": _float(baseline.get("val_acc")) if baseline else None,
-        "baseline_state": baseline.get("state") if baseline else None,
+        "baseline_val_acc": float(baseline["val_acc"]) if baseline.get("val_acc") else None,
+        "baseline_state": baseline.get("state"),
         "launch_seconds_median": statistics.median(launch) if launch else None,
-        "gpu": _utilisation(samples) if sampler is not None else None,
-        "exit_code": proc.returncode,
-        "stopped_at_limit": stopped,
     }
-    if stopped:
-        raise _Partial(result, f"stopped at the step's limit after {len(finished)} trials")
-    if proc.returncode != 0:
-        raise _Partial(result, f"python -m search run exited {proc.returncode}")
-    return result
-
-
-def _require_option(option: str) -> None:
-    help_text = subprocess.run(
-        [sys.executable, "-m", "search", "run", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    if option not in help_text:
-        raise StepError(f"`python -m search run` has no {option} option in this checkout")
 
 
 def _start_sampler(path: Path) -> subprocess.Popen[bytes] | None:
     """nvidia-smi sampling GPU utilisation every 500 ms into ``path`` (None: no nvidia-smi)."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
+    if not (exe := shutil.which("nvidia-smi")):
         return None
     query = "--query-gpu=timestamp,index,utilization.gpu,memory.used"
     with path.open("wb") as f:
@@ -325,7 +308,6 @@ def _utilisation(path: Path) -> dict[str, Any] | None:
     return {
         "samples": len(util),
         "mean_percent": statistics.fmean(util),
-        "median_percent": statistics.median(util),
         "p90_percent": ordered[int(0.9 * (len(ordered) - 1))],
         "max_percent": ordered[-1],
         "busy_fraction": sum(u > 0 for u in util) / len(util),
@@ -333,21 +315,11 @@ def _utilisation(path: Path) -> dict[str, Any] | None:
     }
 
 
-def _float(text: str | None) -> float | None:
-    try:
-        return float(text) if text else None
-    except ValueError:
-        return None
-
-
 def _decode(archive: Path, data_dir: Path) -> float:
     """Decode ``archive`` into the job's cache in ``data_dir``; return the seconds it took."""
     t0 = time.perf_counter()
     decode(archive, data_dir)
     return time.perf_counter() - t0
-
-
-# ---------------------------------------------------------------------------- driver
 
 
 class _Partial(StepError):
@@ -373,7 +345,7 @@ STEPS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one step; write its result JSON; 0 on success, 1 on failure (sentence on stderr)."""
-    p = argparse.ArgumentParser(prog="python -m bench.campaign_steps")
+    p = argparse.ArgumentParser(prog="python -m bench.gpu_steps")
     p.add_argument("step", choices=list(STEPS))
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
