@@ -23,10 +23,10 @@ import yaml
 
 from search.space import TUTORIAL_DEFAULTS
 from search.storage import make_storage
+from testkit import alive
 from testkit.postgres import PASSWORD, Server, free_port, throwaway_postgres
 from tests.conftest import REPO, need
 from tests.search.helpers import (
-    alive,
     clean_env,
     empty_database,
     load,

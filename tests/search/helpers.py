@@ -175,12 +175,3 @@ def empty_database(kind: str, folder: Path) -> Iterator[str]:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.close()
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` is still running (a zombie, dead but not reaped, is not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"

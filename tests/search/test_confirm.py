@@ -23,8 +23,9 @@ from search import confirm
 from search.driver import Driver
 from search.report import BEST_ENV, BEST_PARAMS, configmap, write_best
 from search.study import confirmation
+from testkit import alive
 from tests.conftest import REPO
-from tests.search.helpers import alive, clean_env, empty_database, load, stub_driver
+from tests.search.helpers import clean_env, empty_database, load, stub_driver
 
 LUCKY = {
     # max_lr: val_acc on seeds 0, 1, 2. 0.01 is the baseline (the tutorial's max_lr); 0.02

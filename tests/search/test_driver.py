@@ -16,9 +16,10 @@ from search.driver import Driver
 from search.errors import StudyStopped
 from search.events import parse_event
 from search.storage.retrying import BACKOFF_MAX
+from testkit import alive
 from testkit.postgres import Server, throwaway_postgres
 from tests.conftest import need
-from tests.search.helpers import alive, stub_driver
+from tests.search.helpers import stub_driver
 
 
 def _driver(tmp_path: Path, plan: str, trials: int = 2, **overrides) -> Driver:

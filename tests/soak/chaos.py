@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testkit import REPO
+from testkit import REPO, alive
 from testkit.job import shim
 from testkit.postgres import Server
 
@@ -270,15 +270,6 @@ class Soak:
             "driver_exits": self.exits,
             "states": _count(t.state.name for t in trials),
         }
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _count(names: Any) -> dict[str, int]:
