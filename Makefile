@@ -32,9 +32,14 @@ run: venv
 # Tests marked gpu need CUDA: never part of `make test` (docs/development.md), run by `make test-gpu`.
 PYTEST_ARGS ?=
 
+# Two workers (pytest-xdist): most tests wait on processes, sleeps and services, so two
+# workers fill the 2 cores CI has; a file's tests share a worker, so its module fixtures are
+# made once. TEST_WORKERS=0 runs them in this process, one after another.
+TEST_WORKERS ?= 2
+
 ## test: make lint, then every test except those marked gpu (real HTTP, processes, signals, services)
 test: lint
-	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gpu" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Optuna's own storage tests, from the installed Optuna's source distribution (its licence
 # beside them); `make test` runs them against the project's storage (tests/search/optuna_suite).
