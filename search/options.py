@@ -262,4 +262,4 @@ def given(command: str, values: Mapping[str, Any]) -> dict[str, Any]:
 
 def default(command: str, name: str) -> Any:
     """The value ``command`` receives for option ``name`` when it is not given."""
-    return given(command, {})[name]
+    return next(option for option in COMMANDS[command] if option.name == name).value()

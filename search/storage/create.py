@@ -90,10 +90,12 @@ def open_storage(
         except Exception as exc:
             kind = classify(exc)
             if storage is not None:  # opened: only the lock's own connection is retried here
-                if kind != "outage":
-                    raise
-                outage.failed(exc)
-                continue
+                if kind == "other":
+                    raise  # then's own error (a refused setting, say), as it is
+                if kind in ("outage", "busy"):
+                    outage.failed(exc)
+                    continue
+                raise StorageBroken(outage.broken(exc, kind)) from None
             if creation_race(exc) and races < _CREATION_RACES:
                 races += 1  # a client outside the lock created the schema at the same time
                 time.sleep(BACKOFF_FIRST * races)

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search._optuna import fixed_params, storage_of
 from search.storage import RetryingStorage, creation_lock
-from search.study.create import create
+from search.study.create import create, existing
 
 SUFFIX = ".confirm"
 """The sibling study's name is the study's plus this."""
@@ -71,11 +71,7 @@ def configurations(study: optuna.Study, k: int, baseline: FrozenTrial | None) ->
 
 def find_sibling(study: optuna.Study) -> optuna.Study | None:
     """The sibling study, None when the phase never started."""
-    name = sibling_name(study.study_name)
-    try:
-        return optuna.load_study(study_name=name, storage=storage_of(study))
-    except KeyError:
-        return None
+    return existing(storage_of(study), sibling_name(study.study_name))
 
 
 def plan(

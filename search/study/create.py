@@ -25,10 +25,16 @@ def create(
         pruner=pruner,
         load_if_exists=True,
     )
-    if study.metric_names is None:  # the dashboard then says val_acc, not "Objective 0"
+    name_objective(study)
+    return study
+
+
+def name_objective(study: optuna.Study) -> None:
+    """Name the objective ``val_acc`` where the study does not name it yet (one made before
+    names, or by Optuna alone): the dashboard then says val_acc, not "Objective 0"."""
+    if study.metric_names is None:
         with quiet_experimental():
             study.set_metric_names(["val_acc"])
-    return study
 
 
 def existing(

@@ -17,6 +17,7 @@ import optuna
 
 from search.errors import SettingsError
 from search.study.confirmation import sibling_name
+from search.study.create import existing
 
 RESULTS = ("best_params.json", "best.env", "configmap.yaml", "trials.csv", "plots")
 """A study's result files in ``--output``, moved aside with it by ``--fresh``."""
@@ -51,9 +52,9 @@ def keep(
     kept = f"{name}-{datetime.datetime.now(datetime.UTC):%Y%m%dT%H%M%SZ}"
     trials = len(study.get_trials(deepcopy=False))
     for old, new in ((name, kept), (sibling_name(name), sibling_name(kept))):
-        if not _exists(storage, old):
+        if existing(storage, old) is None:
             continue
-        if _exists(storage, new):  # a copy an interrupted attempt left
+        if existing(storage, new) is not None:  # a copy an interrupted attempt left
             optuna.delete_study(study_name=new, storage=storage)
         optuna.copy_study(
             from_study_name=old, from_storage=storage, to_storage=storage, to_study_name=new
@@ -70,11 +71,3 @@ def keep(
         f"--fresh: kept the study {name!r} ({trials} trials) as {kept!r}{where}; "
         f"starting a new study {name!r}."
     )
-
-
-def _exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
-    try:
-        storage.get_study_id_from_name(name)
-    except KeyError:
-        return False
-    return True

@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.storage import RetryingStorage, open_storage
-from search.study.create import create, existing, make_pruner, make_sampler
+from search.study.create import create, existing, make_pruner, make_sampler, name_objective
 from search.study.fresh import keep, refuse_foreign_folders
 from search.study.record import check_or_record, has_results, record_of
 
@@ -84,6 +84,7 @@ def _open(storage: RetryingStorage, settings: Settings, say: Callable[[str], Non
         refuse_foreign_folders(settings.output, name)
         study = create(storage, name, sampler, pruner)
     check_or_record(study, record_of(settings), settings.fresh)
+    name_objective(study)  # after the check: a refused run writes nothing
     if not study.get_trials(deepcopy=False):
         study.enqueue_trial(dict(settings.space.baseline()))
     return study

@@ -243,3 +243,13 @@ def test_drivers_creating_one_study_together_do_not_refuse_each_other(
     assert (
         load_study(url, "resnet-job", retry_seconds=60).user_attrs[RECORD]["job"]["EPOCHS"] == "4"
     )
+
+
+def test_a_study_made_without_an_objective_name_gets_val_acc(tmp_path: Path) -> None:
+    """A study that names no objective (made by Optuna alone, or before names) is given
+    ``val_acc`` when a driver opens it, so the dashboard never says "Objective 0"."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(storage=url, study_name="resnet-job", direction="maximize")
+    assert optuna.load_study(study_name="resnet-job", storage=url).metric_names is None
+    _prepare(_settings(tmp_path, url))
+    assert optuna.load_study(study_name="resnet-job", storage=url).metric_names == ["val_acc"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from search.launchers.base import TrialSpec
 from search.launchers.local import LocalLauncher
+from testkit import alive
 from testkit import job as standin
 from tests.conftest import need
 
@@ -69,15 +69,9 @@ def test_gpu_is_pinned_with_cuda_visible_devices(tmp_path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs after up to 5 s for it to end (a zombie has ended)."""
     for _ in range(50):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        try:  # a zombie waiting for its reaper is dead for our purpose
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-        except OSError:
+        if not alive(pid):
             return False
         time.sleep(0.1)
     return True
