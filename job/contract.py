@@ -13,9 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Any, TypeVar
 
-from job import parsers
+from job import event_types, parsers
+from job.event_types import EVENT_VERSION as EVENT_VERSION
+from job.event_types import EVENTS as EVENTS
+from job.event_types import DoneEvent as DoneEvent
+from job.event_types import EpochEvent as EpochEvent
+from job.event_types import ErrorEvent as ErrorEvent
+from job.event_types import ProgressEvent as ProgressEvent
+from job.event_types import PromoteEvent as PromoteEvent
+from job.event_types import StartEvent as StartEvent
 
 # -- environment in ------------------------------------------------------------------------
 DEFAULT_DATA_URL = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"
@@ -77,10 +85,30 @@ class Variables:
     data_url: str = _variable(
         DEFAULT_DATA_URL,
         parsers.url,
-        "http(s):// or file:// CIFAR-10 archive (fast.ai or python layout)",
+        "http(s):// or file:// archive (.tar, .tar.gz/.tgz, .zip) or file:// folder: CIFAR-10 "
+        "(fast.ai or python layout) or labelled images (train/<class>/ with test/<class>/, or "
+        "<class>/ alone)",
         fingerprint=False,
     )
     data_sha256: str = _variable("", parsers.sha256, "when set, the archive must have this sha256")
+    image_size: int = _variable(
+        "32",
+        parsers.number(int, 8, below=1025, hint="32"),
+        "side in pixels the job trains at: each image's shorter side is resized to it, then "
+        "centre-cropped, once, when the cache is built",
+    )
+    test_fraction: float = _variable(
+        "0.2",
+        parsers.number(float, 0, exclusive=True, below=1, hint="0.2"),
+        "share of each class held out for testing when the data has no test/ folder; the "
+        "split does not depend on SEED",
+    )
+    bad_images: str = _variable(
+        "fail",
+        parsers.choice("fail", "skip"),
+        "fail: an image that cannot be decoded stops the run (exit 3); skip: it is left out and "
+        "counted in the data report",
+    )
     data_dir: Path = _variable(
         "data", parsers.path, "download and decoded-array cache, safe to share", fingerprint=False
     )
@@ -234,114 +262,12 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
 }
 """One line per exit code, for ``--help`` and the search's messages."""
 
-Reason = Literal["disk", "memory"]
-"""What ran out, for exit code 5: the ``reason`` of its ``error`` event."""
+Reason = event_types.Reason
 REASON_DISK: Reason = "disk"
 REASON_MEMORY: Reason = "memory"
 
 
-# -- events out ----------------------------------------------------------------------------
-EVENT_VERSION = 1
-"""Every event carries ``"v": EVENT_VERSION``; a caller ignores lines of another version."""
-
-
-class StartEvent(TypedDict):
-    """Before the data is read: the resolved configuration."""
-
-    v: int
-    event: Literal["start"]
-    config: dict[str, Any]
-    device: str
-    precision: str
-    cpu_threads: int
-    """torch's CPU threads, CPU_THREADS resolved."""
-    pid: int
-
-
-class ProgressEvent(TypedDict):
-    """Every PROGRESS_SECONDS while an epoch trains: the steps handed to the device so far."""
-
-    v: int
-    event: Literal["progress"]
-    epoch: int
-    epochs: int
-    step: int
-    steps: int
-    images_per_sec: float
-    """Training images of the steps so far per second since the epoch began."""
-    seconds: float
-    """Seconds since the epoch began."""
-
-
-class EpochEvent(TypedDict):
-    """After each epoch's evaluation."""
-
-    v: int
-    event: Literal["epoch"]
-    epoch: int
-    epochs: int
-    train_loss: float | None
-    val_loss: float | None
-    val_acc: float
-    lr: float
-    seconds: float
-    images_per_sec: float
-
-
-class PromoteEvent(TypedDict):
-    """After a successful run with PROMOTE_DIR set: the champion decision."""
-
-    v: int
-    event: Literal["promote"]
-    promoted: bool
-    val_acc: float
-    """This run's (the challenger's) final val_acc."""
-    champion_val_acc: float | None
-    """The champion's model evaluated on this run's test split; None without a usable one."""
-    champion_recorded_val_acc: float | None
-    """The val_acc the champion recorded on its own test split; None without a champion."""
-    margin: float
-    """PROMOTE_MARGIN: promoted only when val_acc > champion_val_acc + margin."""
-    reason: str
-    """The decision in one sentence."""
-    champion: str
-
-
-class DoneEvent(TypedDict):
-    """The last event of a successful run."""
-
-    v: int
-    event: Literal["done"]
-    val_acc: float
-    best_val_acc: float
-    epochs: int
-    train_seconds: float
-    images_per_sec: float
-    output_dir: str
-
-
-class _ErrorEventBase(TypedDict):
-    v: int
-    event: Literal["error"]
-    code: int
-    message: str
-
-
-class ErrorEvent(_ErrorEventBase, total=False):
-    """The last event of a failed run; ``reason`` is present with code 5."""
-
-    reason: Reason
-
-
-EVENTS: dict[str, type] = {
-    "start": StartEvent,
-    "progress": ProgressEvent,
-    "epoch": EpochEvent,
-    "promote": PromoteEvent,
-    "done": DoneEvent,
-    "error": ErrorEvent,
-}
-"""Each event's name and its fields."""
+# -- events out: job/event_types.py, re-exported above -----------------------------------
 
 # -- files out -----------------------------------------------------------------------------
 

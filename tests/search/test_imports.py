@@ -54,7 +54,14 @@ SEARCH_MODULES = (
     "search.launchers.k8s_runtime",
 )
 
-JOB_MODULES_ALLOWED = {"job", "job.contract", "job.parsers", "job.files", "job.threads"}
+JOB_MODULES_ALLOWED = {
+    "job",
+    "job.contract",
+    "job.event_types",
+    "job.parsers",
+    "job.files",
+    "job.threads",
+}
 """The standard-library-only modules of the job that the search may import."""
 
 
