@@ -11,9 +11,11 @@ from collections.abc import Iterator
 
 import torch
 
+from job.preprocess import CIFAR10
+
 # The tutorial's normalisation statistics (per channel, on the 0…1 scale).
-MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.2023, 0.1994, 0.2010)
+MEAN = CIFAR10.mean
+STD = CIFAR10.std
 PAD = 4  # pixels of reflect padding before the random 32×32 crop
 SIZE = 32
 
