@@ -5,38 +5,32 @@ table's speed-up is the job's advantage): (a) input pipeline, (b) training throu
 whole-job wall time cold and warm, (d) fixed cost per run, (e) the search's launch → first
 event, (f) trials started cold against warm, (g) fixed cost beside ``import torch``; or, with
 ``--gpu``, the GPU campaign (:mod:`bench.gpu`). Run it on a quiet machine: every figure is a
-speed.
+speed. ``python -m bench decisions ARGS…`` (the search's confirmation policy, simulated) and
+``python -m bench decode ARGS…`` (images/s building the job's cache against ImageFolder +
+DataLoader) run :mod:`bench.decisions` and :mod:`bench.decode` instead, each with its own --help.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import gpu, wall
-from bench.paths import ARCHIVE_HELP, given_or_default
+from bench import gpu, runs
+from bench.paths import ARCHIVE_HELP, command_parser, given_or_default
 from job.files import write_json
 
-DEFAULT_WALL_CONFIGS = "1:2000:1000:1,0.25:5000:2000:2"
 PARTS = ("a", "b", "c", "d", "e", "f", "g")
-DEFAULT_WARM_CONFIG = "0.25:1000:500:2"
+COMMANDS = ("decisions", "decode")
+"""First arguments that run :mod:`bench.decisions` or :mod:`bench.decode` with the rest."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench",
-        description=(
-            "Benchmark the job against the tutorial's own pipeline on the same data, settings "
-            "and machine: (a) input batches/s, (b) training images/s, (c) whole-job wall time, "
-            "cold and warm; (d) the job's fixed cost per run, (e) the search's "
-            "launch-to-first-event time, (f) trials started cold against warm, (g) the job's "
-            "fixed cost beside import torch."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = command_parser("python -m bench", __doc__)
     p.add_argument("--archive", type=Path, help=ARCHIVE_HELP)
     p.add_argument("--only", help="parts (a-g), or with --gpu steps, to run, comma-separated")
     p.add_argument("--json", type=Path, help="also save the results here as JSON")
@@ -56,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("(c) whole-job wall time, cold and warm")
     g.add_argument(
         "--wall-configs",
-        default=DEFAULT_WALL_CONFIGS,
+        default="1:2000:1000:1,0.25:5000:2000:2",
         help="WIDTH:TRAIN:TEST:EPOCHS, comma-separated",
     )
     g = p.add_argument_group("(d) fixed cost per run, warm cache")
@@ -66,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--search-config", default="0.25:1000:500:1", help="WIDTH:TRAIN:TEST:EPOCHS")
     g = p.add_argument_group("(f) search: trials started cold against warm")
     g.add_argument("--warm-trials", type=int, default=20, help="trials of each search")
-    g.add_argument("--warm-config", default=DEFAULT_WARM_CONFIG, help="WIDTH:TRAIN:TEST:EPOCHS")
+    g.add_argument("--warm-config", default="0.25:1000:500:2", help="WIDTH:TRAIN:TEST:EPOCHS")
     g.add_argument(
         "--warm-parallel", type=int, default=0, help="the searches' --parallel (0: its default)"
     )
@@ -85,9 +79,9 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if not args.archive.is_file():
         parser.error(f"no archive at {args.archive}; pass --archive PATH (fast.ai cifar10.tgz)")
     try:
-        wall.parse_configs(args.wall_configs)
+        runs.parse_configs(args.wall_configs)
         for one in (args.fixed_config, args.search_config, args.warm_config):
-            if len(wall.parse_configs(one)) != 1:
+            if len(runs.parse_configs(one)) != 1:
                 parser.error(f"--fixed-, --search- and --warm-config take one config, not {one!r}")
     except ValueError as exc:
         parser.error(str(exc))
@@ -99,6 +93,10 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; prints the table on stdout, progress on stderr."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:
+        # Imported only when asked for: neither --help nor the table needs them.
+        return int(importlib.import_module(f"bench.{argv[0]}").main(argv[1:]))
     parser = _parser()
     args = parser.parse_args(argv)
     _check(args, parser)

@@ -21,12 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.gpu_steps import STEPS, Step
 from bench.paths import REPO, SUBSET
-from bench.runs import wait_or_stop
+from bench.runs import timed, wait_or_stop
 from bench.table import fixed_width
 from job.files import write_json
 
@@ -35,29 +35,6 @@ WHEEL_LIST = REPO / "bench" / "wheels.txt"
 BUDGET_S = 480
 """``--budget``'s default, seconds: the wheels' limit and every step's own add up to it."""
 WHEELS_LIMIT_S = 30
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of :data:`bench.gpu_steps.STEPS`: what it needs, and its time limits."""
-
-    name: str
-    limit_s: float
-    """On the GPU; the last step gets whatever is left of ``--budget``, at least this."""
-    dry_limit_s: float
-    needs: tuple[str, ...] = ()
-
-
-STEPS: tuple[Step, ...] = (
-    Step("gpu_tests", 50, 120),
-    Step("synthetic_data", 35, 60),
-    Step("job", 40, 60, ("synthetic_data",)),
-    Step("tutorial", 45, 60, ("synthetic_data",)),
-    Step("search_data", 20, 60),
-    Step("search_1", 105, 120, ("wheels", "search_data")),
-    Step("search_2", 85, 120, ("wheels", "search_data")),
-    Step("job_compile", 70, 60, ("synthetic_data",)),
-)
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -111,11 +88,8 @@ def check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
 def install_wheels(site: Path, python: str, dry_run: bool) -> dict[str, Any]:
     """pip-install bench/wheels.txt from .whl/ into ``site``, offline; the step's record."""
-    names = [
-        line.split()[0]
-        for line in WHEEL_LIST.read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
+    lines = WHEEL_LIST.read_text().splitlines()
+    names = [line.split()[0] for line in lines if line.strip() and not line.startswith("#")]
     if not WHEELS.is_dir():
         probe = subprocess.run([python, "-c", "import optuna"], capture_output=True, check=False)
         found = probe.returncode == 0
@@ -153,14 +127,13 @@ def run_step(
     cmd += ["--out", str(args.out), "--result", str(result_path), "--limit", f"{limit:g}"]
     cmd += ["--subset", str(args.subset)] + (["--dry-run"] if args.dry_run else [])
     log_path = args.out / "logs" / f"{step.name}.log"
-    t0 = time.perf_counter()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        timed_out = wait_or_stop(proc, limit, grace=15.0, group=True)
+        timed_out, seconds = timed(wait_or_stop, proc, limit, grace=15.0, group=True)
     record: dict[str, Any] = {
-        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds": round(seconds, 2),
         "limit_s": limit,
         "log": str(log_path.relative_to(args.out)),
     }

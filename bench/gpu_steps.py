@@ -16,7 +16,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,19 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.paths import REPO, SUBSET
-from bench.runs import (
-    data_vars,
-    decode,
-    read_trials,
-    search_command,
-    wait_or_stop,
-)
+from bench.runs import data_vars, decode, read_trials, search_command, timed, wait_or_stop
 from job.contract import HISTORY_JSON, METRICS_JSON
 from job.files import write_json
 
 
 class StepError(Exception):
-    """The step failed; the message says why in one sentence."""
+    """The step failed; the message says why in one sentence. ``result``: what it measured all
+    the same (a failure that still measured something), written as the step's result."""
+
+    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.result = result or {}
 
 
 @dataclass(frozen=True)
@@ -101,27 +99,22 @@ def gpu_tests(ctx: Context) -> dict[str, Any]:
         for case in suite.iter("testcase")
         if case.find("failure") is not None or case.find("error") is not None
     ]
-    result = {
-        **counts,
-        "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
-        "failed_tests": failed,
-    }
+    passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    result = {**counts, "passed": passed, "failed_tests": failed}
     if proc.returncode != 0:
-        raise _Partial(result, f"{len(failed)} CUDA test(s) failed: {', '.join(failed)[:300]}")
+        raise StepError(f"{len(failed)} CUDA test(s) failed: {', '.join(failed)[:300]}", result)
     if not ctx.dry_run and counts["skipped"] == counts["tests"]:
-        raise _Partial(result, "every CUDA test skipped: this machine has no usable CUDA device")
+        raise StepError("every CUDA test skipped: this machine has no usable CUDA device", result)
     return result
 
 
 def synthetic_data(ctx: Context) -> dict[str, Any]:
     """Generate the CIFAR-shaped archive and decode it once into the job's cache."""
-    from bench import synthetic
+    from bench.subset import write_synthetic
 
     s = ctx.sizes
-    t0 = time.perf_counter()
-    synthetic.write_archive(ctx.synthetic_archive, s.synthetic_train, s.synthetic_test)
-    written = time.perf_counter() - t0
-    decoded = _decode(ctx.synthetic_archive, ctx.work / "synthetic-cache")
+    _, written = timed(write_synthetic, ctx.synthetic_archive, s.synthetic_train, s.synthetic_test)
+    _, decoded = timed(decode, ctx.synthetic_archive, ctx.work / "synthetic-cache")
     return {
         "train_images": s.synthetic_train,
         "test_images": s.synthetic_test,
@@ -133,7 +126,7 @@ def synthetic_data(ctx: Context) -> dict[str, Any]:
 
 def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
     """The full recipe on the generated data as ``python -m job``; its training seconds."""
-    from bench.wall import WallConfig, run_job
+    from bench.runs import WallConfig, run_job
 
     s = ctx.sizes
     name = "job-compile" if compile_ else "job"
@@ -152,17 +145,15 @@ def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
     for file in (METRICS_JSON, HISTORY_JSON):
         shutil.copy2(ctx.work / name / "output" / file, ctx.out / name / file)
     metrics, history = res.details["metrics"], res.details["history"]
-    epochs = [h for h in history if "train_seconds" in h]
+    epochs = [h["train_seconds"] for h in history if "train_seconds" in h]  # s, one an epoch
     train_s = float(metrics["train_seconds"])
     n = int(metrics["n_train"])
     return {
         "train_seconds": train_s,
-        "epoch_train_seconds": [h["train_seconds"] for h in epochs],
+        "epoch_train_seconds": epochs,
         "images_per_sec": n * len(epochs) / train_s,
         # Epochs after the first: warm-up (cudnn benchmark, allocator) left out.
-        "steady_images_per_sec": n * (len(epochs) - 1) / sum(h["train_seconds"] for h in epochs[1:])
-        if len(epochs) > 1
-        else None,
+        "steady_images_per_sec": n * len(epochs[1:]) / sum(epochs[1:]) if epochs[1:] else None,
         "eval_seconds": sum(h.get("eval_seconds", 0.0) for h in history),
         "wall_seconds": res.seconds,
         "val_acc": res.val_acc,
@@ -175,18 +166,17 @@ def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
 
 def tutorial(ctx: Context) -> dict[str, Any]:
     """The tutorial pipeline's steady-state training images/s on the same data and device."""
-    from bench.training import tutorial_on_archive
+    import torch
+
+    from bench.throughput import tutorial_images_per_sec
+    from bench.tutorial import extract, get_default_device
 
     s = ctx.sizes
-    rate, device, extracted = tutorial_on_archive(
-        ctx.synthetic_archive,
-        ctx.work / "tutorial-png",
-        s.width,
-        s.batch_size,
-        s.tutorial_steps,
-        s.tutorial_warmup,
-        "cpu" if ctx.dry_run else None,
-    )
+    png_root, extracted = timed(extract, ctx.synthetic_archive, ctx.work / "tutorial-png")
+    # The tutorial's own choice of device (the GPU when there is one); the CPU in the dry run.
+    device = torch.device("cpu") if ctx.dry_run else get_default_device()
+    steps, warmup = s.tutorial_steps, s.tutorial_warmup
+    rate = tutorial_images_per_sec(png_root, s.width, s.batch_size, steps, warmup, device)
     return {
         "images_per_sec": rate,
         "device": str(device),
@@ -201,15 +191,15 @@ def search_data(ctx: Context) -> dict[str, Any]:
     """Decode the search's archive into the cache every trial shares (untimed by the search)."""
     archive = ctx.search_archive
     if ctx.dry_run:
-        from bench import synthetic
+        from bench.subset import write_synthetic
 
-        synthetic.write_archive(archive, ctx.sizes.synthetic_train, ctx.sizes.synthetic_test)
+        write_synthetic(archive, ctx.sizes.synthetic_train, ctx.sizes.synthetic_test)
     elif not archive.is_file():
         raise StepError(
             f"no subset archive at {archive}: make it with `make gpu-data` and carry .gl/ to "
             "this machine"
         )
-    seconds = _decode(archive, ctx.work / "search-cache")
+    _, seconds = timed(decode, archive, ctx.work / "search-cache")
     return {"archive": str(archive), "mb": archive.stat().st_size / 1e6, "decode_seconds": seconds}
 
 
@@ -230,12 +220,10 @@ def search(ctx: Context, per_gpu: int) -> dict[str, Any]:
     record.mkdir(parents=True, exist_ok=True)
     samples = record / "nvidia-smi.csv"
     sampler = None if ctx.dry_run else _start_sampler(samples)
-    t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO)
     # Stop the study in time to collect what it did: SIGTERM makes the driver stop its trials
     # and write trials.csv (exit 143), well before the campaign's hard limit for the step.
-    stopped = wait_or_stop(proc, max(10.0, ctx.limit - 30.0), grace=25)
-    wall = time.perf_counter() - t0
+    stopped, wall = timed(wait_or_stop, proc, max(10.0, ctx.limit - 30.0), grace=25)
     if sampler is not None:
         sampler.terminate()
         sampler.wait()
@@ -251,9 +239,9 @@ def search(ctx: Context, per_gpu: int) -> dict[str, Any]:
         "stopped_at_limit": stopped,
     }
     if stopped:
-        raise _Partial(result, f"stopped at the step's limit after {result['finished']} trials")
+        raise StepError(f"stopped at the step's limit after {result['finished']} trials", result)
     if proc.returncode != 0:
-        raise _Partial(result, f"python -m search run exited {proc.returncode}")
+        raise StepError(f"python -m search run exited {proc.returncode}", result)
     return result
 
 
@@ -315,38 +303,35 @@ def _utilisation(path: Path) -> dict[str, Any] | None:
     }
 
 
-def _decode(archive: Path, data_dir: Path) -> float:
-    """Decode ``archive`` into the job's cache in ``data_dir``; return the seconds it took."""
-    t0 = time.perf_counter()
-    decode(archive, data_dir)
-    return time.perf_counter() - t0
+@dataclass(frozen=True)
+class Step:
+    """One step of the campaign: what it runs, what it needs, and its time limits (seconds)."""
+
+    name: str
+    run: Callable[[Context], dict[str, Any]]
+    limit_s: float
+    """On the GPU; the last step gets whatever is left of ``--budget``, at least this."""
+    dry_limit_s: float
+    needs: tuple[str, ...] = ()
 
 
-class _Partial(StepError):
-    """A failure that still measured something: the result is written, the step fails."""
-
-    def __init__(self, result: dict[str, Any], message: str) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-STEPS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "gpu_tests": gpu_tests,
-    "synthetic_data": synthetic_data,
-    "job": job,
-    "tutorial": tutorial,
-    "search_data": search_data,
-    "search_1": lambda ctx: search(ctx, 1),
-    "search_2": lambda ctx: search(ctx, 2),
-    "job_compile": lambda ctx: job(ctx, compile_=True),
-}
-"""Every step by name, in the campaign's order (compiling last: the most likely to overrun)."""
+STEPS: tuple[Step, ...] = (
+    Step("gpu_tests", gpu_tests, 50, 120),
+    Step("synthetic_data", synthetic_data, 35, 60),
+    Step("job", job, 40, 60, ("synthetic_data",)),
+    Step("tutorial", tutorial, 45, 60, ("synthetic_data",)),
+    Step("search_data", search_data, 20, 60),
+    Step("search_1", lambda ctx: search(ctx, 1), 105, 120, ("wheels", "search_data")),
+    Step("search_2", lambda ctx: search(ctx, 2), 85, 120, ("wheels", "search_data")),
+    Step("job_compile", lambda ctx: job(ctx, compile_=True), 70, 60, ("synthetic_data",)),
+)
+"""Every step, in the campaign's order (compiling last: the most likely to overrun)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one step; write its result JSON; 0 on success, 1 on failure (sentence on stderr)."""
     p = argparse.ArgumentParser(prog="python -m bench.gpu_steps")
-    p.add_argument("step", choices=list(STEPS))
+    p.add_argument("step", choices=[s.name for s in STEPS])
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--result", type=Path, required=True)
@@ -354,24 +339,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--limit", type=float, default=600.0, help="the step's time limit, s")
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
-    ctx = Context(
-        DRY if args.dry_run else REAL,
-        args.dry_run,
-        args.work,
-        args.out,
-        args.subset.resolve(),
-        args.limit,
-    )
+    sizes = DRY if args.dry_run else REAL
+    ctx = Context(sizes, args.dry_run, args.work, args.out, args.subset.resolve(), args.limit)
     ctx.work.mkdir(parents=True, exist_ok=True)
     ctx.out.mkdir(parents=True, exist_ok=True)
     code = 0
     try:
-        result = STEPS[args.step](ctx)
-    except _Partial as exc:
-        result, code = {**exc.result, "error": str(exc)}, 1
-        print(f"campaign step {args.step}: {exc}.", file=sys.stderr)
+        result = next(s for s in STEPS if s.name == args.step).run(ctx)
     except StepError as exc:
-        result, code = {"error": str(exc)}, 1
+        result, code = {**exc.result, "error": str(exc)}, 1
         print(f"campaign step {args.step}: {exc}.", file=sys.stderr)
     write_json(args.result, result)
     return code

@@ -6,6 +6,7 @@ with the job's sentence; ``make bench``, ``make reproduce`` and ``make gpu-data`
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Mapping
@@ -32,17 +33,6 @@ def data_url(environ: Mapping[str, str] = os.environ) -> str:
     return environ.get("DATA_URL") or DEFAULT_DATA_URL
 
 
-def archive(environ: Mapping[str, str] = os.environ) -> Path:
-    """The local file of :func:`data_url`: a ``file://`` URL's own file, an ``http(s)://`` one
-    downloaded once into ``DATA_DIR/downloads/`` (``DATA_DIR`` from the environment, else
-    ``data/``), where the job finds it again. Raises the job's DataError when it cannot."""
-    from job.data.fetch import fetch
-
-    data_dir = Path(environ.get("DATA_DIR") or DATA_DIR)
-    path, _ = fetch(data_url(environ), data_dir)
-    return path.resolve()
-
-
 ARCHIVE_HELP = (
     "fast.ai cifar10.tgz (default: the file DATA_URL names, or the fast.ai mirror's archive, "
     "downloaded once)"
@@ -50,18 +40,29 @@ ARCHIVE_HELP = (
 """The ``--archive`` option's help, the same in every bench command."""
 
 
+def command_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """A bench command's parser: ``description`` its module's docstring, defaults in --help."""
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=defaults)
+
+
 def given_or_default(given: Path | None) -> Path:
-    """``--archive`` as given, else :func:`archive`; exit 3 (no data) with its sentence."""
+    """``--archive`` as given, else the local file of :func:`data_url`: a ``file://`` URL's own
+    file, an ``http(s)://`` one downloaded once into ``DATA_DIR/downloads/`` (``DATA_DIR`` from
+    the environment, else ``data/``), where the job finds it again. Exit 3 (the job's "no data")
+    with the job's sentence when it cannot."""
     if given is not None:
         return given
     from job.contract import ExitCode
+    from job.data.fetch import fetch
     from job.errors import DataError
 
     try:
-        return archive()
+        path, _ = fetch(data_url(), Path(os.environ.get("DATA_DIR") or DATA_DIR))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(int(ExitCode.NO_DATA)) from None
+    return path.resolve()
 
 
 if __name__ == "__main__":  # print the archive's path; exit 3 (the job's "no data") without one

@@ -15,12 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bench.paths import OUTPUT, REPO, data_url
-from job.contract import METRICS_JSON, VARIABLE_NAMES, default
+from bench.paths import OUTPUT, REPO, command_parser, data_url
+from bench.runs import timed
+from job.contract import METRICS_JSON, VARIABLE_NAMES, VARIABLES, default
 from testkit.jobrun import JOB, events
 
 DEFAULT_OUTPUT = OUTPUT / "reproduce"
@@ -31,11 +31,9 @@ RECIPE = {"TRAIN_LIMIT": "0", "TEST_LIMIT": "0", "MODEL_WIDTH": "1", "EPOCHS": "
 """The full recipe's sizes; every other variable keeps the job's default (the tutorial's)."""
 
 
-_NOT_RECIPE = frozenset(
-    {"DATA_URL", "DATA_SHA256", "DATA_DIR", "OUTPUT_DIR", "DEVICE", "PRECISION", "COMPILE"}
-    | {"PROMOTE_DIR", "PROMOTE_MARGIN"}
-)
-"""Variables that say where and how fast a run happens, not what it trains."""
+_NOT_RECIPE = {v.name for v in VARIABLES if not v.fingerprint} | {"DATA_SHA256", "PRECISION"}
+"""Variables that say where and how fast a run happens, not what it trains: those outside the
+checkpoint's fingerprint (DATA_DIR, DEVICE, COMPILE, …), the archive's checksum, PRECISION."""
 
 
 def job_env(
@@ -49,16 +47,9 @@ def job_env(
     than the recipe is returned as an override.
     """
     base = {**RECIPE, "DATA_URL": data_url, "OUTPUT_DIR": str(output)}
-    given = {
-        k: v
-        for k, v in environ.items()
-        if k in VARIABLE_NAMES and k not in ("DATA_URL", "OUTPUT_DIR")
-    }
-    overrides = {
-        k: v
-        for k, v in given.items()
-        if k not in _NOT_RECIPE and not _same(v, RECIPE.get(k, default(k)))
-    }
+    given = {k: environ[k] for k in VARIABLE_NAMES - {"DATA_URL", "OUTPUT_DIR"} if k in environ}
+    recipe = {k: v for k, v in given.items() if k not in _NOT_RECIPE}
+    overrides = {k: v for k, v in recipe.items() if not _same(v, RECIPE.get(k, default(k)))}
     return {**environ, **base, **given, "PYTHONUNBUFFERED": "1"}, overrides
 
 
@@ -71,14 +62,7 @@ def _same(a: str, b: str) -> bool:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.reproduce",
-        description=(
-            "Train the tutorial's full recipe (50,000/10,000 images, width 1, 8 epochs, seed 0) "
-            "with `python -m job` and compare its final val_acc with the tutorial's."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = command_parser("python -m bench.reproduce", __doc__)
     p.add_argument(
         "--data-url",
         default=data_url(),
@@ -110,10 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    t0 = time.perf_counter()
     # stderr (the job's per-epoch progress) goes straight to the terminal; stdout is events.
-    proc = subprocess.run(list(JOB), env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t0
+    proc, wall = timed(
+        subprocess.run, list(JOB), env=env, cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     done = next((e for e in events(proc.stdout) if e.get("event") == "done"), None)
     if proc.returncode != 0 or done is None:
         message = f"reproduce: the job exited {proc.returncode}; see its message above."

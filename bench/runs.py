@@ -1,20 +1,42 @@
-"""No figure: what the rows share to start the search and read its files: the job's data
-variables, the ``python -m search run`` command, a logged subprocess, stopping one that
-overruns, and the JSON and ``trials.csv`` files a run leaves."""
+"""Row (c), whole-job wall time, and what every row shares to run the job, the tutorial and
+the search: a configuration, the job's data variables, the ``python -m search run`` command, a
+timed or logged subprocess, stopping one that overruns, the files a run leaves.
+
+Row (c) runs both pipelines as subprocesses, cold and then warm. Cold: nothing prepared (a fresh
+DATA_DIR and OUTPUT_DIR; the tutorial extracts the archive into a fresh folder). Warm: the
+repeat run right after, as in a search (the job on the decoded cache its cold run left; the
+tutorial on the PNGs its cold run extracted).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from bench.paths import REPO
+from job.contract import HISTORY_JSON, METRICS_JSON
+from testkit.jobrun import JOB, clean_env, events
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def timed(fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> tuple[_T, float]:
+    """``fn(*args, **kwargs)``, and the wall seconds it took."""
+    start = time.perf_counter()
+    return fn(*args, **kwargs), time.perf_counter() - start
 
 
 def data_vars(archive: Path, data_dir: Path) -> dict[str, str]:
@@ -33,12 +55,7 @@ def search_command(trials: int, job_env: Mapping[str, str], *options: str) -> li
 
 
 def run_logged(
-    cmd: list[str],
-    env: dict[str, str],
-    log_stem: Path,
-    *,
-    what: str | None = None,
-    tail: int = 15,
+    cmd: list[str], env: dict[str, str], log_stem: Path, *, what: str | None = None, tail: int = 15
 ) -> tuple[float, str]:
     """Run ``cmd`` from the repository root; return (wall seconds, stdout). Logs are kept.
 
@@ -47,9 +64,8 @@ def run_logged(
     ``tail`` lines of its stderr.
     """
     log_stem.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
+    run = subprocess.run
+    proc, seconds = timed(run, cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
     log_stem.with_suffix(".stdout").write_text(proc.stdout)
     log_stem.with_suffix(".stderr").write_text(proc.stderr)
     if proc.returncode != 0:
@@ -66,24 +82,16 @@ def wait_or_stop(
     ``group``: signal the process group ``proc`` leads (started with ``start_new_session``),
     so that what it started stops with it.
     """
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=seconds)
         return False
-    except subprocess.TimeoutExpired:
-        pass
+    send = functools.partial(os.killpg, proc.pid) if group else proc.send_signal
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
-        try:
-            if group:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
-        except ProcessLookupError:
-            break
-        try:
+        with contextlib.suppress(ProcessLookupError):  # gone already: the wait reaps it
+            send(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=wait)
             break
-        except subprocess.TimeoutExpired:
-            continue
     return True
 
 
@@ -101,3 +109,136 @@ def decode(archive: Path, data_dir: Path) -> Any:
     from job.data import load_dataset
 
     return load_dataset(from_env(data_vars(archive, data_dir)))
+
+
+@dataclass(frozen=True)
+class WallConfig:
+    """One small configuration run by both: model width, subset sizes, epochs."""
+
+    width: float
+    train: int
+    test: int
+    epochs: int
+    batch_size: int = 400  # the tutorial's and the job's default
+
+    @property
+    def label(self) -> str:
+        """A short human label, e.g. ``width 1, 2,000/1,000, 1 ep``."""
+        train = f"{self.train:,}" if self.train else "all"
+        test = f"{self.test:,}" if self.test else "all"
+        batch = f", batch {self.batch_size}" if self.batch_size != 400 else ""
+        return f"width {self.width:g}, {train}/{test} images, {self.epochs} ep{batch}"
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe identifier of the configuration."""
+        return f"w{self.width:g}-{self.train}-{self.test}-e{self.epochs}"
+
+    def job_vars(self) -> dict[str, str]:
+        """The job variables of this configuration (``BATCH_SIZE`` aside)."""
+        return {
+            "MODEL_WIDTH": f"{self.width:g}",
+            "TRAIN_LIMIT": str(self.train),
+            "TEST_LIMIT": str(self.test),
+            "EPOCHS": str(self.epochs),
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one subprocess run produced."""
+
+    seconds: float
+    val_acc: float
+    details: dict[str, Any]
+
+
+def parse_configs(text: str, batch_size: int = WallConfig.batch_size) -> list[WallConfig]:
+    """Parse ``WIDTH:TRAIN:TEST:EPOCHS[,…]``, e.g. ``1:2000:1000:1,0.25:5000:2000:2``."""
+    configs = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        try:
+            width, train, test, epochs = item.split(":")
+            configs.append(WallConfig(float(width), int(train), int(test), int(epochs), batch_size))
+        except ValueError:
+            raise ValueError(f"bad config {item!r}: expected WIDTH:TRAIN:TEST:EPOCHS") from None
+    return configs
+
+
+def warm_file(path: Path) -> None:
+    """Read ``path`` once so that both sides find it in the page cache."""
+    with path.open("rb") as f:
+        while f.read(1 << 22):
+            pass
+
+
+def run_job(
+    archive: Path,
+    cfg: WallConfig,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    data_dir: Path | None = None,
+    warm: bool = False,
+) -> RunResult:
+    """Run ``python -m job`` on ``archive`` with a fresh OUTPUT_DIR and time it.
+
+    DATA_DIR (``data_dir``, default ``workdir/data``) is emptied first — a cold start —
+    unless ``data_dir`` names a prepared one or ``warm`` is set. ``warm`` is the repeat run:
+    it requires the decoded cache a cold run left in DATA_DIR, fails if the run rebuilt it,
+    and keeps its output and logs apart (``output-warm``, ``job-warm.*``).
+    """
+    data = data_dir or workdir / "data"
+    tag = "-warm" if warm else ""
+    output = workdir / f"output{tag}"
+    _fresh(output)  # a leftover checkpoint there would make the job resume
+    if data_dir is None and not warm:
+        _fresh(data)
+    caches = _decoded_caches(data)
+    if warm and not caches:
+        raise RuntimeError(f"no decoded cache in {data} for a warm run; run the job cold first")
+    env = clean_env() | data_vars(archive, data) | cfg.job_vars() | {"OUTPUT_DIR": str(output)}
+    env |= {"BATCH_SIZE": str(cfg.batch_size), **(extra_env or {})}
+    seconds, stdout = run_logged(list(JOB), env, workdir / f"job{tag}")
+    if warm and _decoded_caches(data) != caches:
+        raise RuntimeError(f"the warm job rebuilt its decoded cache in {data}; it was not warm")
+    done = next(e for e in events(stdout) if e.get("event") == "done")
+    metrics = json.loads((output / METRICS_JSON).read_text())
+    history = json.loads((output / HISTORY_JSON).read_text())
+    # Each epoch's learning rates (one a batch) are left out: they would swamp the JSON.
+    history = [{k: v for k, v in h.items() if k != "lrs"} for h in history]
+    return RunResult(seconds, float(done["val_acc"]), {"metrics": metrics, "history": history})
+
+
+def _decoded_caches(data_dir: Path) -> dict[str, int]:
+    # The job's decoded cache is the only .npz it writes in DATA_DIR (job/data.py); name →
+    # modification time (ns), so a rebuilt cache shows as a change.
+    return {p.name: p.stat().st_mtime_ns for p in data_dir.glob("*.npz")}
+
+
+def run_tutorial(archive: Path, cfg: WallConfig, workdir: Path, warm: bool = False) -> RunResult:
+    """Run ``python -m bench.tutorial`` on ``archive`` in ``workdir/data`` and time it.
+
+    Cold: it extracts into a fresh folder. ``warm``: the repeat run on the folder a cold run
+    extracted (``--reuse-extracted``); it fails if the tutorial had to extract after all.
+    """
+    data = workdir / "data"
+    tag = "-warm" if warm else ""
+    if not warm:
+        _fresh(data)
+    result = workdir / f"result{tag}.json"
+    result.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "bench.tutorial", "--archive", str(archive.resolve())]
+    cmd += ["--data-dir", str(data), "--width", f"{cfg.width:g}", "--train-limit", str(cfg.train)]
+    cmd += ["--test-limit", str(cfg.test), "--epochs", str(cfg.epochs), "--result", str(result)]
+    cmd += ["--batch-size", str(cfg.batch_size), *(["--reuse-extracted"] if warm else [])]
+    seconds, _ = run_logged(cmd, clean_env(), workdir / f"tutorial{tag}")
+    details = json.loads(result.read_text())
+    details.pop("history", None)
+    if warm and not details.get("reused_extraction"):
+        raise RuntimeError(f"the warm tutorial found no completed extraction in {data}")
+    return RunResult(seconds, float(details["val_acc"]), details)
+
+
+def _fresh(path: Path) -> None:
+    # Runs must start cold even when a kept --workdir is reused.
+    shutil.rmtree(path, ignore_errors=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import platform
 import shutil
@@ -25,14 +24,17 @@ import subprocess
 import sys
 import threading
 import time
-from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.paths import OUTPUT
 from bench.runs import search_command
+from job.cpuinfo import model_name
+from job.files import write_json
 from testkit import REPO
 from testkit.job import shim
 from testkit.postgres import PostgresMissing, Server
@@ -60,10 +62,6 @@ class Case:
     trials: int
     drivers: int
     slots: int
-
-    @property
-    def workers(self) -> int:
-        return self.drivers * self.slots
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -102,31 +100,28 @@ class _Sampler:
         self.read()
 
     def _run(self) -> None:
-        count = _connection_counter(self.pg_url) if self.pg_url else None
+        db = _connect(self.pg_url) if self.pg_url else None
         while not self._stop.wait(SAMPLE_EVERY):
             self.read()
-            if count is not None:
-                with contextlib.suppress(Exception):
-                    self.connections.append(count())
+            if db is not None:
+                with contextlib.suppress(Exception), db.cursor() as cursor:
+                    cursor.execute(_CONNECTIONS)
+                    self.connections.append(int(cursor.fetchone()[0]))
 
 
-def _connection_counter(url: str) -> Any:
+def _connect(url: str) -> Any:
     import psycopg2
 
     db = psycopg2.connect(url.replace("+psycopg2", ""))
-    db.autocommit = True
-    query = (
-        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
-        "AND pid <> pg_backend_pid()"
-    )
+    db.autocommit = True  # pg_stat_activity is read once per transaction: each count its own
+    return db
 
-    def count() -> int:
-        with db.cursor() as cursor:
-            cursor.execute(query)
-            row = cursor.fetchone()
-            return int(row[0]) if row else 0
 
-    return count
+_CONNECTIONS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+    "AND pid <> pg_backend_pid()"
+)
+"""The clients connected to PostgreSQL, this one aside."""
 
 
 def _wait(proc: subprocess.Popen[bytes], sampler: _Sampler, deadline: float) -> int:
@@ -182,36 +177,26 @@ def run_case(case: Case, out: Path) -> dict[str, Any]:
         statements = pg.log.read_text(errors="replace").count("LOG:  statement: ")
         result["database"] = pg.version()
     result["statements_per_finished_trial"] = round(statements / max(1, result["finished"]), 1)
-    if sampler.connections:
-        result["connections"] = {
-            "max": max(sampler.connections),
-            "median": statistics.median(sampler.connections),
-        }
+    if connections := sampler.connections:
+        result["connections"] = {"max": max(connections), "median": statistics.median(connections)}
     return result
 
 
 def _summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {"median": float("nan"), "p95": float("nan")}
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    p95 = float(np.percentile(values, 95, method="nearest"))
     return {"median": round(statistics.median(values), 4), "p95": round(p95, 4)}
 
 
-def _cpu_at(samples: list[tuple[float, float]], when: float) -> float:
-    """The drivers' CPU seconds at ``when``, interpolated between two readings."""
-    times = [t for t, _ in samples]
-    i = min(max(1, bisect_left(times, when)), len(samples) - 1)
-    (t0, c0), (t1, c1) = samples[i - 1], samples[i]
-    return c0 + (c1 - c0) * min(1.0, max(0.0, (when - t0) / (t1 - t0))) if t1 > t0 else c1
-
-
 def per_trial_cpu(samples: list[tuple[float, float]], done: list[float]) -> list[float]:
-    """CPU seconds per trial over each :data:`STEP` completions in ``done`` (sorted times)."""
-    return [
-        (_cpu_at(samples, done[i + STEP]) - _cpu_at(samples, done[i])) / STEP
-        for i in range(0, len(done) - STEP, STEP)
-    ]
+    """CPU seconds per trial over each :data:`STEP` completions in ``done`` (sorted times).
+
+    The drivers' CPU seconds at a completion are interpolated between the two readings around it.
+    """
+    times, cpu = zip(*samples, strict=True)
+    at = np.interp(done, times, cpu)
+    return [float(at[i + STEP] - at[i]) / STEP for i in range(0, len(done) - STEP, STEP)]
 
 
 def measure(
@@ -232,16 +217,15 @@ def measure(
     cpu_last = _summary(per_trial_cpu(sampler.samples, last))
     seconds = [(b - a).total_seconds() for _, a, b in timed]
     driver_cpu = [sampler.last.get(pid, 0.0) for pid in sampler.pids]
+    # At most one trial per slot past the budget: those already running when it was reached.
+    most = case.trials + case.drivers * case.slots - 1
     return {
-        "backend": case.backend,
-        "trials": case.trials,
-        "drivers": case.drivers,
-        "slots": case.slots,
+        **asdict(case),
         "driver_exits": codes,
         "wall_seconds": round(wall, 1),
         "finished": len(finished),
-        "finished_within": [case.trials, case.trials + case.workers - 1],
-        "finished_ok": case.trials <= len(finished) <= case.trials + case.workers - 1,
+        "finished_within": [case.trials, most],
+        "finished_ok": case.trials <= len(finished) <= most,
         "states": dict(Counter(t.state.name for t in trials)),
         "events_missing": [t.number for t in finished if not _events_recorded(t)],
         "cpu_first": cpu_first,
@@ -270,12 +254,6 @@ def _events_recorded(trial: Any) -> bool:
         and "launch_seconds" in trial.user_attrs
         and trial.user_attrs.get("exit_code") is not None
     )
-
-
-def _machine() -> str:
-    from job.cpuinfo import model_name
-
-    return f"{model_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -324,31 +302,29 @@ def main(argv: list[str] | None = None) -> int:
     p = _parser()
     args = p.parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = set(backends) - {"postgresql", "sqlite"}
+    known = {
+        "postgresql": Case("postgresql", args.pg_trials, args.drivers, args.slots),
+        "sqlite": Case("sqlite", args.sqlite_trials, 1, args.slots),
+    }
+    unknown = set(backends) - set(known)
     if unknown or not backends:
         p.error(f"--backends takes postgresql and/or sqlite, not {sorted(unknown) or 'nothing'}")
     if min(args.pg_trials, args.sqlite_trials, args.drivers, args.slots) < 1:
         p.error("--pg-trials, --sqlite-trials, --drivers and --slots must be at least 1")
-    cases = [
-        Case("postgresql", args.pg_trials, args.drivers, args.slots)
-        if b == "postgresql"
-        else Case("sqlite", args.sqlite_trials, 1, args.slots)
-        for b in backends
-    ]
     try:
-        results = [run_case(case, args.output / case.backend) for case in cases]
+        results = [run_case(known[b], args.output / b) for b in backends]
     except PostgresMissing as exc:
         print(f"search_scale: postgresql: {exc}", file=sys.stderr)
         return 2
     report = {
         "command": " ".join(["python -m bench.search_scale", *sys.argv[1:]]),
         "label": args.label,
-        "machine": _machine(),
+        "machine": f"{model_name()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "rows": results,
     }
     for path in filter(None, (args.output / "scale.json", args.json)):
-        path.write_text(json.dumps(report, indent=2))
+        write_json(path, report)
     print(f"{report['command']} on {report['machine']}")
     print(table(results))
     ok = all(r["finished_ok"] and not r["events_missing"] for r in results)

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.runs import data_vars, read_trials, run_logged, search_command
+from bench import runs
+from bench.runs import WallConfig, run_job
 from bench.table import Row
-from bench.wall import WallConfig, run_job
 from testkit import REPO
 from testkit.jobrun import clean_env, start_job
 
@@ -51,11 +51,11 @@ def _local_search(
 ) -> tuple[float, list[dict[str, str]]]:
     """A local search of ``trials`` on the CPU, no pruning; its wall seconds and trials.csv."""
     output = workdir / "search"
-    job_env = {**data_vars(archive, data_dir), "DEVICE": "cpu", **cfg.job_vars()}
+    job_env = {**runs.data_vars(archive, data_dir), "DEVICE": "cpu", **cfg.job_vars()}
     options = ("--launcher", "local", "--pruner", "none", "--seed", "0", "--gpus", "none", *options)
-    cmd = search_command(trials, job_env, *options, "--output", str(output))
-    wall, _ = run_logged(cmd, clean_env(), workdir / "search", what="the search", tail=10)
-    return wall, read_trials(output / "trials.csv")
+    cmd = runs.search_command(trials, job_env, *options, "--output", str(output))
+    wall, _ = runs.run_logged(cmd, clean_env(), workdir / "search", what="the search", tail=10)
+    return wall, runs.read_trials(output / "trials.csv")
 
 
 def search_launch(archive: Path, cfg: WallConfig, workdir: Path, trials: int) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def search_launch(archive: Path, cfg: WallConfig, workdir: Path, trials: int) ->
 
 def job_first_event_seconds(archive: Path, cfg: WallConfig, workdir: Path, data_dir: Path) -> float:
     """Seconds from starting ``python -m job`` to its first stdout event; the run then ends."""
-    env = clean_env() | data_vars(archive, data_dir) | cfg.job_vars()
+    env = clean_env() | runs.data_vars(archive, data_dir) | cfg.job_vars()
     env |= {"OUTPUT_DIR": str(workdir / "output"), "DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
     t0 = time.perf_counter()
     proc = start_job(env, stderr=subprocess.DEVNULL)
@@ -139,8 +139,7 @@ def _warm_starts(output: Path) -> list[bool]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{output / 'study.db'}"
-    (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    study = optuna.load_study(study_name=None, storage=storage)  # its only study
     return [bool(t.user_attrs.get("warm_start")) for t in study.trials]
 
 
@@ -150,10 +149,8 @@ def fixed_beside_torch(archive: Path, cfg: WallConfig, workdir: Path) -> dict[st
     fixed = fixed_cost(archive, cfg, workdir)
     seconds = []
     for _ in range(4):
-        t0 = time.perf_counter()
         cmd = [sys.executable, "-c", "import torch"]
-        subprocess.run(cmd, cwd=REPO, env=clean_env(), check=True)
-        seconds.append(time.perf_counter() - t0)
+        seconds.append(runs.timed(subprocess.run, cmd, cwd=REPO, env=clean_env(), check=True)[1])
     torch_median = statistics.median(seconds[1:])
     return {
         **fixed,

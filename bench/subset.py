@@ -1,4 +1,5 @@
-"""No figure: the real subset the GPU campaign's search rows train on (``make gpu-data``).
+"""No figure: the GPU campaign's archives: the real subset its search rows train on (``make
+gpu-data``), and the generated data of its (b) and (c) rows (:func:`write_synthetic`).
 
 ``python -m bench.subset --train 15000 --test 5000 --out .gl/cifar10-subset.tgz``: a seeded,
 class-balanced subset of the fast.ai archive (the first classes in name order take one more when
@@ -11,16 +12,23 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import multiprocessing
+import os
 import random
 import re
 import sys
 import tarfile
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import IO
 
-from bench.paths import ARCHIVE_HELP, SUBSET, given_or_default
+import numpy as np
+from PIL import Image
+
+from bench.paths import ARCHIVE_HELP, SUBSET, command_parser, given_or_default
+from job.data import CIFAR_CLASSES
 from job.digest import sha256_file
 from job.files import atomic_write
 
@@ -121,15 +129,51 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None) -> None:
         tar.addfile(info, io.BytesIO(data))
 
 
+def write_synthetic(path: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
+    """Write ``n_train`` + ``n_test`` random 32×32 RGB PNGs as a fast.ai-layout ``.tgz``.
+
+    Uniformly random uint8 images: nothing can be learnt from them, but they cost what real
+    images cost to decode, move and train.
+    """
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    workers = max(1, min(16, (os.cpu_count() or 1)))
+    # PNG encoding dominates (it runs in Python, an image at a time), so it is spread over the
+    # CPUs; spawned workers keep clear of whatever the parent has initialised (CUDA, threads).
+    ctx = multiprocessing.get_context("spawn")
+    with (
+        ProcessPoolExecutor(workers, mp_context=ctx) as pool,
+        # Level 1: random pixels do not compress anyway, and this keeps generation quick.
+        tarfile.open(tmp, "w:gz", compresslevel=1) as tar,
+    ):
+        for split, n in (("train", n_train), ("test", n_test)):
+            images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+            chunks = np.array_split(images, max(1, n // _CHUNK))
+            i = 0
+            for blobs in pool.map(_pngs, chunks):
+                for blob in blobs:
+                    name = CIFAR_CLASSES[i % len(CIFAR_CLASSES)]
+                    _add(tar, f"cifar10/{split}/{name}/{i:05d}.png", blob)
+                    i += 1
+    tmp.replace(path)
+    return path
+
+
+_CHUNK = 2000  # images per worker task
+
+
+def _pngs(images: np.ndarray) -> list[bytes]:
+    out = []
+    for image in images:
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.subset",
-        description=(
-            "Write a seeded, class-balanced subset of the fast.ai CIFAR-10 archive in the same "
-            "layout (original PNG bytes). Exit codes: 0 written, 2 bad input."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = command_parser("python -m bench.subset", __doc__)
     p.add_argument("--archive", type=Path, help=ARCHIVE_HELP)
     p.add_argument("--train", type=int, default=15_000, help="training images (all classes)")
     p.add_argument("--test", type=int, default=5_000, help="test images (all classes)")

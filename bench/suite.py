@@ -4,7 +4,6 @@ settings and machine for both pipelines, and returns their table rows and detail
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import platform
 import shutil
@@ -16,8 +15,7 @@ from typing import Any
 
 import torch
 
-from bench import pipeline, startup, training, tutorial, wall
-from bench.runs import decode
+from bench import runs, startup, throughput, tutorial
 from bench.table import Row
 
 _T0 = time.perf_counter()
@@ -48,15 +46,15 @@ def _part_a(args: argparse.Namespace, work: Path) -> tuple[list[Row], None]:
     device = torch.device(args.device)
     png_root = _png_root(args, work)
     log("(a) job data: decoding the archive into the job's cache (untimed)")
-    data = decode(args.archive, work / "job-data")
+    data = runs.decode(args.archive, work / "job-data")
     n, w, b = args.pipeline_batches, args.pipeline_warmup, args.batch_size
     log(f"(a) tutorial DataLoader: {n} batches after {w} warm-up")
-    tut = pipeline.tutorial_batches_per_sec(png_root, b, n, w, device)
+    tut = throughput.tutorial_batches_per_sec(png_root, b, n, w, device)
     log(f"(a) job DeviceLoader: {n} batches after {w} warm-up")
-    job = pipeline.job_batches_per_sec(data.train_images, data.train_labels, b, n, w, device)
+    job = throughput.job_batches_per_sec(data, b, n, w, device)
     how = (
         f"augmented, normalised training batches of {b} pulled (at least {n} and "
-        f"{pipeline.MIN_SECONDS:g} s) after {w} warm-up, no model; "
+        f"{throughput.MIN_SECONDS:g} s) after {w} warm-up, no model; "
         "tutorial: ImageFolder + PIL transforms in DataLoader(num_workers=3); "
         f"job: DeviceLoader on {device} over the decoded uint8 set"
     )
@@ -64,67 +62,52 @@ def _part_a(args: argparse.Namespace, work: Path) -> tuple[list[Row], None]:
 
 
 def _part_b(args: argparse.Namespace, work: Path) -> tuple[list[Row], None]:
+    from job.config import from_env, resolve_precision
+
     device = torch.device(args.device)
+    # What the job's PRECISION=auto resolves to on this device (this machine's CPU flags).
+    auto = resolve_precision(from_env({"DEVICE": str(device)}), device)
     png_root = _png_root(args, work)
-    width, steps, b = args.train_width, args.train_steps, args.batch_size
-    log(f"(b) tutorial: {steps} training steps (width {width:g}) after {args.train_warmup}")
-    tut = training.tutorial_images_per_sec(png_root, width, b, steps, args.train_warmup, device)
+    width, steps, b, warmup = args.train_width, args.train_steps, args.batch_size, args.train_warmup
+    log(f"(b) tutorial: {steps} training steps (width {width:g}) after {warmup}")
+    tut = throughput.tutorial_images_per_sec(png_root, width, b, steps, warmup, device)
+    # Two epochs of `steps` batches on the prepared DATA_DIR: epoch 1 is the warm-up, and epoch
+    # 2's images_per_sec (training images over training seconds, no evaluation) is the figure.
+    cfg = runs.WallConfig(width, steps * b, args.train_test_images, 2, b)
     rows = []
     for precision in filter(None, (s.strip() for s in args.precisions.split(","))):
         log(f"(b) job PRECISION={precision}: 2 epochs of {steps} steps, epoch 2 timed")
-        job = training.job_images_per_sec(
-            args.archive,
-            work / "job-data",
-            work / f"b-job-{precision}",
-            width=width,
-            batch_size=b,
-            steps=steps,
-            precision=precision,
-            device=str(device),
-            test_images=args.train_test_images,
+        env = {"PRECISION": precision, "DEVICE": str(device)}
+        res = runs.run_job(args.archive, cfg, work / f"b-job-{precision}", env, work / "job-data")
+        job = float(res.details["history"][-1]["images_per_sec"])
+        here = " (auto here)" if precision == auto else ""
+        figure = f"(b) training, width {width:g}, job {precision}{here}"
+        how = (
+            f"batch {b} on {device}; tutorial (fp32): {steps} steps of its loop fed by its "
+            f"DataLoader after {warmup} warm-up, in-process; job: `python -m job` with "
+            f"TRAIN_LIMIT={steps * b}, EPOCHS=2, PRECISION={precision}, epoch 2's "
+            "images_per_sec from history.json"
         )
-        default = " (auto here)" if precision == _auto_precision(device) else ""
-        rows.append(
-            Row(
-                f"(b) training, width {width:g}, job {precision}{default}",
-                "images/s",
-                tut,
-                job,
-                how=(
-                    f"batch {b} on {device}; tutorial (fp32): {steps} steps of its loop fed "
-                    f"by its DataLoader after {args.train_warmup} warm-up, in-process; job: "
-                    f"`python -m job` with TRAIN_LIMIT={steps * b}, EPOCHS=2, "
-                    f"PRECISION={precision}, epoch 2's images_per_sec from history.json"
-                ),
-            )
-        )
+        rows.append(Row(figure, "images/s", tut, job, how=how))
     return rows, None
-
-
-def _auto_precision(device: torch.device) -> str:
-    """What the job's PRECISION=auto resolves to on ``device`` (this machine's CPU flags)."""
-    from job.config import from_env, resolve_precision
-
-    return resolve_precision(from_env({"DEVICE": str(device)}), device)
 
 
 def _part_c(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
     rows: list[Row] = []
     details: dict[str, Any] = {}
-    wall.warm_file(args.archive)
-    for parsed in wall.parse_configs(args.wall_configs):
-        cfg = dataclasses.replace(parsed, batch_size=args.batch_size)
+    runs.warm_file(args.archive)
+    for cfg in runs.parse_configs(args.wall_configs, args.batch_size):
         base = work / f"c-{cfg.slug}"
         # Each warm run follows its own cold run, which prepared its data folder.
-        tut: dict[str, wall.RunResult] = {}
-        job: dict[str, wall.RunResult] = {}
-        for side, runs, run in (("tutorial", tut, wall.run_tutorial), ("job", job, wall.run_job)):
+        results: dict[str, dict[str, runs.RunResult]] = {"tutorial": {}, "job": {}}
+        for side, run in (("tutorial", runs.run_tutorial), ("job", runs.run_job)):
             for start in ("cold", "warm"):
                 log(f"(c) {side}, {cfg.label}: {start} start")
-                runs[start] = run(args.archive, cfg, base / side, warm=start == "warm")
-                took = runs[start]
+                took = run(args.archive, cfg, base / side, warm=start == "warm")
                 log(f"(c) {side} took {took.seconds:.1f} s, val_acc {took.val_acc:.4f}")
+                results[side][start] = took
             _cleanup(args, base / side / "data")
+        tut, job = results["tutorial"], results["job"]
         first = not rows
         for start in ("cold", "warm"):
             how = _C_HOW[start] if first else ""
@@ -137,8 +120,8 @@ def _part_c(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
             ]  # fmt: skip
         details[cfg.slug] = {
             start: {
-                "tutorial": {"seconds": tut[start].seconds, **tut[start].details},
-                "job": {"seconds": job[start].seconds, **job[start].details},
+                side: {"seconds": r[start].seconds, **r[start].details}
+                for side, r in results.items()
             }
             for start in ("cold", "warm")
         }
@@ -164,8 +147,7 @@ _C_HOW = {
 
 
 def _part_d(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
-    (cfg,) = wall.parse_configs(args.fixed_config)
-    cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+    (cfg,) = runs.parse_configs(args.fixed_config, args.batch_size)
     log(f"(d) job, {cfg.label}: an untimed run to warm the cache, then a timed one")
     res = startup.fixed_cost(args.archive, cfg, work / f"d-{cfg.slug}", str(args.device))
     _cleanup(args, work / f"d-{cfg.slug}" / "data")
@@ -181,35 +163,24 @@ def _part_d(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
 
 
 def _part_e(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
-    (cfg,) = wall.parse_configs(args.search_config)
-    cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+    (cfg,) = runs.parse_configs(args.search_config, args.batch_size)
     n = args.search_trials
     log(f"(e) a local search of {n} trials, {cfg.label}, no pruning")
     res = startup.search_launch(args.archive, cfg, work / "e-search", n)
     _cleanup(args, work / "e-search" / "data")
     log(f"(e) launch to first event: median {res['median']:.2f} s over {res['trials']} trials")
+    how = (
+        "each trial's launch_seconds from trials.csv (the driver's clock from launching "
+        "`python -m job` as a new process to its first event), `python -m search run "
+        f"--launcher local --pruner none --cold-start`, {cfg.label}, warm cache; "
+        f"max {res['max']:.2f} s"
+    )
+    figure = f"(e) search: launch → first event, median of {res['trials']} trials"
+    alone = "`python -m job` started directly, same settings: its share of the figure above"
+    direct = res["job_alone_first_event_seconds"]
     rows = [
-        Row(
-            f"(e) search: launch → first event, median of {res['trials']} trials",
-            "s",
-            None,
-            res["median"],
-            None,
-            how=(
-                "each trial's launch_seconds from trials.csv (the driver's clock from launching "
-                "`python -m job` as a new process to its first event), `python -m search run "
-                f"--launcher local --pruner none --cold-start`, {cfg.label}, warm cache; "
-                f"max {res['max']:.2f} s"
-            ),
-        ),
-        Row(
-            "    the job alone: start → first event",
-            "s",
-            None,
-            res["job_alone_first_event_seconds"],
-            None,
-            how="`python -m job` started directly, same settings: its share of the figure above",
-        ),
+        Row(figure, "s", None, res["median"], None, how),
+        Row("    the job alone: start → first event", "s", None, direct, None, alone),
     ]
     return rows, res
 
@@ -228,8 +199,7 @@ def _cleanup(args: argparse.Namespace, path: Path) -> None:
 
 
 def _part_f(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
-    (cfg,) = wall.parse_configs(args.warm_config)
-    cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+    (cfg,) = runs.parse_configs(args.warm_config, args.batch_size)
     trials, parallel = args.warm_trials, args.warm_parallel or None
     res = startup.search_pair(args.archive, cfg, work / "f-warm", trials, parallel, log)
     _cleanup(args, work / "f-warm" / "data")
@@ -238,8 +208,7 @@ def _part_f(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
 
 
 def _part_g(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
-    (cfg,) = wall.parse_configs(args.fixed_config)
-    cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+    (cfg,) = runs.parse_configs(args.fixed_config, args.batch_size)
     log(f"(g) job, {cfg.label}: fixed cost, then a fresh import torch, 3 times")
     res = startup.fixed_beside_torch(args.archive, cfg, work / "g-fixed")
     _cleanup(args, work / "g-fixed" / "data")

@@ -52,13 +52,7 @@ def render(rows: Sequence[Row]) -> str:
     """A fixed-width table (figure, unit, tutorial, job, speed-up), then how each was measured."""
     header = ("figure", "unit", "tutorial", "job", "speed-up")
     body = [
-        (
-            r.figure,
-            r.unit,
-            _fmt(r.tutorial),
-            _fmt(r.job),
-            "" if r.ratio is None else f"{r.ratio:.2f}×",
-        )
+        (r.figure, r.unit, _fmt(r.tutorial), _fmt(r.job), f"{r.ratio:.2f}×" if r.ratio else "")
         for r in rows
     ]
     out = [line.rstrip() for line in fixed_width([header, *body], "<<>>>", rule=True)]

@@ -76,11 +76,6 @@ def train_transforms() -> tt.Compose:
     )
 
 
-def valid_transforms() -> tt.Compose:
-    """The tutorial's validation transforms: tensor and normalise only."""
-    return tt.Compose([tt.ToTensor(), tt.Normalize(*STATS)])
-
-
 def subset(ds: Dataset, limit: int, seed: int) -> Dataset:
     """A fixed, seeded subset of ``limit`` items (``limit`` ≤ 0 or ≥ len: the whole set)."""
     n = len(ds)  # type: ignore[arg-type]
@@ -95,36 +90,24 @@ def datasets(
 ) -> tuple[Dataset, Dataset]:
     """The tutorial's ImageFolder train and test sets over the extracted PNGs."""
     train_ds = ImageFolder(str(data_dir / "train"), train_transforms())
-    valid_ds = ImageFolder(str(data_dir / "test"), valid_transforms())
+    valid_tfms = tt.Compose([tt.ToTensor(), tt.Normalize(*STATS)])  # the tutorial's: no augmenting
+    valid_ds = ImageFolder(str(data_dir / "test"), valid_tfms)
     return subset(train_ds, train_limit, seed), subset(valid_ds, test_limit, seed + 1)
 
 
-def train_loader(
-    train_ds: Dataset, batch_size: int = BATCH_SIZE, num_workers: int = NUM_WORKERS
+def loader(
+    ds: Dataset, batch_size: int = BATCH_SIZE, num_workers: int = NUM_WORKERS, train: bool = True
 ) -> DataLoader:
-    """The tutorial's shuffled training DataLoader."""
+    """The tutorial's DataLoader: shuffled training batches, or validation at twice the size."""
     # pin_memory=True as in the tutorial, but only where there is a GPU to pin for: on a
     # CPU-only machine it is a no-op that merely warns.
     return DataLoader(
-        train_ds,
-        batch_size,
-        shuffle=True,
+        ds,
+        batch_size if train else batch_size * 2,
+        shuffle=train,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
     )
-
-
-def loaders(
-    train_ds: Dataset,
-    valid_ds: Dataset,
-    batch_size: int = BATCH_SIZE,
-    num_workers: int = NUM_WORKERS,
-) -> tuple[DataLoader, DataLoader]:
-    """The tutorial's DataLoaders: shuffled training batches, validation at twice the size."""
-    valid_dl = DataLoader(
-        valid_ds, batch_size * 2, num_workers=num_workers, pin_memory=torch.cuda.is_available()
-    )
-    return train_loader(train_ds, batch_size, num_workers), valid_dl
 
 
 def get_default_device() -> torch.device:
@@ -152,6 +135,12 @@ class DeviceDataLoader:
 
     def __len__(self) -> int:  # fit_one_cycle's OneCycleLR sizes its schedule with it
         return len(self.dl)
+
+
+def train_batches(png_root: Path, batch_size: int, device: torch.device) -> DeviceDataLoader:
+    """The tutorial's augmented training batches over ``png_root/train``, moved to ``device``."""
+    train_ds = ImageFolder(str(png_root / "train"), train_transforms())
+    return DeviceDataLoader(loader(train_ds, batch_size), device)
 
 
 def channels(c: int, width: float) -> int:
@@ -295,9 +284,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data_dir = args.data_dir / "cifar10" if reused else extract(args.archive, args.data_dir)
     t_extract = time.perf_counter()
     train_ds, valid_ds = datasets(data_dir, args.train_limit, args.test_limit, args.seed)
-    train_loader, valid_loader = loaders(train_ds, valid_ds, args.batch_size, args.num_workers)
-    train_dl = DeviceDataLoader(train_loader, device)
-    valid_dl = DeviceDataLoader(valid_loader, device)
+    train_dl = DeviceDataLoader(loader(train_ds, args.batch_size, args.num_workers), device)
+    valid_dl = DeviceDataLoader(loader(valid_ds, args.batch_size, args.num_workers, False), device)
     model = to_device(ResNet9(3, 10, args.width), device)
     t_setup = time.perf_counter()
     history = [evaluate(model, valid_dl)]

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.__main__ import COMMANDS
+from bench.runs import WallConfig, parse_configs
 from bench.table import Row, render
-from bench.wall import WallConfig, parse_configs
 from tests.bench.commands import run_module
 
 
@@ -56,6 +57,21 @@ def test_bad_options_are_usage_errors(
     proc = _bench("--archive", str(archives["fastai"]), *args)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_names_each_further_command(command: str) -> None:
+    proc = _bench("--help")
+    assert proc.returncode == 0, proc.stderr
+    assert f"python -m bench {command}" in " ".join(proc.stdout.split())
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_further_command_gets_the_arguments_after_its_name(command: str) -> None:
+    proc = _bench(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: python -m bench {command} ")
+    assert "--wall-configs" not in proc.stdout  # not the table's own options
 
 
 @pytest.mark.slow

@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from bench import tutorial, wall
+from bench import runs, tutorial
 from job.contract import METRICS_JSON
 
-TINY = wall.WallConfig(0.125, 100, 50, 1, batch_size=50)
+TINY = runs.WallConfig(0.125, 100, 50, 1, batch_size=50)
 
 
 @pytest.fixture(scope="module")
 def cold_job(
     archives: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, wall.RunResult]:
+) -> tuple[Path, runs.RunResult]:
     """One cold job run on the tiny archive: its work folder and result."""
     workdir = tmp_path_factory.mktemp("cold-job")
-    return workdir, wall.run_job(archives["fastai"], TINY, workdir)
+    return workdir, runs.run_job(archives["fastai"], TINY, workdir)
 
 
 def _replace_archive(archive: Path, dest: Path) -> Path:
@@ -66,17 +66,17 @@ def test_only_a_completed_extraction_of_this_archive_is_reused(
 
 @pytest.mark.slow
 def test_warm_tutorial_reads_the_cold_runs_pngs(archives: dict[str, Path], tmp_path: Path) -> None:
-    cold = wall.run_tutorial(archives["fastai"], TINY, tmp_path)
-    warm = wall.run_tutorial(archives["fastai"], TINY, tmp_path, warm=True)
+    cold = runs.run_tutorial(archives["fastai"], TINY, tmp_path)
+    warm = runs.run_tutorial(archives["fastai"], TINY, tmp_path, warm=True)
     assert (cold.details["reused_extraction"], warm.details["reused_extraction"]) == (False, True)
 
 
 @pytest.mark.slow
 def test_warm_job_trains_the_same_on_the_cold_runs_cache(
-    archives: dict[str, Path], cold_job: tuple[Path, wall.RunResult]
+    archives: dict[str, Path], cold_job: tuple[Path, runs.RunResult]
 ) -> None:
     workdir, cold = cold_job
-    warm = wall.run_job(archives["fastai"], TINY, workdir, warm=True)
+    warm = runs.run_job(archives["fastai"], TINY, workdir, warm=True)
     # On CPU the same SEED gives identical histories; the warm run's output is its own.
     assert warm.val_acc == cold.val_acc
     assert (workdir / "output-warm" / METRICS_JSON).is_file()
@@ -84,16 +84,16 @@ def test_warm_job_trains_the_same_on_the_cold_runs_cache(
 
 @pytest.mark.slow
 def test_warm_job_that_rebuilds_the_cache_is_refused(
-    archives: dict[str, Path], cold_job: tuple[Path, wall.RunResult], tmp_path: Path
+    archives: dict[str, Path], cold_job: tuple[Path, runs.RunResult], tmp_path: Path
 ) -> None:
     shutil.copytree(cold_job[0] / "data", tmp_path / "data")
     for cache in (tmp_path / "data").glob("*.npz"):
         # The checksum written beside the cache: one that fails makes the job rebuild it.
         cache.with_suffix(".sha256").write_text("0" * 64)
     with pytest.raises(RuntimeError, match="rebuilt its decoded cache"):
-        wall.run_job(archives["fastai"], TINY, tmp_path, warm=True)
+        runs.run_job(archives["fastai"], TINY, tmp_path, warm=True)
 
 
 def test_warm_job_needs_a_cold_run_first(archives: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="no decoded cache"):
-        wall.run_job(archives["fastai"], TINY, tmp_path, warm=True)
+        runs.run_job(archives["fastai"], TINY, tmp_path, warm=True)
