@@ -88,6 +88,11 @@ class DoneEvent(TypedDict):
     train_seconds: float
     images_per_sec: float
     output_dir: str
+    data_sha256: str
+    """The archive's sha256, as in metrics.json."""
+    code_sha256: str
+    """The job's code digest (:mod:`job.code`), as in metrics.json: with ``data_sha256`` it
+    tells a caller whether two runs ran the same code on the same data."""
 
 
 class _ErrorEventBase(TypedDict):

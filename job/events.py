@@ -106,5 +106,7 @@ def report_done(metrics: Mapping[str, Any], output_dir: str) -> None:
         train_seconds=metrics["train_seconds"],
         images_per_sec=metrics["images_per_sec"],
         output_dir=output_dir,
+        data_sha256=metrics["data_sha256"],
+        code_sha256=metrics["code_sha256"],
     )
     log(f"done: val_acc {metrics['val_acc']:.4f} in {metrics['wall_seconds']:.1f} s")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from job import cpuinfo
+from job.code import code_sha256
 from job.data import Dataset
 from job.plan import RunPlan
 from job.report import trained_epochs
@@ -45,6 +46,7 @@ def run_metrics(result: FitResult, data: Dataset, plan: RunPlan) -> dict[str, An
         "cuda_version": torch.version.cuda,
         "data_sha256": data.sha256,
         "data_layout": data.layout,
+        "code_sha256": code_sha256(),
     }
 
 

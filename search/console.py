@@ -98,7 +98,7 @@ def verdict(study: optuna.Study) -> None:
     confirmation = confirmation_of(study)
     if confirmation is None:
         return
-    say(f"confirmed over seeds {confirmation.seeds}: {confirmation.line()}")
+    say(confirmation.summary())
     if confirmation.baseline_wins:
         say(confirmation.baseline_sentence())
     write_note(study, confirmation)

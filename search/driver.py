@@ -7,11 +7,12 @@ drivers, and reruns after a crash, share it. A heartbeat thread keeps this drive
 trials alive in the storage; trials whose driver is gone are failed and queued again.
 
 The driver receives its study opened (:func:`search.study.open_study`); it opens nothing.
-Once the budget is met, the confirmation phase (``settings.confirm`` > 0) runs the same way:
-the plan (:mod:`search.study.confirmation`) queues each missing run as a WAITING trial of the
-sibling study, and the workers take them one at a time (a WAITING → RUNNING change only one driver
-can make), so each run is executed once however many drivers share the phase, and a rerun
-finishes what a dead driver left.
+Once the budget is met, the confirmation race (``settings.confirm`` > 0) runs the same way,
+round by round: the plan (:mod:`search.study.confirmation`) queues each missing run of the
+round as a WAITING trial of the sibling study, the workers take them one at a time (a
+WAITING → RUNNING change only one driver can make), and once none is queued or running the
+next round is planned; so each run is executed once however many drivers share the phase,
+and a rerun finishes what a dead driver left.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from job.contract import default
+from search import racing
 from search._optuna import quiet_experimental, trial_id
 from search.errors import StudyStopped
 from search.exits import DriverExit
@@ -68,6 +70,7 @@ class Driver:
         self.runner = TrialRunner(settings, self.study, self.storage, self._stopping, self.requeue)
         self.sibling: optuna.Study | None = None  # the confirmation runs' study, once planned
         self._confirm_runner: TrialRunner | None = None
+        self._baseline: FrozenTrial | None = None  # the trial the race compares with
         self._deadline: float | None = None  # time.monotonic() after which no trial starts
         self.timed_out = False
         self._reaped_at = -float("inf")  # time.monotonic() of the last look for gone trials
@@ -114,18 +117,19 @@ class Driver:
         if self._error is not None:
             raise self._error
 
-    def confirmations(self) -> tuple[int, int]:
-        """Confirmation runs completed and planned (0, 0 before the phase)."""
+    def confirmations(self) -> confirm.Tally | None:
+        """Where the confirmation race stands (None before the phase)."""
         if self.sibling is None:
-            return 0, 0
-        return confirm.done(self.sibling), confirm.planned(self.sibling)
+            return None
+        return confirm.tally(self.sibling)
 
     def confirmation_pending(self) -> bool:
-        """True while confirmation runs wait to be taken (the phase was stopped early)."""
+        """True while the race is not settled (runs queued, or a round still to plan): the
+        phase was stopped early."""
         if self.sibling is None:
             return False
-        waiting = self.sibling.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        return bool(waiting)
+        rounds = confirm.standing_of(self.sibling)
+        return rounds is not None and not rounds.settled
 
     def _phase(
         self,
@@ -153,8 +157,8 @@ class Driver:
             raise
 
     def _plan_confirmation(self) -> bool:
-        """Queue the confirmation runs the budget's top trials still lack; False when the
-        phase is off or the budget is not met (stopped)."""
+        """Plan the confirmation race's current round; False when the phase is off, the
+        budget is not met (stopped) or the baseline never completed (nothing to race)."""
         settings = self.settings
         if settings.confirm <= 0 or self._stopping.is_set():
             return False
@@ -162,24 +166,31 @@ class Driver:
             return False
         from search.report import baseline_trial
 
+        self._baseline = baseline_trial(self.study)
+        if self._baseline is None:
+            log.warning("the baseline (the study's first trial) never completed: nothing to race")
+            return False
+        self._plan_round()
+        assert self.sibling is not None
+        runner = TrialRunner(settings, self.sibling, self.storage, self._stopping, self.requeue,
+                             folder="confirm", what="confirmation run")  # fmt: skip
+        self._confirm_runner = runner
+        return True
+
+    def _plan_round(self) -> bool:
+        """Queue the current round's missing runs (under the creation lock); True once the
+        race is settled."""
+        settings = self.settings
+        assert self._baseline is not None
         seed = int(settings.job_env.get("SEED", default("SEED")))
-        self.sibling = confirm.plan(
+        self.sibling, rounds = confirm.plan(
             self.study,
             self.storage,
-            settings.confirm,
+            racing.Policy(settings.confirm, settings.confirm_seeds),
             confirm.seeds(seed, settings.confirm_seeds),
-            baseline_trial(self.study),
+            self._baseline,
         )
-        self._confirm_runner = TrialRunner(
-            settings,
-            self.sibling,
-            self.storage,
-            self._stopping,
-            self.requeue,
-            folder="confirm",
-            what="confirmation run",
-        )
-        return True
+        return rounds.settled
 
     def _confirm(self, trial: optuna.Trial, gpu: str | None) -> FrozenTrial | None:
         """Run one confirmation run: its configuration with its seed."""
@@ -295,10 +306,11 @@ class Driver:
         return None
 
     def _next_confirmation(self) -> optuna.Trial | None:
-        """Take a queued confirmation run; None once none is queued or running."""
-        sibling = self.sibling
-        assert sibling is not None
+        """Take a queued confirmation run; once none is queued or running, plan the next
+        round; None once the race is settled."""
         while not self._stopping.is_set():
+            sibling = self.sibling
+            assert sibling is not None
             with self._lock:
                 self._reap_due()
                 trials = sibling.get_trials(deepcopy=False)
@@ -309,8 +321,11 @@ class Driver:
                         trial_id(waiting), state=TrialState.RUNNING
                     ):
                         return self._claim(optuna.Trial(sibling, trial_id(waiting)))
-                if not any(t.state == TrialState.RUNNING for t in trials):
+                busy = any(t.state == TrialState.RUNNING for t in trials)
+            if not busy:  # the round is over (here or in another driver): the next one
+                if self._plan_round():
                     return None
+                continue
             self._stopping.wait(_WAIT_FOR_BUDGET)
         return None
 

@@ -175,17 +175,17 @@ _RUN = (
     ),
     Option(
         "--confirm",
-        3,
+        1,
         click.IntRange(min=0),
-        "After the budget, re-run the top K configurations and the baseline on "
-        "--confirm-seeds seeds and export the best mean; 0 = off.",
+        "After the budget, race the top K configurations and the baseline over fresh seeds "
+        "in rounds, dropping those clearly behind, and export the winner; 0 = off.",
         metavar="K",
     ),
     Option(
         "--confirm-seeds",
-        3,
-        click.IntRange(min=2),
-        "Seeds per confirmed configuration: the study's SEED and the next S-1.",
+        5,
+        click.IntRange(min=1),
+        "Fresh seeds at most, one per round: the study's SEED + 1 ... + S.",
         metavar="S",
     ),
     Option(
@@ -224,7 +224,7 @@ COMMANDS: dict[str, tuple[Option, ...]] = {
             "--configmap",
             metavar="NAME",
             help="Also write <output>/configmap.yaml: a ConfigMap NAME of the exported "
-            "parameters and a PROMOTE_MARGIN from the confirmation's seed noise.",
+            "parameters and a PROMOTE_MARGIN from the confirmation's pooled noise.",
         ),
     ),
     "report": _SHARED,

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study import FINISHED
-from search.study.confirmation import CONFIRMS, SEED
+from search.study.confirmation import CONFIRMS, SEED, Tally
 
 
 class Progress:
@@ -26,7 +26,7 @@ class Progress:
         study: optuna.Study,
         budget: int,
         echo: Callable[[str], None],
-        confirmations: Callable[[], tuple[int, int]] | None = None,
+        confirmations: Callable[[], Tally | None] | None = None,
     ) -> None:
         self.study = study
         self.budget = budget
@@ -43,13 +43,17 @@ class Progress:
 
     def line(self, trial: FrozenTrial) -> str:
         """``k/N finished | trial … | best … | ETA …`` for ``trial``; for a confirmation run
-        ``k/M confirmations | run … confirms trial T, seed S``."""
-        if CONFIRMS in trial.user_attrs and self.confirmations is not None:
-            done, planned = self.confirmations()
+        ``round r of R | k/M confirmations at most | run … confirms trial T, seed S``."""
+        confirming = CONFIRMS in trial.user_attrs and self.confirmations is not None
+        tally = self.confirmations() if confirming and self.confirmations else None
+        if tally is not None:
             attrs = trial.user_attrs
+            seed = int(trial.params.get(SEED, attrs.get(SEED, -1)))
             return (
-                f"{done}/{planned} confirmations | run {trial.number} confirms trial "
-                f"{attrs[CONFIRMS]}, seed {attrs.get(SEED)}: {_trial(trial).split(' ', 2)[2]}"
+                f"round {tally.round_of(seed)} of {len(tally.seeds)} | "
+                f"{tally.done}/{tally.at_most} "
+                f"confirmations at most | run {trial.number} confirms trial {attrs[CONFIRMS]}, "
+                f"seed {attrs.get(SEED)}: {_trial(trial).split(' ', 2)[2]}"
             )
         trials = self.study.get_trials(deepcopy=False)
         finished = sum(t.state in FINISHED for t in trials)

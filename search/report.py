@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from job.contract import default
 from job.files import atomic_write, write_json, write_text
-from search.confirm import Confirmation, confirmation_of, promote_margin
+from search.confirm import Result, confirmation_of
 from search.space import to_env
 from search.study.record import configuration, recorded
 
@@ -57,14 +57,14 @@ def baseline_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def exported_trial(
-    study: optuna.Study, confirmation: Confirmation | None
+    study: optuna.Study, confirmation: Result | None
 ) -> optuna.trial.FrozenTrial | None:
-    """The trial whose parameters are exported: the confirmation phase's winner (the best
-    mean over seeds, or the baseline when nothing beats its mean), else the best trial."""
-    winner = None if confirmation is None else confirmation.winner
+    """The trial whose parameters are exported: the confirmation race's winner (the baseline
+    unless a configuration beats it on the fresh seeds), else the best trial."""
+    winner = None if confirmation is None else confirmation.winner_trial
     if winner is not None:
         for trial in study.get_trials(deepcopy=False):
-            if trial.number == winner.trial:
+            if trial.number == winner:
                 return trial
     return best_trial(study)
 
@@ -110,7 +110,7 @@ def write_best(study: optuna.Study, output: Path) -> optuna.trial.FrozenTrial | 
     return best
 
 
-def write_note(study: optuna.Study, confirmation: Confirmation) -> None:
+def write_note(study: optuna.Study, confirmation: Result) -> None:
     """Show the confirmation table and verdict as the study's note in optuna-dashboard
     (a new version only when the text changed)."""
     import optuna_dashboard
@@ -140,17 +140,16 @@ def epochs_of(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> int | Non
 
 
 def env_file(
-    study: optuna.Study, best: optuna.trial.FrozenTrial, confirmation: Confirmation | None = None
+    study: optuna.Study, best: optuna.trial.FrozenTrial, confirmation: Result | None = None
 ) -> str:
     """``NAME=value`` lines that rerun the exported configuration (``docker run --env-file``
     format): the study's fixed variables and the tuned parameters, under a header that says
     how they were chosen and at which EPOCHS the quoted ``val_acc`` was measured."""
     name = study.study_name
-    winner = None if confirmation is None else confirmation.winner
-    if winner is not None and winner.trial == best.number:
+    if confirmation is not None and confirmation.winner_trial == best.number:
         head = (
-            f"# confirmed winner of study {name}: trial {best.number}, mean val_acc "
-            f"{winner.mean:.4f} over {len(winner.measured)} seeds\n"
+            f"# confirmed winner of study {name}: trial {best.number}, "
+            f"{confirmation.winner_summary()}\n"
         )
     else:
         head = f"# best of study {name}: trial {best.number}, val_acc {best.value:.4f}\n"
@@ -195,14 +194,14 @@ def summary_table(study: optuna.Study, top: int = 5) -> str:
 
 def configmap(study: optuna.Study, name: str) -> str:
     """A Kubernetes ConfigMap manifest whose data are the exported parameters as job
-    variables, and ``PROMOTE_MARGIN`` from the confirmation phase's seed noise (see
-    :func:`search.confirm.promote_margin`) when it measured some."""
+    variables, and ``PROMOTE_MARGIN`` from the confirmation's pooled noise and its degrees of
+    freedom (:func:`search.racing.promote_margin`) when it measured some."""
     confirmation = confirmation_of(study)
     best = exported_trial(study, confirmation)
     if best is None:
         raise ValueError("the study has no COMPLETE trial yet")
     data = to_env(best.params)
-    margin = promote_margin(confirmation)
+    margin = None if confirmation is None else confirmation.margin()
     if margin is not None:
         data["PROMOTE_MARGIN"] = f"{margin:.4f}"
     doc = {

@@ -87,6 +87,7 @@ def build_settings(given: Mapping[str, Any], say: Callable[[str], None]) -> Sett
     except (SpaceError, JobEnvError) as exc:
         raise SettingsError(str(exc)) from None
     _check_seed(options["confirm"], fixed)
+    _check_policy(options["confirm"], options["confirm_seeds"])
     gpu_ids = parse_gpus(options["gpus"], detect_gpus)
     launcher_name = choose_launcher(options["launcher"], options["image"], say)
     parallel = slots(
@@ -120,14 +121,27 @@ _AS_GIVEN: tuple[str, ...] = (
 
 
 def _check_seed(confirm: int, fixed: Mapping[str, str]) -> None:
-    """The confirmation phase compares configurations on the same seeds: SEED must be one."""
+    """The confirmation phase compares configurations on the same fresh seeds, the study's
+    seed + 1 and on: SEED must be a whole number."""
     seed = fixed.get("SEED", default("SEED")).strip()
     if confirm > 0 and not seed.isdigit():
         raise SettingsError(
-            f"--confirm {confirm} re-runs configurations on the study's seed and the next "
-            f"ones, so SEED must be a whole number, not {seed!r}; drop --job-env SEED={seed} "
+            f"--confirm {confirm} re-runs configurations on the seeds after the study's own, "
+            f"so SEED must be a whole number, not {seed!r}; drop --job-env SEED={seed} "
             "or pass --confirm 0."
         )
+
+
+def _check_policy(confirm: int, confirm_seeds: int) -> None:
+    """A K and S that leave the verdict no degrees of freedom are refused
+    (:func:`search.racing.refusal` says why)."""
+    if confirm <= 0:
+        return
+    from search.racing import refusal
+
+    reason = refusal(confirm, confirm_seeds)
+    if reason is not None:
+        raise SettingsError(reason)
 
 
 def storage_url(storage: str | None, output: Path) -> str:

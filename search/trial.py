@@ -46,6 +46,10 @@ log = logging.getLogger("search")
 _RETRIED_EXITS = (ExitCode.STOPPED, LOST)
 """Exits of a run that was preempted (SIGTERM, or the container/pod vanished): relaunched."""
 
+DIGESTS = ("data_sha256", "code_sha256")
+"""The ``done`` event's fields kept as a COMPLETE trial's user attributes: the data and the
+code the run trained with."""
+
 DOES_NOT_FIT = "does not fit in memory"
 """``fail_reason`` of a trial whose job ran out of memory (exit 5, reason memory): its
 parameters (a large batch, a wide model) are too big for the machine; other trials may fit,
@@ -198,6 +202,8 @@ class TrialRunner:
             return self.study.tell(trial, state=TrialState.PRUNED)
         if code == ExitCode.DONE and outcome.val_acc is not None:
             trial.set_user_attr("val_acc", outcome.val_acc)
+            for name, digest in outcome.digests.items():
+                trial.set_user_attr(name, digest)
             self._upload(trial)
             return self.study.tell(trial, outcome.val_acc)
         out_of = outcome.resource if code == ExitCode.RESOURCES else None
@@ -258,6 +264,7 @@ class _Outcome:
         self.interrupted = False
         self.launch_seconds: float | None = None
         self.warm_start: bool | None = None  # the run that sent the first event was forked warm
+        self.digests: dict[str, str] = {}  # the done event's data_sha256 and code_sha256
 
     def on_event(self, event: Mapping[str, Any], latest: bool = True) -> bool:
         """Handle one event; True when the run must be stopped (pruned).
@@ -280,6 +287,9 @@ class _Outcome:
                     return True
         elif kind == "done":
             self.val_acc = float(cast(DoneEvent, event)["val_acc"])
+            # What the run trained with: a later study reuses a baseline run only when
+            # both match its own (search.study.reuse).
+            self.digests = {k: event[k] for k in DIGESTS if isinstance(event.get(k), str)}
         elif kind == "error":
             error = cast(ErrorEvent, event)
             self.error = str(error.get("message", ""))

@@ -13,7 +13,10 @@ the tuned ``MAX_LR``, ``WEIGHT_DECAY``, ``GRAD_CLIP``, ``BATCH_SIZE``, ``SEED``,
   it a run holds an exclusive lock on ``OUTPUT_DIR/.run.lock``; a second run in the same folder
   at once records ``shared`` and exits 1;
 - ``STANDIN_SCORES`` and ``STANDIN_CONFIRM_SECONDS`` (``scored``), ``STANDIN_EXIT`` and
-  ``STANDIN_HOLD`` (``report``).
+  ``STANDIN_HOLD`` (``report``);
+- ``STANDIN_DATA_SHA256`` and ``STANDIN_CODE_SHA256``: the ``done`` event's ``data_sha256``
+  (default 64 zeros: the stand-in reads no data) and ``code_sha256`` (default the job's own
+  digest, :func:`job.code.code_sha256`).
 
 What a run does (WHAT):
 
@@ -63,6 +66,7 @@ from typing import Any
 if not __package__:  # run by path: sys.path[0] is this folder, where job.py is not the job
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from job.code import code_sha256
 from job.contract import EVENT_VERSION, EVENTS, ExitCode
 
 PATH = Path(__file__).resolve()
@@ -140,7 +144,8 @@ def _done(out: Path, val_acc: float, epochs: int, started: float) -> int:
     emit(
         "done", val_acc=val_acc, best_val_acc=val_acc, epochs=epochs,
         train_seconds=round(time.monotonic() - started, 3), images_per_sec=0.0,
-        output_dir=str(out),
+        output_dir=str(out), data_sha256=os.environ.get("STANDIN_DATA_SHA256", "0" * 64),
+        code_sha256=os.environ.get("STANDIN_CODE_SHA256") or code_sha256(),
     )  # fmt: skip
     return 0
 

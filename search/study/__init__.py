@@ -6,8 +6,9 @@
   ``--enqueue`` configurations, on one storage under one acquisition of the creation lock;
   the driver receives the :class:`OpenedStudy`.
 - :func:`load_study` (:mod:`~search.study.create`): ``best`` and ``report`` read a study.
-- :func:`plan` (:mod:`~search.study.confirmation`): after the budget, the confirmation
-  runs, queued in the ``.confirm`` sibling under an acquisition of the lock of its own.
+- :func:`plan` (:mod:`~search.study.confirmation`): after the budget, each round of the
+  confirmation race, queued in the ``.confirm`` sibling under an acquisition of the lock of
+  its own, reusing baseline runs other studies made (:mod:`~search.study.reuse`).
 
 Every ``optuna.create_study`` of the search is :func:`search.study.create.create`.
 """

@@ -63,12 +63,33 @@ def recorded(study: optuna.Study) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+RETRAINED_WITH = ("DATA_URL",)
+"""``--job-env`` settings outside the fingerprint that a retraining still needs: where the data
+is (the fingerprint names the data by its digest, a retraining must fetch it)."""
+
+
 def configuration(study: optuna.Study) -> dict[str, str]:
     """The job variables the study's trials ran with that differ from the job's defaults
-    (what a retraining must set besides the tuned parameters); {} without a record."""
+    (what a retraining must set besides the tuned parameters), ``DATA_URL`` first when it was
+    given without a password (a recorded password is masked); {} without a record."""
     record = recorded(study) or {}
     job: Mapping[str, str] = record.get("job", {})
-    return {k: v for k, v in job.items() if not _same(k, v, default(k))}
+    given: Mapping[str, str] = record.get("job_env", {})
+    where = {k: given[k] for k in RETRAINED_WITH if k in given and ":***@" not in given[k]}
+    return where | {k: v for k, v in job.items() if not _same(k, v, default(k))}
+
+
+NOT_SHAPING_A_RERUN = ("SEED", "DATA_SHA256")
+"""Recorded variables a rerun of a configuration does not compare: a confirmation run sets its
+own seed, and names its data by the sha256 it reports (``DATA_SHA256`` only checks it)."""
+
+
+def same_run(then: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
+    """Whether two job settings (recorded fixed variables plus a trial's tuned ones, as job
+    variables) train the same configuration: every variable either sets, other than
+    :data:`NOT_SHAPING_A_RERUN`, has the same value (a missing one: the job's default)."""
+    names = (set(then) | set(now)) - set(NOT_SHAPING_A_RERUN)
+    return all(_same(n, str(then.get(n, default(n))), str(now.get(n, default(n)))) for n in names)
 
 
 def differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[tuple[str, str]]:

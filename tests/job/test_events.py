@@ -105,6 +105,8 @@ def test_done_reports_the_metrics(capsys) -> None:
         "images_per_sec": 250.0,
         "wall_seconds": 20.04,
         "n_train": 1000,
+        "data_sha256": "ab" * 32,
+        "code_sha256": "cd" * 32,
     }
     report_done(metrics, "/output")
     captured = capsys.readouterr()
@@ -117,5 +119,7 @@ def test_done_reports_the_metrics(capsys) -> None:
         "train_seconds": 12.0,
         "images_per_sec": 250.0,
         "output_dir": "/output",
+        "data_sha256": "ab" * 32,
+        "code_sha256": "cd" * 32,
     }
     assert captured.err == "done: val_acc 0.7500 in 20.0 s\n"

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
 import torch
 
+from job.code import PACKAGE, code_sha256
 from job.config import Config
 from job.data import Dataset
 from job.metrics import run_metrics
+from job.model import legacy_info
 from job.plan import RunPlan
 from job.records import Evaluation, TrainedEpoch
 from job.train import FitResult
@@ -37,6 +40,7 @@ KEYS = [
     "cuda_version",
     "data_sha256",
     "data_layout",
+    "code_sha256",
 ]
 
 
@@ -61,6 +65,7 @@ def _result(*trained: TrainedEpoch, resumed_from: int = 0) -> FitResult:
         records=[Evaluation(0, 2.3, 0.1, 0.25), *trained],
         model=torch.nn.Linear(4, 3),  # 15 parameters
         resumed_from=resumed_from,
+        info=legacy_info(1.0),
     )
 
 
@@ -94,3 +99,31 @@ def test_a_run_with_nothing_trained_reports_its_evaluation() -> None:
     assert (metrics["val_acc"], metrics["best_epoch"], metrics["epochs"]) == (0.1, 0, 0)
     assert metrics["train_loss"] is None
     assert (metrics["train_seconds"], metrics["images_per_sec"]) == (0, 0.0)
+
+
+def test_metrics_name_the_code_by_its_digest() -> None:
+    metrics = run_metrics(_result(_epoch(1, 0.5, 2.0)), _data(), _plan("fp32", 0.0, 2))
+    assert metrics["code_sha256"] == code_sha256(PACKAGE)
+    assert len(metrics["code_sha256"]) == 64 and int(metrics["code_sha256"], 16) >= 0
+
+
+_digest = code_sha256.__wrapped__
+"""The digest computed afresh (the job's own is computed once per process)."""
+
+
+@pytest.mark.parametrize(
+    ("change", "same"),
+    [
+        (lambda job: (job / "metrics.py").write_text("# edited\n"), False),
+        (lambda job: (job / "metrics.py").rename(job / "metrics2.py"), False),
+        (lambda job: (job / "notes.txt").write_text("not source"), True),
+        (lambda job: (job / "__pycache__" / "x.py").write_text("cached"), True),
+    ],
+    ids=["an edited file", "a renamed file", "a non-source file", "a bytecode cache"],
+)
+def test_the_code_digest_changes_with_the_source_only(tmp_path, change, same) -> None:
+    copy = shutil.copytree(PACKAGE, tmp_path / "job", ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "__pycache__").mkdir()
+    assert _digest(copy) == _digest(PACKAGE)
+    change(copy)
+    assert (_digest(copy) == _digest(PACKAGE)) is same

@@ -1,5 +1,5 @@
-"""The confirmation phase: re-runs of the top configurations and the baseline on the same
-seeds, ranked by their mean; with the stand-in job whose scores depend on the seed."""
+"""The confirmation race: the top configurations and the baseline re-run on fresh seeds in
+rounds, those clearly behind dropped; with the stand-in job whose scores depend on the seed."""
 
 from __future__ import annotations
 
@@ -19,27 +19,37 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from search import confirm
+from search import confirm, confirm_legacy, racing
 from search.driver import Driver
-from search.report import BEST_ENV, BEST_PARAMS, configmap, write_best
+from search.report import BEST_ENV, BEST_PARAMS, configmap, write_best, write_note
 from search.study import confirmation
+from search.study.reuse import REUSED_FROM
 from testkit import alive
 from tests.conftest import REPO
-from tests.search.helpers import clean_env, empty_database, load, stub_driver
+from tests.search.helpers import clean_env, empty_database, load, search_cli, stub_driver
 
 LUCKY = {
-    # max_lr: val_acc on seeds 0, 1, 2. 0.01 is the baseline (the tutorial's max_lr); 0.02
-    # is lucky on the study's seed 0 (the single-seed best), 0.03 has the best mean.
-    0.01: (0.40, 0.42, 0.41),
-    0.02: (0.60, 0.45, 0.44),
-    0.03: (0.55, 0.54, 0.56),
-    0.04: (0.50, 0.30, 0.30),
+    # max_lr: val_acc on seed 0 (the study's) then the fresh seeds 1, 2, 3. 0.01 is the
+    # baseline (the tutorial's max_lr); 0.02 is lucky on seed 0 (the single-seed best), 0.03
+    # has the best fresh mean and beats the baseline clearly: settled after round 2.
+    0.01: (0.40, 0.42, 0.41, 0.43),
+    0.02: (0.60, 0.45, 0.44, 0.46),
+    0.03: (0.55, 0.54, 0.56, 0.55),
+    0.04: (0.50, 0.30, 0.30, 0.31),
 }
 NOTHING_BEATS_THE_BASELINE = {
-    0.01: (0.50, 0.52, 0.51),
-    0.02: (0.60, 0.45, 0.44),
-    0.03: (0.55, 0.46, 0.45),
-    0.04: (0.30, 0.30, 0.30),
+    0.01: (0.30, 0.52, 0.51, 0.53),
+    0.02: (0.60, 0.45, 0.44, 0.46),
+    0.03: (0.55, 0.46, 0.45, 0.47),
+    0.04: (0.30, 0.30, 0.30, 0.30),
+}
+DROPS = {
+    # with --confirm 3: 0.04 is far behind after round 2 and dropped; 0.02 and 0.03 stay
+    # level with the baseline, so round 3 runs them and the baseline.
+    0.01: (0.40, 0.44, 0.46, 0.45),
+    0.02: (0.60, 0.45, 0.47, 0.46),
+    0.03: (0.55, 0.46, 0.45, 0.47),
+    0.04: (0.50, 0.10, 0.12, 0.11),
 }
 
 
@@ -49,25 +59,28 @@ def _scores(table: dict[float, tuple[float, ...]]) -> str:
     )
 
 
-def _env(table: dict[float, tuple[float, ...]], confirm_seconds: float = 0) -> dict[str, str]:
+def _env(
+    table: dict[float, tuple[float, ...]], confirm_seconds: float = 0, **extra: str
+) -> dict[str, str]:
     return {
         "STANDIN_SCORES": _scores(table),
         "STANDIN_CONFIRM_SECONDS": str(confirm_seconds),
+        **extra,
     }
 
 
 def _driver(tmp_path: Path, table: dict[float, tuple[float, ...]], **overrides) -> Driver:
-    """A 4-trial study of the baseline then max_lr 0.02, 0.03, 0.04; top 2 confirmed on 3
-    seeds."""
+    """A 4-trial study of the baseline then max_lr 0.02, 0.03, 0.04; the top 2 raced over 3
+    fresh seeds."""
     settings = {"confirm": 2, "confirm_seeds": 3, "job_env": _env(table), **overrides}
-    driver = stub_driver(tmp_path, "*=scored", trials=4, **settings)
+    driver = stub_driver(tmp_path, "*=scored", **{"trials": 4, **settings})
     _queue(driver.study)
     return driver
 
 
-def _queue(study: optuna.Study) -> None:
+def _queue(study: optuna.Study, rates: tuple[float, ...] = (0.02, 0.03, 0.04)) -> None:
     if len(study.get_trials(deepcopy=False)) == 1:  # the baseline alone: queue the others
-        for lr in (0.02, 0.03, 0.04):
+        for lr in rates:
             study.enqueue_trial({"max_lr": lr})
 
 
@@ -80,10 +93,16 @@ def _runs(sibling: optuna.Study) -> Counter:
 
 
 PLANNED = Counter({(n, s): 1 for n in (0, 1, 2) for s in (1, 2)})
-"""The lucky study's plan: trials 1 and 2 (the top 2) and 0 (the baseline), seeds 1 and 2."""
+"""The lucky study's race: trials 1 and 2 (the top 2) and 0 (the baseline) on fresh seeds 1
+and 2; trial 1 is dropped and trial 2 beats the baseline after round 2, so no round 3."""
 
 
-def test_the_confirmed_winner_is_the_best_mean_not_the_single_seed_best(tmp_path) -> None:
+def _summary(tmp_path: Path, driver: Driver) -> dict:
+    write_best(driver.study, tmp_path / "res")
+    return json.loads((tmp_path / "res" / BEST_PARAMS).read_text())
+
+
+def test_the_confirmed_winner_is_the_best_fresh_mean_not_the_single_seed_best(tmp_path) -> None:
     driver = _driver(tmp_path, LUCKY)
     driver.run()
     best = write_best(driver.study, tmp_path / "res")
@@ -92,11 +111,35 @@ def test_the_confirmed_winner_is_the_best_mean_not_the_single_seed_best(tmp_path
     assert best.params == {"max_lr": 0.03}
 
 
-def test_each_planned_run_completes_once(tmp_path) -> None:
+def test_each_planned_run_completes_once_and_the_race_stops_when_settled(tmp_path) -> None:
     driver = _driver(tmp_path, LUCKY)
     driver.run()
     assert driver.sibling is not None
     assert _runs(driver.sibling) == PLANNED
+
+
+def test_a_configuration_clearly_behind_is_dropped_and_the_rest_race_on(tmp_path) -> None:
+    driver = _driver(tmp_path, DROPS, confirm=3)
+    driver.run()
+    assert driver.sibling is not None
+    rounds_1_2 = {(n, s): 1 for n in (0, 1, 2, 3) for s in (1, 2)}
+    assert _runs(driver.sibling) == Counter({**rounds_1_2, (0, 3): 1, (1, 3): 1, (2, 3): 1})
+    result = _summary(tmp_path, driver)["confirmation"]
+    dropped = {c["trial"]: c["dropped"] for c in result["configurations"]}
+    assert dropped == {0: None, 1: None, 2: None, 3: 2}
+
+
+def test_the_selection_seed_is_set_aside(tmp_path) -> None:
+    driver = _driver(tmp_path, LUCKY, job_env=_env(LUCKY), confirm_seeds=3)
+    driver.run()
+    assert driver.sibling is not None
+    assert {seed for _, seed in _runs(driver.sibling)} == {1, 2}
+    result = _summary(tmp_path, driver)["confirmation"]
+    assert result["seeds"] == [1, 2, 3]
+    assert result["verdict"]["seeds"] == [1, 2]
+    by_trial = {c["trial"]: c for c in result["configurations"]}
+    assert by_trial[1]["study_value"] == 0.60
+    assert by_trial[1]["mean"] == pytest.approx(0.445)
 
 
 def test_confirmation_runs_set_their_seed_and_say_what_they_confirm(tmp_path) -> None:
@@ -119,18 +162,19 @@ def test_the_study_trials_stay_single_seed_runs(tmp_path) -> None:
 def test_best_params_json_holds_the_confirmation(tmp_path) -> None:
     driver = _driver(tmp_path, LUCKY)
     driver.run()
-    write_best(driver.study, tmp_path / "res")
-    summary = json.loads((tmp_path / "res" / BEST_PARAMS).read_text())
-    result = summary["confirmation"]
-    assert result["seeds"] == [0, 1, 2]
-    assert result["winner"] == 2
+    result = _summary(tmp_path, driver)["confirmation"]
+    assert result["policy"] == {"configurations": 2, "seeds": 3}
+    assert (result["winner"], result["baseline"], result["rounds"]) == (2, 0, 2)
     by_trial = {c["trial"]: c for c in result["configurations"]}
-    assert by_trial[2]["val_acc"] == {"0": 0.55, "1": 0.54, "2": 0.56}
+    assert by_trial[2]["val_acc"] == {"1": 0.54, "2": 0.56}
     assert by_trial[2]["mean"] == pytest.approx(0.55)
-    assert result["verdict"]["difference"] == pytest.approx(0.55 - 0.41)
+    assert result["verdict"]["difference"] == pytest.approx(0.55 - 0.415)
     low, high = result["verdict"]["interval"]
-    assert 0 < low < 0.14 < high
-    assert result["verdict"]["significant"] is True
+    assert 0 < low < 0.135 < high
+    assert result["verdict"]["significant"] is True and result["verdict"]["claim"] is True
+    assert result["noise"]["df"] == 2 and result["noise"]["std"] > 0
+    assert "two-way" in result["noise"]["method"]
+    assert result["reused"] == 0
 
 
 def test_best_env_says_it_holds_the_confirmed_winner(tmp_path) -> None:
@@ -138,10 +182,10 @@ def test_best_env_says_it_holds_the_confirmed_winner(tmp_path) -> None:
     driver.run()
     write_best(driver.study, tmp_path / "res")
     head = (tmp_path / "res" / BEST_ENV).read_text().splitlines()[0]
-    assert head == "# confirmed winner of study t: trial 2, mean val_acc 0.5500 over 3 seeds"
+    assert head == "# confirmed winner of study t: trial 2, mean val_acc 0.5500 over 2 fresh seeds"
 
 
-def test_the_baseline_is_exported_when_nothing_beats_its_mean(tmp_path) -> None:
+def test_the_baseline_is_exported_when_nothing_beats_its_fresh_mean(tmp_path) -> None:
     driver = _driver(tmp_path, NOTHING_BEATS_THE_BASELINE)
     driver.run()
     best = write_best(driver.study, tmp_path / "res")
@@ -149,16 +193,25 @@ def test_the_baseline_is_exported_when_nothing_beats_its_mean(tmp_path) -> None:
     assert "MAX_LR=0.01\n" in (tmp_path / "res" / BEST_ENV).read_text()
 
 
-def test_the_configmap_carries_a_margin_from_the_seed_noise(tmp_path) -> None:
+def test_the_configmap_carries_a_margin_from_the_pooled_noise(tmp_path) -> None:
     driver = _driver(tmp_path, LUCKY)
     driver.run()
     data = yaml.safe_load(configmap(driver.study, "best"))["data"]
     result = confirm.confirmation_of(driver.study)
-    assert result is not None and result.noise() is not None
-    assert float(data["PROMOTE_MARGIN"]) == pytest.approx(
-        confirm.MARGIN_FACTOR * result.noise(), abs=1e-4
-    )
+    assert isinstance(result, confirm.Confirmation) and result.standing.noise is not None
+    expected = racing.promote_margin(result.standing.noise, result.standing.df)
+    assert float(data["PROMOTE_MARGIN"]) == pytest.approx(expected, abs=1e-4)
     assert data["MAX_LR"] == "0.03"
+
+
+def test_the_note_and_the_verdict_name_the_dropped_round(tmp_path) -> None:
+    driver = _driver(tmp_path, DROPS, confirm=3)
+    driver.run()
+    result = confirm.confirmation_of(driver.study)
+    assert result is not None
+    assert result.summary().endswith("; dropped: trial 3 after round 2")
+    assert "| 3 | 0.5000 | 0.1000 | 0.1200 | – |" in result.markdown()
+    assert "| round 2 |" in result.markdown()
 
 
 def test_a_rerun_after_the_phase_runs_nothing_more(tmp_path) -> None:
@@ -167,6 +220,21 @@ def test_a_rerun_after_the_phase_runs_nothing_more(tmp_path) -> None:
     again.run()
     assert again.sibling is not None
     assert len(again.sibling.get_trials(deepcopy=False)) == sum(PLANNED.values())
+
+
+def test_trials_raised_later_race_a_configuration_that_entered_the_top(tmp_path) -> None:
+    table = {**LUCKY, 0.05: (0.70, 0.57, 0.58, 0.57)}
+    first = stub_driver(tmp_path, "*=scored", trials=4, confirm=2, job_env=_env(table))
+    _queue(first.study, (0.02, 0.03, 0.04, 0.05))
+    first.run()
+    assert first.sibling is not None and (3, 1) not in _runs(first.sibling)
+    raised = stub_driver(tmp_path, "*=scored", trials=5, confirm=2, job_env=_env(table))
+    raised.run()
+    assert raised.sibling is not None
+    assert {(4, 1), (4, 2)} <= set(_runs(raised.sibling))  # trial 4, max_lr 0.05: the best
+    assert max(_runs(raised.sibling).values()) == 1
+    best = write_best(raised.study, tmp_path / "res")
+    assert best is not None and best.number == 4
 
 
 def test_confirm_0_runs_no_phase(tmp_path) -> None:
@@ -250,75 +318,59 @@ def test_two_drivers_share_the_phase_without_duplicates(tmp_path, database_url) 
     assert len(executed) == sum(PLANNED.values())
 
 
-# -- statistics -----------------------------------------------------------------------------
+# -- settings -------------------------------------------------------------------------------
 
 
-def _confirmation(challenger: list[float], baseline: list[float]) -> confirm.Confirmation:
-    c = confirm.Configuration(5, {"max_lr": 0.03}, list(challenger))
-    b = confirm.Configuration(0, {"max_lr": 0.01}, list(baseline))
-    return confirm.Confirmation([0, 1, 2], [c, b], b, c)
-
-
-def test_the_interval_is_the_paired_t_interval() -> None:
-    # differences 0.02, 0.03, 0.04: mean 0.03, sd 0.01, t(0.975, 2) = 4.303
-    result = _confirmation([0.52, 0.53, 0.54], [0.50, 0.50, 0.50])
-    low, high = result.interval() or (0, 0)
-    half = 4.303 * 0.01 / 3**0.5
-    assert (low, high) == pytest.approx((0.03 - half, 0.03 + half))
-
-
-@pytest.mark.parametrize(
-    ("challenger", "significant"),
-    [([0.52, 0.53, 0.54], True), ([0.52, 0.47, 0.54], False), ([0.46, 0.47, 0.48], True)],
-)
-def test_significant_means_the_interval_excludes_zero(challenger, significant) -> None:
-    verdict = _confirmation(challenger, [0.50, 0.50, 0.50]).verdict()
-    assert verdict is not None and verdict["significant"] is significant
-
-
-def test_the_verdict_line_reads_as_documented() -> None:
-    line = _confirmation([0.52, 0.53, 0.54], [0.50, 0.50, 0.50]).line()
-    assert line == (
-        "trial 5: 0.530 ± 0.010 over 3 seeds vs baseline 0.500 ± 0.000: +0.030 "
-        "(95 % interval +0.005..+0.055)"
-    )
-
-
-def test_a_missing_run_is_left_out_of_the_pairs() -> None:
-    result = _confirmation([0.52, None, 0.54], [0.50, 0.50, 0.50])  # type: ignore[list-item]
-    assert result.differences() == pytest.approx([0.02, 0.04])
-
-
-def test_the_seeds_start_with_the_studys_own() -> None:
-    assert confirmation.seeds(7, 3) == [7, 8, 9]
-
-
-def test_a_random_seed_with_the_phase_is_refused_in_one_sentence(tmp_path) -> None:
-    args = ["run", "--launcher", "local", "--gpus", "none", "--output", str(tmp_path)]
-    done = subprocess.run(
-        [sys.executable, "-m", "search", *args, "--job-env", "SEED=random", "--confirm", "2"],
+def _refused(*extra: str) -> subprocess.CompletedProcess[str]:
+    args = ["run", "--launcher", "local", "--gpus", "none", "--output", "/nonexistent/out"]
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args, *extra],
         cwd=REPO,
         env=clean_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (
+            ("--job-env", "SEED=random", "--confirm", "2"),
+            ("SEED must be a whole number", "--confirm 0"),
+        ),
+        (
+            ("--confirm", "2", "--confirm-seeds", "1"),
+            ("no degrees of freedom", "--confirm-seeds 2"),
+        ),
+    ],
+    ids=["a random SEED", "one fresh seed"],
+)
+def test_a_phase_that_cannot_decide_is_refused_in_one_sentence(extra, says) -> None:
+    done = _refused(*extra)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
-    assert "SEED must be a whole number" in done.stderr and "--confirm 0" in done.stderr
+    assert all(part in done.stderr for part in says)
+    assert not Path("/nonexistent/out").exists()
 
 
-def test_progress_lines_count_the_confirmations(tmp_path) -> None:
+def test_the_fresh_seeds_follow_the_studys_own() -> None:
+    assert confirmation.seeds(7, 3) == [8, 9, 10]
+
+
+def test_progress_lines_name_the_round_and_the_runs_at_most(tmp_path) -> None:
     from search.progress import Progress
 
     driver = _driver(tmp_path, LUCKY)
     lines: list[str] = []
     driver.run(on_trial=Progress(driver.study, 4, lines.append, driver.confirmations))
-    confirming = [line for line in lines if "confirmations" in line]
-    assert [line.split(" ", 1)[0] for line in confirming] == [f"{k}/6" for k in range(1, 7)]
-    assert re.match(
-        r"^1/6 confirmations \| run 0 confirms trial \d, seed [12]: COMPLETE", confirming[0]
-    )
+    confirming = [line.split(" | run ")[0] for line in lines if "confirmations" in line]
+    # 3 configurations × 3 seeds at most until round 2 ends it at 6 runs
+    assert confirming == [f"round 1 of 3 | {k}/9 confirmations at most" for k in (1, 2, 3)] + [
+        f"round 2 of 3 | {k}/9 confirmations at most" for k in (4, 5)
+    ] + ["round 2 of 3 | 6/6 confirmations at most"]
+    assert re.match(r"^round 1 of 3 \| 1/9 .* confirms trial \d, seed 1: COMPLETE", lines[4])
 
 
 def test_the_margin_is_a_job_variable() -> None:
@@ -343,3 +395,103 @@ def test_a_driver_stopped_during_the_phase_leaves_its_runs_queued(tmp_path) -> N
     rerun.run()
     assert not rerun.confirmation_pending()
     assert rerun.sibling is not None and _runs(rerun.sibling) == PLANNED
+
+
+# -- baseline runs reused across studies ----------------------------------------------------
+
+
+def _second_study(tmp_path: Path, **job: str) -> Driver:
+    """Study ``u`` beside ``t`` in the same database (its own output), after ``t`` raced."""
+    _driver(tmp_path, LUCKY).run()
+    driver = _driver(
+        tmp_path / "u",
+        LUCKY,
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        study_name="u",
+        job_env=_env(LUCKY, **job),
+    )
+    driver.run()
+    return driver
+
+
+def test_a_later_study_reuses_the_baseline_runs_of_an_earlier_one(tmp_path) -> None:
+    driver = _second_study(tmp_path)
+    assert driver.sibling is not None
+    baseline_runs = [
+        t for t in driver.sibling.get_trials(deepcopy=False) if t.params["confirms"] == 0
+    ]
+    origins = [t.user_attrs.get(REUSED_FROM, "") for t in baseline_runs]
+    assert len(origins) == 2 and all(o.startswith("t.confirm#") for o in origins)
+    executed = [r for r in (tmp_path / "u" / "out" / "confirm").iterdir() if (r / "pid").exists()]
+    assert len(executed) == 4  # the two challengers' runs; the baseline's were not run again
+    assert _runs(driver.sibling) == PLANNED  # each counted once
+    assert _summary(tmp_path, driver)["confirmation"]["reused"] == 2
+
+
+@pytest.mark.parametrize(
+    "job",
+    [{"STANDIN_CODE_SHA256": "1" * 64}, {"STANDIN_DATA_SHA256": "2" * 64}, {"EPOCHS": "3"}],
+    ids=["other code", "other data", "other job settings"],
+)
+def test_a_baseline_run_that_differs_is_not_reused(tmp_path, job) -> None:
+    driver = _second_study(tmp_path, **job)
+    assert driver.sibling is not None
+    assert confirmation.reused(driver.sibling.get_trials(deepcopy=False)) == 0
+    assert _runs(driver.sibling) == PLANNED
+
+
+# -- a study confirmed before rounds --------------------------------------------------------
+
+
+def _legacy_study(tmp_path: Path) -> optuna.Study:
+    """A study confirmed by the phase before rounds: seeds [0, 1, 2], the study's own first,
+    every configuration on every seed, no policy recorded."""
+    driver = _driver(tmp_path, LUCKY, confirm=0)
+    driver.run()
+    sibling = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="t.confirm", direction="maximize"
+    )
+    for t in driver.study.get_trials(deepcopy=False)[:3]:
+        for seed in (1, 2):
+            sibling.add_trial(
+                optuna.trial.create_trial(
+                    params={**t.params, "confirms": t.number, "seed": seed},
+                    distributions={
+                        **t.distributions,
+                        "confirms": confirmation.NUMBER,
+                        "seed": confirmation.NUMBER,
+                    },
+                    value=LUCKY[t.params["max_lr"]][seed],
+                )
+            )
+    sibling.set_user_attr("plan", {"trials": [1, 2, 0], "baseline": 0, "seeds": [0, 1, 2]})
+    return driver.study
+
+
+def test_a_study_confirmed_before_rounds_still_reads(tmp_path) -> None:
+    study = _legacy_study(tmp_path)
+    result = confirm.confirmation_of(study)
+    assert isinstance(result, confirm_legacy.Confirmation)
+    write_best(study, tmp_path / "res")
+    summary = json.loads((tmp_path / "res" / BEST_PARAMS).read_text())["confirmation"]
+    assert summary["seeds"] == [0, 1, 2] and summary["winner"] == 2
+    # today's paired t over seeds 0, 1, 2: differences 0.15, 0.12, 0.15
+    low, high = summary["verdict"]["interval"]
+    assert (low + high) / 2 == pytest.approx(0.14)
+    write_note(study, result)
+
+
+def test_search_best_reads_a_study_confirmed_before_rounds(tmp_path) -> None:
+    _legacy_study(tmp_path)
+    done = search_cli("best", "--output", str(tmp_path), "--study-name", "t")
+    assert done.returncode == 0, done.stderr
+    assert "confirmed over seeds [0, 1, 2]: trial 2: 0.550 ± 0.010 over 3 seeds" in done.stderr
+
+
+def test_the_legacy_interval_is_the_paired_t_interval() -> None:
+    # differences 0.02, 0.03, 0.04: mean 0.03, sd 0.01, t(0.975, 2) = 4.303
+    c = confirm_legacy.Configuration(5, {"max_lr": 0.03}, [0.52, 0.53, 0.54])
+    b = confirm_legacy.Configuration(0, {"max_lr": 0.01}, [0.50, 0.50, 0.50])
+    low, high = confirm_legacy.Confirmation([0, 1, 2], [c, b], b, c).interval() or (0, 0)
+    half = 4.303 * 0.01 / 3**0.5
+    assert (low, high) == pytest.approx((0.03 - half, 0.03 + half), abs=1e-4)

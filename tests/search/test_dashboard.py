@@ -107,7 +107,8 @@ def test_the_study_note_holds_the_table_and_the_verdict(studies) -> None:
     body = studies["t"]["note"]["body"]
     assert "| 2 | 0.5500 | 0.5400 | 0.5600 | 0.5500 |" in body
     assert "Exported: trial 2." in body
-    assert "trial 2: 0.550 ± 0.010 over 3 seeds vs baseline 0.410 ± 0.010: +0.140" in body
+    assert "trial 2: 0.550 ± 0.014 over 2 seeds vs baseline 0.415 ± 0.007: +0.135" in body
+    assert "| 1 | 0.6000 | 0.4500 | 0.4400 | 0.4450 | 0.0071 | round 2 |" in body
 
 
 def test_search_best_prints_the_verdict(tmp_path: Path) -> None:
@@ -120,5 +121,9 @@ def test_search_best_prints_the_verdict(tmp_path: Path) -> None:
     )
     assert best.returncode == 0, best.stderr
     assert json.loads(best.stdout)["trial"] == 2
-    assert "trial 2: 0.550 ± 0.010 over 3 seeds vs baseline 0.410 ± 0.010: +0.140" in best.stderr
+    assert (
+        "confirmed over fresh seeds [1, 2] in 2 rounds (0 reused runs): trial 2: 0.550 ± 0.014 "
+        "over 2 seeds vs baseline 0.415 ± 0.007: +0.135" in best.stderr
+    )
+    assert "; dropped: trial 1 after round 2" in best.stderr
     assert "PROMOTE_MARGIN" in (tmp_path / "res" / "configmap.yaml").read_text()

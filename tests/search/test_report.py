@@ -160,6 +160,27 @@ def test_best_env_carries_the_studys_fixed_settings_beside_the_tuned_ones(tmp_pa
 
 
 @pytest.mark.parametrize(
+    ("data_url", "exported"),
+    [
+        ("file:///data/digits", {"DATA_URL": "file:///data/digits"}),
+        ("https://example.com/photos.tgz", {"DATA_URL": "https://example.com/photos.tgz"}),
+        # The record masks a password; a masked URL would not fetch, so it is left out.
+        ("https://reader:secret@example.com/photos.tgz", {}),
+    ],
+    ids=["folder", "url", "password"],
+)
+def test_best_env_says_where_the_data_is(
+    tmp_path: Path, data_url: str, exported: dict[str, str]
+) -> None:
+    study = _study(tmp_path, [_done(0.75, max_lr=0.05)])
+    _recorded(study, SPACE, DATA_URL=data_url, IMAGE_SIZE="64")
+    write_best(study, tmp_path)
+    lines = (tmp_path / BEST_ENV).read_text().splitlines()
+    env = dict(line.split("=", 1) for line in lines if not line.startswith("#"))
+    assert env == {**exported, "IMAGE_SIZE": "64", "MAX_LR": "0.05", "OPTIMIZER": "sgd"}
+
+
+@pytest.mark.parametrize(
     ("job_env", "space", "params", "sentence"),
     [
         (
