@@ -22,7 +22,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,examples]'
 	touch $@
 
 ## run: one training run configured by environment variables (docs/contract.md); writes OUTPUT_DIR (output)

@@ -2,25 +2,33 @@
 
 A champion's recorded val_acc came from its own test split (another TEST_LIMIT subset, an
 older archive) and its own code. To compare fairly, promotion loads the champion's ``model.pt``
-into this run's ResNet9 (at the champion's MODEL_WIDTH, from its ``config.json``) and
-evaluates it exactly as this run evaluated its own model: the same loader, batch size, device
-and precision. ``model.pt`` rather than the exported TorchScript model: the TorchScript file
+(its weights, classes, preprocessing and MODEL_WIDTH: :class:`job.model.ModelInfo`) into this
+run's ResNet9 and evaluates it exactly as this run evaluated its own model: the same test
+images, loader, batch size, device and precision, each model fed as it was trained — this
+run's test split decoded at the champion's IMAGE_SIZE and normalised with the champion's
+statistics. ``model.pt`` rather than the exported TorchScript model: the TorchScript file
 normalises in its own graph and runs in fp32, so its figure would differ from the
 challenger's by arithmetic alone, not by the weights.
+
+A champion that names other classes than this run's data is not comparable: it answers
+another question, and its consumers expect its classes. It is kept (:class:`OtherTask`).
+A ``model.pt`` saved before models carried their own info is read as CIFAR-10 at 32 pixels,
+at the MODEL_WIDTH of the champion's ``config.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from job.contract import CLASSES_JSON, CONFIG_JSON, MODEL
-from job.data import Dataset
+from job.contract import CONFIG_JSON, MODEL
+from job.data import Dataset, load_dataset
 from job.errors import StoppedError
-from job.model import ResNet9
+from job.model import ModelInfo, class_summary, legacy_info, read_model
 from job.plan import RunPlan
 from job.train import autocast_for, eval_loader, evaluate
 
@@ -29,8 +37,14 @@ class UnusableChampion(Exception):
     """The champion cannot be loaded or evaluated; the message says why, in a few words."""
 
 
+class OtherTask(Exception):
+    """The champion classifies other classes than this run's data: not comparable, and not
+    to be replaced by a model of another task; the message names both class lists."""
+
+
 ChampionJudge = Callable[[Path], float]
-"""The champion folder in, its val_acc on this run's test split out (or UnusableChampion)."""
+"""The champion folder in, its val_acc on this run's test split out (or UnusableChampion, or
+OtherTask)."""
 
 
 def judge(plan: RunPlan, data: Dataset) -> ChampionJudge:
@@ -38,11 +52,17 @@ def judge(plan: RunPlan, data: Dataset) -> ChampionJudge:
     device = plan.device
 
     def evaluate_champion(folder: Path) -> float:
-        model = _load(folder, data.classes).to(device).to(memory_format=torch.channels_last)
-        try:
-            _, val_acc = evaluate(
-                model, eval_loader(plan.cfg, data, device), autocast_for(device, plan.precision)
+        model, info = _load(folder)
+        if info.classes != data.classes:
+            raise OtherTask(
+                f"it classifies {class_summary(info.classes)}, this run's data "
+                f"{class_summary(data.classes)}"
             )
+        model = model.to(device).to(memory_format=torch.channels_last)
+        test = _at_size(plan, data, info.preprocess.size)
+        loader = eval_loader(plan.cfg, test, device, info.preprocess)
+        try:
+            _, val_acc = evaluate(model, loader, autocast_for(device, plan.precision))
         except (StoppedError, torch.OutOfMemoryError):
             raise  # the run's own faults: reported as such, and a rerun promotes
         except Exception as exc:
@@ -52,33 +72,37 @@ def judge(plan: RunPlan, data: Dataset) -> ChampionJudge:
     return evaluate_champion
 
 
-def _load(folder: Path, classes: tuple[str, ...]) -> torch.nn.Module:
-    """The champion's model in eval mode on the CPU, or UnusableChampion saying what is wrong."""
-    width = _width(folder)
+def _at_size(plan: RunPlan, data: Dataset, size: int) -> Dataset:
+    """This run's data decoded at ``size`` px: ``data`` itself at the run's own size, else the
+    same variables at IMAGE_SIZE=``size`` (the same test images, from the shared cache)."""
+    if size == data.preprocess.size:
+        return data
+    return load_dataset(dataclasses.replace(plan.cfg, image_size=size))
+
+
+def _load(folder: Path) -> tuple[torch.nn.Module, ModelInfo]:
+    """The champion's model in eval mode on the CPU and its info, or UnusableChampion saying
+    what is wrong."""
     try:
-        champion_classes = json.loads((folder / CLASSES_JSON).read_text())
-    except (OSError, ValueError) as exc:
-        raise UnusableChampion(f"its {CLASSES_JSON} cannot be read ({_why(exc)})") from None
-    if champion_classes != list(classes):
-        raise UnusableChampion(f"its {CLASSES_JSON} lists other classes than this run's data")
-    try:
-        state = torch.load(folder / MODEL, map_location="cpu", weights_only=True)
+        state, info = read_model(folder / MODEL)
     except FileNotFoundError:
         raise UnusableChampion(f"it has no {MODEL}") from None
-    except Exception as exc:  # truncated, not a torch file, unreadable
+    except Exception as exc:  # truncated, not a torch file, unreadable, incomplete
         raise UnusableChampion(f"its {MODEL} cannot be loaded ({_why(exc)})") from None
-    model = ResNet9(len(classes), width)
+    info = info or legacy_info(_width(folder))
+    model = info.build()
     try:
         model.load_state_dict(state)
-    except Exception as exc:  # another architecture, or a width its config.json does not say
+    except Exception as exc:  # another architecture, or a width it does not record
         raise UnusableChampion(
-            f"its {MODEL} does not fit a ResNet9 of its MODEL_WIDTH={width:g} ({_why(exc)})"
+            f"its {MODEL} does not fit a ResNet9 of {len(info.classes)} classes at "
+            f"MODEL_WIDTH={info.width:g} ({_why(exc)})"
         ) from None
-    return model.eval()
+    return model.eval(), info
 
 
 def _width(folder: Path) -> float:
-    """The champion's MODEL_WIDTH, from its config.json."""
+    """The MODEL_WIDTH of a champion whose model.pt does not record it, from its config.json."""
     try:
         width = json.loads((folder / CONFIG_JSON).read_text())["model_width"]
     except FileNotFoundError:

@@ -15,7 +15,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -23,9 +23,13 @@ from job.contract import CHECKPOINT
 from job.errors import ConfigError
 from job.files import atomic_write
 
+if TYPE_CHECKING:
+    from job.model import ModelInfo
+
 __all__ = [
     "CHECKPOINT",
     "COMMENT",
+    "check_model_info",
     "differences",
     "foreign",
     "load_checkpoint",
@@ -164,6 +168,32 @@ def foreign(output_dir: Path, diff: list[str]) -> ConfigError:
         f"different configuration ({', '.join(diff)}); rerun with its settings to finish it, "
         f"use a new OUTPUT_DIR, or delete {CHECKPOINT} to start over."
     )
+
+
+def check_model_info(output_dir: Path, state: dict[str, Any], info: ModelInfo) -> None:
+    """Refuse (ConfigError, exit 2) to resume a checkpoint whose model has other classes or
+    another normalisation than this run's data gives: the data changed under the same
+    settings, and the weights would keep learning another task. A checkpoint saved before it
+    recorded them holds a CIFAR-10 model (:func:`job.model.legacy_info`)."""
+    from job.model import ModelInfo, class_summary, legacy_info
+
+    saved = state.get("model_info")
+    then = legacy_info(info.width) if saved is None else ModelInfo.from_json(saved)
+    diff = []
+    if then.classes != info.classes:
+        diff.append(f"{class_summary(then.classes)} → {class_summary(info.classes)}")
+    if (then.preprocess.mean, then.preprocess.std) != (info.preprocess.mean, info.preprocess.std):
+        diff.append(
+            f"normalisation mean {_rounded(then.preprocess.mean)}, std "
+            f"{_rounded(then.preprocess.std)} → mean {_rounded(info.preprocess.mean)}, std "
+            f"{_rounded(info.preprocess.std)}"
+        )
+    if diff:
+        raise foreign(output_dir, [f"data: {d}" for d in diff])
+
+
+def _rounded(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
 
 
 def _with_new_defaults(saved: dict[str, Any], fingerprint: dict[str, Any]) -> dict[str, Any]:

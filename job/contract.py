@@ -109,6 +109,13 @@ class Variables:
         "fail: an image that cannot be decoded stops the run (exit 3); skip: it is left out and "
         "counted in the data report",
     )
+    stream_data: str = _variable(
+        "auto",
+        parsers.choice("auto", "0", "1"),
+        "auto: read batches from the memory-mapped cache when the decoded images exceed a "
+        "quarter of the memory the container has, else copy them into memory; 1 always; 0 never",
+        fingerprint=False,
+    )
     data_dir: Path = _variable(
         "data", parsers.path, "download and decoded-array cache, safe to share", fingerprint=False
     )
@@ -281,6 +288,9 @@ EXPORTED_MODEL = "model.torchscript.pt"
 CLASSES_JSON = "classes.json"
 """The class names, in the order of the model's outputs."""
 CHECKPOINT = "checkpoint.pt"
+DATA_REPORT = "data_report.json"
+"""What the run's data held: images per class and split, sizes and colour modes seen, skipped
+files, exact duplicates between train and test (docs/images.md: the data report)."""
 ACCURACY_PNG = "accuracy.png"
 LOSSES_PNG = "losses.png"
 LRS_PNG = "lrs.png"
@@ -302,6 +312,7 @@ OUTPUTS: tuple[str, ...] = (
     EXPORTED_MODEL,
     CLASSES_JSON,
     CHECKPOINT,
+    DATA_REPORT,
     *PLOTS,
 )
 """Every file a successful run leaves in OUTPUT_DIR."""

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from job.files import write_json
@@ -54,18 +55,50 @@ def sha256(path: Path, memo_dir: Path) -> str:
     The caller holds ``memo_dir``'s lock, so no other run rewrites the memo meanwhile. A memo
     that cannot be read or written only costs the full computation.
     """
-    key = str(path.resolve())
     memo = _read(memo_dir)
+    digest, recorded = _memoised(path, memo)
+    if recorded:
+        _write(memo_dir, memo)
+    return digest
+
+
+def folder_sha256(folder: Path, memo_dir: Path, ignored: Callable[[str], bool]) -> str:
+    """A folder's sha256: that of its manifest, the lines ``<sha256>  <relative path>\n`` of
+    every file but those ``ignored`` by relative path (hidden ones and archive litter,
+    job/data/sources.py), sorted by path — what
+    ``sha256sum`` prints, so a user computes it with the command docs/images.md gives. Each
+    file's digest is memoised by its stamp as :func:`sha256`'s, the memo written once."""
+    memo = _read(memo_dir)
+    lines, changed = [], False
+    for path in sorted(_files(folder), key=lambda p: p.relative_to(folder).as_posix().encode()):
+        rel = path.relative_to(folder).as_posix()
+        if ignored(rel):
+            continue
+        digest, recorded = _memoised(path, memo)
+        changed |= recorded
+        lines.append(f"{digest}  {rel}\n")
+    if changed:
+        _write(memo_dir, memo)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    return [Path(here, name) for here, _, names in os.walk(folder) for name in names]
+
+
+def _memoised(path: Path, memo: dict[str, object]) -> tuple[str, bool]:
+    """``path``'s digest from ``memo`` or computed, and whether ``memo`` gained a record."""
+    key = str(path.resolve())
     before = stamp(path)
     entry = memo.get(key)
     if isinstance(entry, dict) and entry.get("stamp") == before and _is_hex(entry.get("sha256")):
-        return str(entry["sha256"])
+        return str(entry["sha256"]), False
     digest = sha256_file(path)
     after = stamp(path)
     if after == before and time.time_ns() - after[4] > RACY_NS:
         memo[key] = {"stamp": after, "sha256": digest}
-        _write(memo_dir, memo)
-    return digest
+        return digest, True
+    return digest, False
 
 
 def forget(path: Path, memo_dir: Path) -> None:

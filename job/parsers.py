@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 
 def number(
@@ -67,6 +67,13 @@ def url(text: str) -> str:
     if scheme not in ("http", "https", "file"):
         raise ValueError("expected an http://, https:// or file:// URL of the archive")
     return text
+
+
+def file_path(url: str) -> Path | None:
+    """The local path a ``file://`` URL names (None for another scheme): netloc + path,
+    unquoted, so ``file://data/x.tgz`` is the relative ``data/x.tgz``."""
+    parsed = urlparse(url)
+    return Path(unquote(parsed.netloc + parsed.path)) if parsed.scheme == "file" else None
 
 
 def sha256(text: str) -> str:

@@ -2,11 +2,14 @@
 
 ``MODEL`` is a folder holding ``model.torchscript.pt`` and ``classes.json``: a run's OUTPUT_DIR,
 a champion (``PROMOTE_DIR/champion``) or a PROMOTE_DIR itself (its champion is used). Each image
-(PNG or JPEG, any size) is converted to RGB and resized to 32 × 32 pixels (PIL, bilinear with
-antialiasing), and one JSON line per image goes to stdout, in the order given:
+(PNG, JPEG, WebP, BMP or GIF, any size and mode) is decoded as training decoded its images
+(:func:`job.data.images.decode`: upright, RGB, shorter side resized to the model's IMAGE_SIZE,
+centre crop; 32 for a model exported before models recorded it), and one JSON line per image
+goes to stdout, in the order given:
 ``{"image": PATH, "top": [{"class": NAME, "index": I, "probability": P}, …]}``.
-Every image is read before any is classified: a missing or unreadable one prints one sentence
-on stderr, nothing on stdout, and exits with its code (:class:`PredictExit`).
+The model is loaded first, then every image is read before any is classified: a missing or
+unreadable one prints one sentence on stderr, nothing on stdout, and exits with its code
+(:class:`PredictExit`).
 The model runs through ``torch.jit.load`` alone, as any consumer of the champion would run it.
 """
 
@@ -18,14 +21,19 @@ import traceback
 import warnings
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from job.contract import CLASSES_JSON, EXPORTED_MODEL
+from job.preprocess import CIFAR10
 
-SIZE = 32  # pixels: the model's input is 32 × 32
-FORMATS = ("PNG", "JPEG")
+if TYPE_CHECKING:
+    import numpy as np
+
+FORMATS = "PNG, JPEG, WebP, BMP or GIF"
+"""The image formats read, as the messages name them (the formats :mod:`job.data.images`
+decodes)."""
 
 
 class PredictExit(IntEnum):
@@ -39,7 +47,7 @@ class PredictExit(IntEnum):
     NO_IMAGE = 3
     """An image path does not exist or is not a file."""
     BAD_IMAGE = 4
-    """An image file is not a readable PNG or JPEG."""
+    """An image file is not a readable image of one of ``FORMATS``."""
 
 
 PREDICT_EXIT_MEANINGS: dict[PredictExit, str] = {
@@ -47,7 +55,7 @@ PREDICT_EXIT_MEANINGS: dict[PredictExit, str] = {
     PredictExit.UNEXPECTED: "anything unexpected (a bug: the traceback is printed)",
     PredictExit.BAD_MODEL: "a bad option, or MODEL holds no readable exported model",
     PredictExit.NO_IMAGE: "an image path does not exist or is not a file",
-    PredictExit.BAD_IMAGE: "an image file is not a readable PNG or JPEG",
+    PredictExit.BAD_IMAGE: f"an image file is not a readable {FORMATS} image",
 }
 """One line per exit code of the predictor, for its ``--help``."""
 
@@ -78,7 +86,8 @@ def _check_folder(path: Path) -> Path:
     return folder
 
 
-def _load_model(folder: Path) -> tuple[Any, list[str]]:
+def _load_model(folder: Path) -> tuple[Any, list[str], int]:
+    """The exported model, its classes and the side of its input in pixels."""
     import torch
 
     try:
@@ -92,42 +101,41 @@ def _load_model(folder: Path) -> tuple[Any, list[str]]:
             f"{str(folder)!r} holds no readable {EXPORTED_MODEL} and {CLASSES_JSON} "
             f"({type(exc).__name__}); give the folder of a run that finished.",
         ) from None
-    return model.eval(), [str(c) for c in classes]
+    # A model exported before models recorded their preprocessing was CIFAR-10's, at 32.
+    size = int(model.image_size) if hasattr(model, "image_size") else CIFAR10.size
+    return model.eval(), [str(c) for c in classes], size
 
 
-def read_image(path: Path) -> bytes:
-    """``path`` as 32 × 32 RGB pixels (HWC bytes); a missing or unreadable file is a
-    :class:`_Failure` naming it."""
-    from PIL import Image, UnidentifiedImageError
+def read_image(path: Path, size: int) -> np.ndarray:
+    """``path`` as ``size`` × ``size`` RGB pixels (HWC uint8), decoded as training decodes; a
+    missing or unreadable file is a :class:`_Failure` naming it."""
+    from job.data.images import ImageError, decode
 
     if not path.is_file():
         raise _Failure(
             PredictExit.NO_IMAGE, f"The image {str(path)!r} does not exist or is not a file."
         )
     try:
-        with Image.open(path) as image:
-            if image.format not in FORMATS:
-                raise _Failure(
-                    PredictExit.BAD_IMAGE,
-                    f"The image {str(path)!r} is {image.format or 'of an unknown format'}, not "
-                    "PNG or JPEG; convert it first.",
-                )
-            rgb = image.convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR)
-            return rgb.tobytes()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return decode(path, size)
+    except ImageError as exc:
         raise _Failure(
             PredictExit.BAD_IMAGE,
-            f"The image {str(path)!r} cannot be read as PNG or JPEG (damaged or another "
-            "kind of file).",
+            f"The image {str(path)!r} cannot be used: {exc}.",
+        ) from None
+    except OSError as exc:  # unreadable: permissions, an I/O error
+        raise _Failure(
+            PredictExit.BAD_IMAGE, f"The image {str(path)!r} cannot be read ({exc.strerror})."
         ) from None
 
 
-def classify(model: Any, classes: list[str], pixels: list[bytes], top: int) -> list[list[dict]]:
+def classify(
+    model: Any, classes: list[str], pixels: list[np.ndarray], top: int
+) -> list[list[dict]]:
     """The ``top`` classes with their probabilities of each image's pixels."""
+    import numpy as np
     import torch
 
-    batch = torch.frombuffer(bytearray(b"".join(pixels)), dtype=torch.uint8)
-    batch = batch.view(len(pixels), SIZE, SIZE, 3)  # channels last: the model takes them so
+    batch = torch.from_numpy(np.stack(pixels))  # channels last: the model takes them so
     with torch.inference_mode():
         probs = torch.softmax(model(batch).float(), dim=1)
     values, indices = probs.topk(min(top, len(classes)), dim=1)
@@ -142,8 +150,9 @@ def classify(model: Any, classes: list[str], pixels: list[bytes], top: int) -> l
 
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    help="Classify PNG or JPEG IMAGES (any size, resized to 32×32) with the exported model in "
-    "MODEL (a run's OUTPUT_DIR, a champion or a PROMOTE_DIR); one JSON line per image.",
+    help=f"Classify IMAGES ({FORMATS}; any size, decoded as training decoded its images) with "
+    "the exported model in MODEL (a run's OUTPUT_DIR, a champion or a PROMOTE_DIR); one JSON "
+    "line per image.",
     epilog="\b\nExit codes (docs/contract.md):\n"
     + "\n".join(f"  {int(c)}  {meaning}" for c, meaning in PREDICT_EXIT_MEANINGS.items()),
 )
@@ -152,9 +161,8 @@ def classify(model: Any, classes: list[str], pixels: list[bytes], top: int) -> l
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 def cli(top: int, model: Path, images: tuple[Path, ...]) -> None:
     """The command (help text above)."""
-    folder = _check_folder(model)
-    pixels = [read_image(path) for path in images]  # every image read before any output
-    net, classes = _load_model(folder)
+    net, classes, size = _load_model(_check_folder(model))
+    pixels = [read_image(path, size) for path in images]  # every image read before any output
     for path, best in zip(images, classify(net, classes, pixels, top), strict=True):
         sys.stdout.write(json.dumps({"image": str(path), "top": best}) + "\n")
     sys.stdout.flush()

@@ -8,7 +8,8 @@ take turns.
 "Beats" is judged fairly: the champion's model is evaluated on this run's test split with this
 run's code (:mod:`job.champion`), and the run replaces it only when its val_acc exceeds that
 figure by more than PROMOTE_MARGIN (a seed's noise, docs/contract.md). A champion that cannot be
-loaded or evaluated is no champion: the run is promoted, and the decision says why.
+loaded or evaluated is no champion: the run is promoted, and the decision says why. A champion
+of other classes is another task's: it is kept, and the decision says why.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from job.champion import ChampionJudge, UnusableChampion
+from job.champion import ChampionJudge, OtherTask, UnusableChampion
 from job.contract import METRICS_JSON, PROMOTED
 from job.events import emit, log
 from job.files import write_json
@@ -66,6 +67,13 @@ def decide(
         rival = judge(champion)
     except UnusableChampion as exc:
         decision["reason"] = f"the champion cannot be evaluated: {exc}; promoted in its place"
+        return decision
+    except OtherTask as exc:
+        decision["promoted"] = False
+        decision["reason"] = (
+            f"the champion is another task's: {exc}; it is kept — give this data its own "
+            f"PROMOTE_DIR, or remove {champion} to replace it"
+        )
         return decision
     decision["champion_val_acc"] = rival
     decision["promoted"] = val_acc > rival + margin

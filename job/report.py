@@ -22,7 +22,8 @@ from job.contract import (
     SAMPLES_PNG,
 )
 from job.files import atomic_write, write_json
-from job.loader import MEAN, STD, DeviceLoader
+from job.loader import DeviceLoader
+from job.preprocess import CIFAR10, Preprocess
 from job.records import EpochRecord, TrainedEpoch
 
 if TYPE_CHECKING:
@@ -161,19 +162,24 @@ def sample_indices(n: int, seed: int, k: int = SAMPLES) -> torch.Tensor:
 
 
 def samples_figure(
-    images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], n: int = SAMPLES
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: tuple[str, ...],
+    n: int = SAMPLES,
+    preprocess: Preprocess = CIFAR10,
 ) -> Figure:
-    """A grid of augmented, de-normalised training images, each labelled with its class.
+    """A grid of augmented training images, de-normalised with the ``preprocess`` they were
+    normalised with, each labelled with its class.
 
     The grid is one image in one Axes (a white band above each tile holds its label): 32
     separate Axes would cost 32 layouts and draws.
     """
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
+    mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
     n = min(n, len(images))
     pixels = (images[:n].detach().float().cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1)
     rows = max(1, -(-n // _COLS))
-    size = pixels.shape[1]  # 32 px
+    size = pixels.shape[1]  # px: IMAGE_SIZE
     cell_w, cell_h = size + _GAP, size + _LABEL + _GAP
     grid = torch.ones(rows * cell_h, _COLS * cell_w, 3)
     width = _COLS * 1.2  # inches
@@ -199,9 +205,10 @@ def plot_samples(
     labels: torch.Tensor,
     classes: tuple[str, ...],
     n: int = SAMPLES,
+    preprocess: Preprocess = CIFAR10,
 ) -> None:
     """samples.png: see :func:`samples_figure`."""
-    _save(samples_figure(images, labels, classes, n), output_dir / SAMPLES_PNG)
+    _save(samples_figure(images, labels, classes, n, preprocess), output_dir / SAMPLES_PNG)
 
 
 def start_samples(output_dir: Path, data: Dataset, seed: int) -> Future[None]:
@@ -214,19 +221,30 @@ def start_samples(output_dir: Path, data: Dataset, seed: int) -> Future[None]:
     """
     picked = sample_indices(len(data.train_labels), seed)
     sample = DeviceLoader(
-        data.train_images[picked], data.train_labels[picked], len(picked), train=True, seed=seed
+        data.train_images[picked],
+        data.train_labels[picked],
+        len(picked),
+        train=True,
+        seed=seed,
+        preprocess=data.preprocess,
     )
     images, labels = (t.cpu() for t in next(iter(sample.epoch())))
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resnet-job-plots")
-    drawn = background.submit(_draw_samples, output_dir, images, labels, data.classes)
+    drawn = background.submit(
+        _draw_samples, output_dir, images, labels, data.classes, data.preprocess
+    )
     background.shutdown(wait=False)
     return drawn
 
 
 def _draw_samples(
-    output_dir: Path, images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
+    output_dir: Path,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: tuple[str, ...],
+    preprocess: Preprocess,
 ) -> None:
-    plot_samples(output_dir, images, labels, classes)
+    plot_samples(output_dir, images, labels, classes, preprocess=preprocess)
     # Warm what the end of the run imports (history.csv, the epoch plots' ticks) meanwhile.
     import matplotlib.ticker  # noqa: F401
     import pandas  # noqa: F401

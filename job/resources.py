@@ -163,6 +163,13 @@ def host_memory() -> str:
     return f"host memory ({'; '.join(details)})" if details else "host memory"
 
 
+def memory_limit() -> int | None:
+    """Bytes of memory this process may use: the least of the host's, its cgroup's and
+    RLIMIT_AS; None when none of them is known."""
+    known = [n for n in (_meminfo_total(), _cgroup_limit(), _rlimit_as()) if n is not None]
+    return min(known) if known else None
+
+
 def gpu_memory(device: str) -> str:
     """GPU ``device`` (``cuda``, ``cuda:N``) for a person: its name and total memory, as in
     ``GPU memory on cuda:0 (NVIDIA H200, 139.8 GiB)``."""

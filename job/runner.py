@@ -10,18 +10,16 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from job import previous, signals
 from job import seed as seeds
 from job.champion import judge
 from job.config import Config
-from job.contract import CHECKPOINT, CONFIG_JSON, METRICS_JSON, MODEL
+from job.contract import CHECKPOINT, CONFIG_JSON, DATA_REPORT, METRICS_JSON
 from job.data import Dataset, load_dataset
 from job.errors import ConfigError
 from job.events import EpochReporter, emit, log, report_done
 from job.export import export
-from job.files import atomic_write, write_json
+from job.files import write_json
 from job.metrics import run_metrics
 from job.plan import RunPlan, resolve
 from job.promote import promote_run
@@ -61,7 +59,7 @@ def finish(plan: RunPlan) -> dict[str, Any]:
     data = _load(cfg)
     samples = start_samples(cfg.output_dir, data, cfg.seed_number)  # drawn while the model trains
     result = fit(plan, data, EpochReporter(cfg.epochs))
-    _publish(cfg.output_dir, result, data.classes, samples)
+    _publish(cfg.output_dir, result, samples)
     metrics = run_metrics(result, data, plan)
     write_json(cfg.output_dir / METRICS_JSON, metrics)
     if cfg.promote_dir is not None:
@@ -72,27 +70,27 @@ def finish(plan: RunPlan) -> dict[str, Any]:
 
 
 def _load(cfg: Config) -> Dataset:
+    """The data, logged, and its report written to OUTPUT_DIR before training starts (what a
+    user checks first when accuracy disappoints)."""
     data = load_dataset(cfg)
     n_train, n_test = len(data.train_labels), len(data.test_labels)
     log(
-        f"data: {n_train} train / {n_test} test images, {data.layout} layout, "
-        f"sha256 {data.sha256[:12]}…"
+        f"data: {n_train} train / {n_test} test images of {len(data.classes)} classes at "
+        f"{data.preprocess.size} px, {data.layout} layout, sha256 {data.sha256[:12]}…"
+        f"{', streamed from the cache' if data.streamed else ''}"
     )
+    write_json(cfg.output_dir / DATA_REPORT, data.report)
     return data
 
 
-def _publish(
-    output_dir: Path, result: FitResult, classes: tuple[str, ...], samples: Future[None]
-) -> None:
+def _publish(output_dir: Path, result: FitResult, samples: Future[None]) -> None:
     """model.pt, the exported model and classes.json, history.json and .csv and the plots;
     waits for samples.png (and re-raises what drawing it raised)."""
     if result.resumed_from:
         log(f"resumed after epoch {result.resumed_from} from {output_dir / CHECKPOINT}")
     samples.result()  # drawn long ago; one figure at a time keeps matplotlib's caches safe
     plots = start_history_plots(output_dir, result.records)
-    state = result.model.state_dict()
-    atomic_write(output_dir / MODEL, lambda f: torch.save(state, f))
-    export(result.model, classes, output_dir)
+    export(result.model, result.info, output_dir)
     write_history(output_dir, result.records)
     plots.result()
 

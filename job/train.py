@@ -18,13 +18,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from job import signals
-from job.checkpoint import CHECKPOINT, load_checkpoint, save_state
+from job.checkpoint import CHECKPOINT, check_model_info, load_checkpoint, save_state
 from job.config import Config
 from job.data import Dataset
 from job.errors import DivergedError, StoppedError
 from job.loader import DeviceLoader
-from job.model import ResNet9
+from job.model import ModelInfo
 from job.plan import RunPlan
+from job.preprocess import Preprocess
 from job.progress import EpochProgress
 from job.records import EpochRecord, Evaluation, TrainedEpoch, record_from_json
 from job.shortcuts import eager_optimizer_class
@@ -34,11 +35,13 @@ _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass
 class FitResult:
-    """What training produced: the tutorial's history, as records, and the trained model."""
+    """What training produced: the tutorial's history, as records, and the trained model
+    with what it expects and means (model.pt's :class:`ModelInfo`)."""
 
     records: list[EpochRecord]
     model: nn.Module
     resumed_from: int
+    info: ModelInfo
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -51,6 +54,7 @@ class _Training:
     """One run's training state: the loaders, the model, its optimizer, schedule and scaler."""
 
     plan: RunPlan
+    info: ModelInfo
     train_dl: DeviceLoader
     val_dl: DeviceLoader
     model: nn.Module
@@ -88,13 +92,14 @@ def fit(plan: RunPlan, data: Dataset, on_epoch: Callable[[TrainedEpoch], None]) 
             on_epoch(record)
     finally:
         signals.set_training(False)
-    return FitResult(records=history, model=training.model, resumed_from=start_epoch)
+    return FitResult(history, training.model, start_epoch, training.info)
 
 
 def _build(plan: RunPlan, data: Dataset) -> _Training:
     """The loaders on the plan's device, then the model (its initialisation draws from the
     seeded global RNG), the optimizer, the one-cycle schedule and the gradient scaler."""
     cfg, device, precision = plan.cfg, plan.device, plan.precision
+    info = ModelInfo(data.classes, data.preprocess, cfg.model_width)
     train_dl = DeviceLoader(
         data.train_images,
         data.train_labels,
@@ -102,9 +107,11 @@ def _build(plan: RunPlan, data: Dataset) -> _Training:
         train=True,
         seed=cfg.seed_number,
         device=device,
+        preprocess=data.preprocess,
+        streamed=data.streamed,
     )
     val_dl = eval_loader(cfg, data, device)
-    model = ResNet9(len(data.classes), cfg.model_width).to(device)
+    model = info.build().to(device)
     model = model.to(memory_format=torch.channels_last)
     opt_cls = optimizer_class(cfg.optimizer, compiled=cfg.compile)
     optimizer = opt_cls(model.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
@@ -114,19 +121,31 @@ def _build(plan: RunPlan, data: Dataset) -> _Training:
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     autocast = autocast_for(device, precision)
-    return _Training(plan, train_dl, val_dl, model, step_model, optimizer, sched, scaler, autocast)
+    return _Training(
+        plan, info, train_dl, val_dl, model, step_model, optimizer, sched, scaler, autocast
+    )
 
 
-def eval_loader(cfg: Config, data: Dataset, device: torch.device) -> DeviceLoader:
-    """The test split as every evaluation of this run reads it (a promotion's champion too)."""
+def eval_loader(
+    cfg: Config, data: Dataset, device: torch.device, preprocess: Preprocess | None = None
+) -> DeviceLoader:
+    """The test split as every evaluation of this run reads it, normalised as the model
+    evaluated expects: ``preprocess``, by default the data's (a champion brings its own)."""
     # The tutorial evaluates with batches twice the training size.
     return DeviceLoader(
-        data.test_images, data.test_labels, 2 * cfg.batch_size, train=False, device=device
+        data.test_images,
+        data.test_labels,
+        2 * cfg.batch_size,
+        train=False,
+        device=device,
+        preprocess=preprocess or data.preprocess,
+        streamed=data.streamed,
     )
 
 
 def _restore(training: _Training, state: dict[str, Any]) -> tuple[list[EpochRecord], int]:
     """Load a verified checkpoint's states; return its history and the epoch it completed."""
+    check_model_info(training.cfg.output_dir, state, training.info)
     device = training.train_dl.device
     training.model.load_state_dict(state["model"])
     training.optimizer.load_state_dict(state["optimizer"])
@@ -145,6 +164,7 @@ def _checkpoint(training: _Training, epoch: int, history: list[EpochRecord]) -> 
         training.cfg.output_dir / CHECKPOINT,
         {
             "fingerprint": training.plan.fingerprint,
+            "model_info": training.info.to_json(),
             "epoch": epoch,
             "history": [record.to_json() for record in history],
             "model": training.model.state_dict(),

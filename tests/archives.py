@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,73 @@ def _batch(images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> bytes:
         {b"data": np.ascontiguousarray(data), b"labels": [int(x) for x in labels[idx]]},
         protocol=2,
     )
+
+
+# --- folders of labelled pictures (docs/images.md) -----------------------------------------
+
+LITTER = {
+    "__MACOSX/photos/cat/._0.jpg": b"\x00\x05\x16\x07 AppleDouble",
+    "photos/.DS_Store": b"\x00\x00\x00\x01Bud1",
+    "photos/.ipynb_checkpoints/dog/0-checkpoint.png": b"not a picture",
+    "photos/.hidden/x.png": b"not a picture",
+    "photos/README.txt": b"labelled photos",
+}
+"""Hidden files and archive litter that must be ignored, never taken for classes or images."""
+
+
+def encode(
+    image: np.ndarray, fmt: str, size: tuple[int, int] | None = None, **save: object
+) -> bytes:
+    """A uint8 HWC picture re-encoded as ``fmt`` (PNG, JPEG, WEBP, BMP, GIF), resized to
+    ``size`` (width, height) first when given; ``save`` goes to Pillow (``exif=…``)."""
+    img = Image.fromarray(image)
+    if size is not None:
+        img = img.resize(size, Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def picture_files(
+    *,
+    split: bool,
+    fmt: str = "JPEG",
+    classes: tuple[str, ...] = ("cat", "dog", "ship"),
+    per_class: int = 10,
+    size: tuple[int, int] | None = (48, 40),
+    top: str = "photos/",
+    seed: int = 0,
+) -> dict[str, bytes]:
+    """``{name: bytes}`` of a picture dataset built from the CIFAR-shaped images, one CIFAR
+    class per folder: ``top + <class>/<i>.<ext>``, or with ``train/`` and ``test/`` (a quarter
+    of each class) when ``split``."""
+    images, labels = make_images(len(CLASSES) * per_class * 2, seed)
+    ext = {"JPEG": "jpg", "WEBP": "webp"}.get(fmt, fmt.lower())
+    files = {}
+    for cls in classes:
+        mine = images[labels == CLASSES.index(cls)][:per_class]
+        for i, image in enumerate(mine):
+            where = ("test/" if i < per_class // 4 else "train/") if split else ""
+            files[f"{top}{where}{cls}/{i}.{ext}"] = encode(image, fmt, size)
+    return files
+
+
+def write_pictures(dest: Path, files: dict[str, bytes], container: str) -> Path:
+    """``files`` as a folder, a ``zip``, a ``tar`` or a ``tgz`` at ``dest``; returns its path."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if container == "folder":
+        for name, data in files.items():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).write_bytes(data)
+        return dest
+    if container == "zip":
+        path = dest.with_suffix(".zip")
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in files.items():
+                zf.writestr(name, data)
+        return path
+    path = dest.with_suffix({"tar": ".tar", "tgz": ".tgz"}[container])
+    with tarfile.open(path, "w:gz" if container == "tgz" else "w") as tar:
+        for name, data in files.items():
+            _add_bytes(tar, name, data)
+    return path

@@ -110,7 +110,7 @@ def test_saved_weights_load_into_the_model(archives, tmp_path) -> None:
 
     assert run_job(job_env(tmp_path, DATA_URL=archives["fastai"].as_uri(), EPOCHS=1)).code == 0
     state = torch.load(tmp_path / "output" / "model.pt", weights_only=True)
-    ResNet9(10, width=0.125).load_state_dict(state)
+    ResNet9(10, width=0.125).load_state_dict(state["state_dict"])
 
 
 @pytest.mark.parametrize(

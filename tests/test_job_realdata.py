@@ -50,3 +50,20 @@ def test_the_exported_model_reaches_the_runs_val_acc_on_real_images(real_cifar, 
     model = tmp_path / "output" / EXPORTED_MODEL
     accuracy = fresh_accuracy(tmp_path, model, data.test_images, data.test_labels)
     assert accuracy == result.of("done")[0]["val_acc"] > 0.2  # chance is 0.1
+
+
+@pytest.mark.realdata
+def test_real_cifar10_decodes_to_the_same_arrays_as_before(real_cifar, tmp_path) -> None:
+    # The sha256 of train images, labels, test images, labels as the job decoded them before
+    # folders of pictures were accepted (one thread, the archive's order).
+    import hashlib
+
+    from job.config import from_env
+    from job.data import load_dataset
+
+    data = load_dataset(from_env({"DATA_URL": real_cifar.as_uri(), "DATA_DIR": str(tmp_path)}))
+    h = hashlib.sha256()
+    for t in (data.train_images, data.train_labels, data.test_images, data.test_labels):
+        h.update(t.numpy().tobytes())
+    assert h.hexdigest() == "e3d2ebd2e9abd8f0fbb8cc8ff1a5b742d6dd4a12ea25d4a1c57a4b81af726106"
+    assert data.layout == "fastai" and data.preprocess.mean == (0.4914, 0.4822, 0.4465)

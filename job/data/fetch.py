@@ -1,4 +1,4 @@
-"""Fetch the archive DATA_URL names: a local file as it is, a download under DATA_DIR.
+"""Fetch what DATA_URL names: a local file or folder as it is, a download under DATA_DIR.
 
 Downloads retry with backoff on 5xx, timeouts and truncated bodies, write under a temporary
 name renamed when complete, and fail at once, naming the sizes, when DATA_DIR has no room.
@@ -13,8 +13,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
+from job import parsers
 from job.errors import DataError
 from job.events import log
 from job.resources import free_bytes, is_no_space, size
@@ -25,14 +26,14 @@ _CHUNK = 1 << 20  # bytes per read while downloading
 
 
 def fetch(url: str, data_dir: Path) -> tuple[Path, bool]:
-    """Return the archive's local path and whether it was downloaded (and may be removed)."""
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        path = Path(unquote(parsed.netloc + parsed.path))
-        if not path.is_file():
-            raise DataError(f"DATA_URL={url} names no readable file; check the path.")
+    """Return the archive's or folder's local path and whether it was downloaded (and may be
+    removed); a folder is file:// only."""
+    path = parsers.file_path(url)
+    if path is not None:
+        if not (path.is_file() or path.is_dir()):
+            raise DataError(f"DATA_URL={url} names no readable file or folder; check the path.")
         return path, False
-    name = PurePosixPath(parsed.path).name or "cifar10.tgz"
+    name = PurePosixPath(urlparse(url).path).name or "cifar10.tgz"
     tag = hashlib.sha256(url.encode()).hexdigest()[:12]
     target = data_dir / "downloads" / f"{tag}-{name}"
     if not target.is_file():

@@ -3,12 +3,12 @@
 Each trial is a container of the image, run as the invoking user's uid with group 0
 (``--user UID:0``, which the image supports), so the files it writes on the host belong to
 that user and no host folder's ownership is ever changed. The data cache is mounted at
-/data, the trial's folder at /output and a host ``file://`` archive read-only under
-/archive; the container is pinned to one GPU with ``--gpus device=N``, labelled with study,
-trial and driver, and removed once it ended. With several slots each container gets its share
-of the host's cores (:mod:`search.launchers.cores`): ``--cpus`` of it and, where there are
-enough cores, ``--cpuset-cpus``; the job inside sizes its threads from them (CPU_THREADS
-``auto``).
+/data, the trial's folder at /output and the host archive or folder of images that a
+``file://`` DATA_URL names read-only under /archive (:func:`mounts`); the container is pinned
+to one GPU with ``--gpus device=N``, labelled with study, trial and driver, and removed once
+it ended. With several slots each container gets its share of the host's cores
+(:mod:`search.launchers.cores`): ``--cpus`` of it and, where there are enough cores,
+``--cpuset-cpus``; the job inside sizes its threads from them (CPU_THREADS ``auto``).
 ``stop`` is ``docker stop`` (SIGTERM, so the job checkpoints). A watchdog process removes
 this driver's containers when the driver dies, even by SIGKILL.
 """
@@ -21,24 +21,43 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlparse
 
+from job import parsers
 from job.contract import JOB_LOG
 from search.launchers.base import LOST, LogFileTail, TrialSpec
 from search.launchers.cores import CorePool, Share
 
 DRIVER_LABEL = "resnet-job/driver"
-ARCHIVE_DIR = "/archive"  # where a host file:// archive appears in the container
+ARCHIVE_DIR = "/archive"  # where a host file:// archive or folder appears in the container
 
 
-def _host_archive(url: str) -> Path | None:
-    """The host file a ``file://`` DATA_URL names, if it exists (else the URL is left as is)."""
-    if not url.startswith("file://"):
-        return None
-    path = Path(unquote(urlparse(url).path))
-    return path.resolve() if path.is_file() else None
+def host_data(url: str) -> Path | None:
+    """The host archive or folder a ``file://`` DATA_URL names, if it exists (else the URL is
+    left as it is, and the job inside says what is wrong with it)."""
+    path = parsers.file_path(url)  # as the job reads it
+    return path.resolve() if path is not None and path.exists() else None
+
+
+def mounts(spec: TrialSpec) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The trial container's environment and volumes: the data cache at /data, the trial's
+    folder at /output and, for a host ``file://`` DATA_URL, that archive or folder read-only
+    at ``/archive/<its name>``, with DATA_URL rewritten to where the container sees it."""
+    env = dict(spec.env)
+    env.update({"OUTPUT_DIR": "/output", "DATA_DIR": "/data"})
+    if spec.gpu is None:
+        env.setdefault("DEVICE", "cpu")
+    volumes = {
+        str(spec.data_dir): {"bind": "/data", "mode": "rw"},
+        str(spec.output_dir): {"bind": "/output", "mode": "rw"},
+    }
+    data = host_data(env.get("DATA_URL", ""))
+    if data is not None:
+        inside = PurePosixPath(ARCHIVE_DIR, data.name or "data")  # file:/// has no name
+        volumes[str(data)] = {"bind": str(inside), "mode": "ro"}
+        env["DATA_URL"] = inside.as_uri()
+    return env, volumes
 
 
 def invoking_user() -> str:
@@ -130,19 +149,7 @@ class DockerLauncher:
         """Create and start the trial's container."""
         spec.output_dir.mkdir(parents=True, exist_ok=True)
         spec.data_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(spec.env)
-        env.update({"OUTPUT_DIR": "/output", "DATA_DIR": "/data"})
-        if spec.gpu is None:
-            env.setdefault("DEVICE", "cpu")
-        volumes = {
-            str(spec.data_dir): {"bind": "/data", "mode": "rw"},
-            str(spec.output_dir): {"bind": "/output", "mode": "rw"},
-        }
-        archive = _host_archive(env.get("DATA_URL", ""))
-        if archive is not None:
-            # A file:// archive on the host is mounted read-only where the container finds it.
-            volumes[str(archive)] = {"bind": f"{ARCHIVE_DIR}/{archive.name}", "mode": "ro"}
-            env["DATA_URL"] = f"file://{ARCHIVE_DIR}/{archive.name}"
+        env, volumes = mounts(spec)
         labels = {f"resnet-job/{k}": v for k, v in spec.labels.items()}
         labels[DRIVER_LABEL] = self.driver
         share = self.cores.take()

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from job.checkpoint import COMMENT, load_checkpoint, save_state
+from job.checkpoint import COMMENT, check_model_info, load_checkpoint, save_state
 from job.contract import CHECKPOINT
+from job.data import CIFAR_CLASSES
 from job.errors import ConfigError
-from job.model import ResNet9
+from job.model import ModelInfo, ResNet9
+from job.preprocess import CIFAR10, Preprocess
 from job.resources import checkpoint_bytes
 from tests.tmpfs import fill, leftovers, small_volume
 
@@ -142,3 +144,48 @@ def test_a_checkpoint_older_than_a_variable_resumes_only_at_its_default(
     else:
         with pytest.raises(ConfigError, match=r"LABEL_SMOOTHING 0\.0 → 0\.1"):
             load_checkpoint(tmp_path, fingerprint)
+
+
+# -- the model it trains: classes and normalisation ------------------------------------------
+
+OWN = ModelInfo(("cat", "dog"), Preprocess(32, (0.61, 0.52, 0.40), (0.27, 0.22, 0.31)), 0.125)
+CIFAR = ModelInfo(CIFAR_CLASSES, CIFAR10, 0.125)
+
+
+@pytest.mark.parametrize(
+    ("saved", "now"),
+    [
+        (OWN.to_json(), OWN),
+        (CIFAR.to_json(), CIFAR),
+        (None, CIFAR),  # a checkpoint from before it recorded them trained on CIFAR-10
+    ],
+    ids=["own", "cifar", "before"],
+)
+def test_a_checkpoint_of_the_same_model_resumes(tmp_path: Path, saved, now: ModelInfo) -> None:
+    state = {} if saved is None else {"model_info": saved}
+    check_model_info(tmp_path, state, now)  # no ConfigError
+
+
+@pytest.mark.parametrize(
+    ("saved", "now", "words"),
+    [
+        (OWN, CIFAR, "data: 2 classes (cat, dog) → 10 classes (airplane, automobile, bird, …)"),
+        (
+            OWN,
+            ModelInfo(OWN.classes, CIFAR10, 0.125),
+            "data: normalisation mean (0.6100, 0.5200, 0.4000), std (0.2700, 0.2200, 0.3100) → "
+            "mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010)",
+        ),
+        (None, OWN, "data: 10 classes (airplane, automobile, bird, …) → 2 classes (cat, dog)"),
+    ],
+    ids=["classes", "normalisation", "before"],
+)
+def test_a_checkpoint_of_other_data_is_refused_in_one_sentence(
+    tmp_path: Path, saved: ModelInfo | None, now: ModelInfo, words: str
+) -> None:
+    state = {} if saved is None else {"model_info": saved.to_json()}
+    with pytest.raises(ConfigError) as refused:
+        check_model_info(tmp_path, state, now)
+    message = str(refused.value)
+    assert words in message and "different configuration" in message
+    assert message.endswith(f"or delete {CHECKPOINT} to start over.")

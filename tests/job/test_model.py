@@ -1,7 +1,17 @@
+"""ResNet9 at any IMAGE_SIZE and class count, and model.pt: weights with what they expect."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
 import pytest
 import torch
+from torch import nn
 
-from job.model import ResNet9
+from job.data import CIFAR_CLASSES
+from job.model import ModelInfo, ResNet9, legacy_info, read_model, save_model
+from job.preprocess import CIFAR10, Preprocess
 
 
 def test_full_width_is_the_tutorials_resnet9() -> None:
@@ -15,8 +25,80 @@ def test_width_scales_parameters_down(width: float) -> None:
     assert small < 6_575_370 * width  # channels scale, so parameters shrink ~quadratically
 
 
-@pytest.mark.parametrize(("width", "classes"), [(0.125, 10), (0.25, 3)])
-def test_forward_gives_one_logit_per_class(width: float, classes: int) -> None:
-    model = ResNet9(num_classes=classes, width=width).eval()
-    out = model(torch.zeros(2, 3, 32, 32).contiguous(memory_format=torch.channels_last))
-    assert out.shape == (2, classes)
+def _batch(n: int, size: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(size)
+    x = torch.randn(n, 3, size, size, generator=gen)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def test_at_32_pixels_the_adaptive_pool_is_the_tutorials_pool_of_4() -> None:
+    torch.manual_seed(0)
+    model = ResNet9(num_classes=10, width=0.25).eval()
+    tutorial = copy.deepcopy(model)
+    tutorial.classifier[0] = nn.MaxPool2d(4)  # the tutorial's head, for its 4 × 4 map at 32 px
+    assert list(model.state_dict()) == list(tutorial.state_dict())
+    with torch.inference_mode():
+        assert torch.equal(model(_batch(4, 32)), tutorial(_batch(4, 32)))
+
+
+@pytest.mark.parametrize("size", [32, 64, 96])
+@pytest.mark.parametrize("classes", [2, 10, 37])
+def test_forward_gives_one_logit_per_class_at_any_size(size: int, classes: int) -> None:
+    model = ResNet9(num_classes=classes, width=0.125).eval()
+    with torch.inference_mode():
+        assert model(_batch(2, size)).shape == (2, classes)
+
+
+# -- model.pt ------------------------------------------------------------------------------
+
+
+def _info(size: int, classes: int) -> ModelInfo:
+    names = tuple(f"class-{i:02d}" for i in range(classes))
+    return ModelInfo(names, Preprocess(size, (0.61, 0.52, 0.40), (0.27, 0.22, 0.31)), 0.125)
+
+
+@pytest.mark.parametrize(("size", "classes"), [(32, 10), (64, 2), (96, 37)])
+def test_model_pt_carries_the_weights_classes_and_preprocessing(
+    tmp_path: Path, size: int, classes: int
+) -> None:
+    info = _info(size, classes)
+    model = info.build().eval()
+    save_model(tmp_path / "model.pt", model, info)
+    state, read = read_model(tmp_path / "model.pt")
+    assert read == info
+    rebuilt = info.build().eval()
+    rebuilt.load_state_dict(state)  # strict: every key, every shape
+    with torch.inference_mode():
+        assert torch.equal(rebuilt(_batch(2, size)), model(_batch(2, size)))
+
+
+def test_model_pt_loads_with_torch_alone(tmp_path: Path) -> None:
+    info = _info(64, 2)
+    save_model(tmp_path / "model.pt", info.build(), info)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert saved["classes"] == list(info.classes)
+    assert saved["preprocess"] == {
+        "size": 64,
+        "mean": [0.61, 0.52, 0.40],
+        "std": [0.27, 0.22, 0.31],
+    }
+    assert saved["model_width"] == 0.125
+    ResNet9(len(saved["classes"]), saved["model_width"]).load_state_dict(saved["state_dict"])
+
+
+def test_a_model_pt_from_before_is_a_bare_state_dict_read_as_cifar10(tmp_path: Path) -> None:
+    torch.save(ResNet9(10, 0.25).state_dict(), tmp_path / "model.pt")  # how model.pt was written
+    state, info = read_model(tmp_path / "model.pt")
+    assert info is None and "classifier.3.weight" in state
+    assert legacy_info(0.25) == ModelInfo(CIFAR_CLASSES, CIFAR10, 0.25)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [[1, 2, 3], {"state_dict": {}, "classes": ["a", "b"]}],
+    ids=["not a dict", "incomplete"],
+)
+def test_a_model_pt_of_another_form_is_a_value_error(tmp_path: Path, content: object) -> None:
+    torch.save(content, tmp_path / "model.pt")
+    with pytest.raises(ValueError):
+        read_model(tmp_path / "model.pt")

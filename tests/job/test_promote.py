@@ -10,9 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from job.promote import decide, promote, promote_run, recorded_val_acc
 from tests.conftest import JobResult, job_env, run_job
+from tests.job.pictures import cifar_pictures, regroup, write_folder
 
 
 def _run_dir(root: Path, name: str, val_acc: float) -> Path:
@@ -211,18 +213,43 @@ def _set(path: Path, key: str, value: object) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
 
 
+def _set_model(path: Path, key: str, value: object | None) -> None:
+    """Change (or, with None, remove) one entry of a model.pt."""
+    saved = torch.load(path, weights_only=True)
+    saved = {k: v for k, v in {**saved, key: value}.items() if v is not None}
+    torch.save(saved, path)
+
+
+def _bare(champion: Path) -> None:
+    """Rewrite model.pt as the bare state_dict a run saved before models carried their info."""
+    torch.save(
+        torch.load(champion / "model.pt", weights_only=True)["state_dict"], champion / "model.pt"
+    )
+
+
+def _bare_and(then):
+    return lambda c: (_bare(c), then(c))
+
+
 DAMAGES = {
     "truncated model": (lambda c: _truncate(c / "model.pt"), "its model.pt cannot be loaded"),
     "missing model": (lambda c: (c / "model.pt").unlink(), "it has no model.pt"),
     "other width": (
-        lambda c: _set(c / "config.json", "model_width", 0.5),
-        "its model.pt does not fit a ResNet9 of its MODEL_WIDTH=0.5",
+        lambda c: _set_model(c / "model.pt", "model_width", 0.5),
+        "its model.pt does not fit a ResNet9 of 10 classes at MODEL_WIDTH=0.5",
+    ),
+    "incomplete model": (
+        lambda c: _set_model(c / "model.pt", "preprocess", None),
+        "its model.pt cannot be loaded (ValueError: its description is incomplete",
     ),
     "missing folder": (shutil.rmtree, "its folder runs/"),
-    "missing config": (lambda c: (c / "config.json").unlink(), "it has no config.json"),
-    "other classes": (
-        lambda c: (c / "classes.json").write_text(json.dumps(["cat", "dog"])),
-        "its classes.json lists other classes than this run's data",
+    "bare model, no config": (
+        _bare_and(lambda c: (c / "config.json").unlink()),
+        "it has no config.json",
+    ),
+    "bare model, other width": (
+        _bare_and(lambda c: _set(c / "config.json", "model_width", 0.5)),
+        "its model.pt does not fit a ResNet9 of 10 classes at MODEL_WIDTH=0.5",
     ),
 }
 
@@ -243,3 +270,41 @@ def test_an_unusable_champion_is_reported_and_replaced(
     (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("promotion:")]
     assert line == f"promotion: promoted: {decision['reason']}."
     assert os.readlink(champion) != before and (champion / "model.pt").is_file()
+
+
+def test_a_champion_saved_before_models_carried_their_info_is_read_as_cifar10_at_32(
+    archives, tmp_path, promote_dir
+) -> None:
+    _bare((promote_dir / "champion").resolve())
+    result = _train(archives, tmp_path, promote_dir, TEST_LIMIT=100)  # the champion's split
+    decision = _decision(result)
+    assert decision["champion_val_acc"] == decision["champion_recorded_val_acc"]
+
+
+def test_a_champion_of_another_image_size_is_evaluated_at_its_own(archives, tmp_path) -> None:
+    promote_dir = tmp_path / "promote"
+    first = _train(archives, tmp_path, promote_dir, IMAGE_SIZE=64, OUTPUT_DIR=tmp_path / "a")
+    assert _decision(first)["promoted"] is True
+    # The same DATA_DIR: the challenger's test split at 64 px comes from the champion's cache.
+    second = _train(archives, tmp_path, promote_dir, IMAGE_SIZE=32, OUTPUT_DIR=tmp_path / "b")
+    decision = _decision(second)
+    assert decision["champion_val_acc"] == _decision(first)["val_acc"]
+
+
+@pytest.mark.realdata
+def test_a_champion_of_other_classes_is_kept(archives, real_cifar, tmp_path, promote_dir) -> None:
+    champion = promote_dir / "champion"
+    before = os.readlink(champion)
+    groups = regroup(cifar_pictures(real_cifar, 20), 2)
+    pictures = write_folder(tmp_path / "pictures", groups, size=32)
+    result = _train(archives, tmp_path, promote_dir, DATA_URL=pictures.as_uri(), PROMOTE_MARGIN=0)
+    decision = _decision(result)
+    assert (decision["promoted"], decision["champion_val_acc"]) == (False, None)
+    assert decision["reason"] == (
+        "the champion is another task's: it classifies 10 classes (airplane, automobile, bird, "
+        "…), this run's data 2 classes (airplane, automobile); it is kept — give this data its "
+        f"own PROMOTE_DIR, or remove {champion} to replace it"
+    )
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("promotion:")]
+    assert line == f"promotion: kept the champion: {decision['reason']}."
+    assert os.readlink(champion) == before

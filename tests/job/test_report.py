@@ -14,6 +14,7 @@ from job.contract import (
     PLOTS,
     SAMPLES_PNG,
 )
+from job.preprocess import CIFAR10, Preprocess
 from job.records import EpochRecord, TrainedEpoch, record_from_json
 from job.report import (
     epoch_ends,
@@ -138,3 +139,25 @@ def test_each_sample_is_labelled_with_its_class(n: int) -> None:
     (ax,) = fig.axes
     assert [t.get_text() for t in ax.texts] == [classes[int(label)] for label in labels]
     assert ax.images[0].get_array().shape[1] == 8 * 34  # eight columns of 32 px and a gap
+
+
+@pytest.mark.parametrize(
+    "preprocess",
+    [
+        CIFAR10,
+        Preprocess(64, (0.61, 0.52, 0.40), (0.27, 0.22, 0.31)),
+        Preprocess(96, CIFAR10.mean, (0.5, 0.5, 0.5)),
+    ],
+    ids=["cifar-32", "own-64", "own-96"],
+)
+def test_samples_are_de_normalised_with_the_datas_own_statistics(preprocess: Preprocess) -> None:
+    size = preprocess.size
+    gen = torch.Generator().manual_seed(size)
+    pixels = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8, generator=gen)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in (preprocess.mean, preprocess.std))
+    normalised = (pixels.float() / 255 - mean) / std  # as the loader hands them to the model
+    fig = samples_figure(normalised, torch.tensor([0, 1]), ("a", "b"), preprocess=preprocess)
+    grid = fig.axes[0].images[0].get_array()
+    first = grid[10 : 10 + size, :size]  # the first tile, below its 10 px label band
+    expected = pixels[0].permute(1, 2, 0).float().numpy() / 255
+    assert abs(first - expected).max() < 1e-5

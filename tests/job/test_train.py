@@ -12,12 +12,14 @@ import torch
 
 from job.checkpoint import load_checkpoint
 from job.config import Config, from_env
-from job.data import load_dataset
-from job.errors import StoppedError
+from job.data import CIFAR_CLASSES, load_dataset
+from job.errors import ConfigError, StoppedError
 from job.plan import RunPlan
+from job.preprocess import CIFAR10
 from job.records import EpochRecord, Evaluation, TrainedEpoch
 from job.train import FitResult, fit, optimizer_class
 from tests.conftest import REPO, job_env
+from tests.job.pictures import cifar_pictures, regroup, write_folder
 
 
 def _train(opt_cls: type[torch.optim.Optimizer], steps: int = 5) -> tuple[dict, dict]:
@@ -89,9 +91,9 @@ def test_an_eager_optimizer_never_imports_dynamo() -> None:
 _TIMINGS = {"train_seconds", "eval_seconds", "images_per_sec"}
 
 
-def _config(archive: Path, root: Path) -> Config:
+def _config(archive: Path, root: Path, **settings: object) -> Config:
     """job_env's quick CPU run (2 epochs, width 0.125) in fp32, with DATA_DIR in ``root``."""
-    return from_env(job_env(root, DATA_URL=archive.as_uri(), PRECISION="fp32", SEED=5))
+    return from_env(job_env(root, DATA_URL=archive.as_uri(), PRECISION="fp32", SEED=5, **settings))
 
 
 def _fit(cfg: Config, stop_after: int | None = None) -> tuple[FitResult, list[TrainedEpoch]]:
@@ -121,7 +123,14 @@ def fits(archives: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
         _fit(cfg, stop_after=1)
     saved = load_checkpoint(cfg.output_dir, cfg.fingerprint())
     resumed, _ = _fit(cfg)
-    return {"whole": whole, "reported": reported, "saved": saved, "resumed": resumed}
+    streamed, _ = _fit(_config(archives["python"], root / "streamed", STREAM_DATA=1))
+    return {
+        "whole": whole,
+        "reported": reported,
+        "saved": saved,
+        "resumed": resumed,
+        "streamed": streamed,
+    }
 
 
 def test_fit_produces_an_evaluation_then_one_trained_epoch_each(fits: dict) -> None:
@@ -143,6 +152,49 @@ def test_the_checkpoint_history_holds_the_records_as_plain_dicts(fits: dict) -> 
 def test_a_resumed_fit_ends_with_the_uninterrupted_history(fits: dict) -> None:
     assert fits["resumed"].resumed_from == 1
     assert _untimed(fits["resumed"].records) == _untimed(fits["whole"].records)
+
+
+def test_a_streamed_fit_trains_the_model_a_resident_fit_trains(fits: dict) -> None:
+    # The same batches read from the cache's memory map instead of a copy on the device.
+    assert _untimed(fits["streamed"].records) == _untimed(fits["whole"].records)
+
+
+def test_the_result_and_the_checkpoint_carry_the_model_info(fits: dict) -> None:
+    info = fits["whole"].info
+    # CIFAR-10 keeps the tutorial's constants exactly: its batches are the ones before IMAGE_SIZE.
+    assert (info.classes, info.preprocess, info.width) == (CIFAR_CLASSES, CIFAR10, 0.125)
+    assert fits["saved"]["model_info"] == info.to_json()
+
+
+@pytest.mark.realdata
+def test_resuming_on_data_of_other_classes_is_refused(
+    archives: dict[str, Path], real_cifar: Path, tmp_path: Path
+) -> None:
+    stopped = _config(archives["python"], tmp_path)
+    with pytest.raises(StoppedError):
+        _fit(stopped, stop_after=1)
+    pictures = write_folder(
+        tmp_path / "pictures", regroup(cifar_pictures(real_cifar, 8), 2), size=32
+    )
+    other = _config(pictures, tmp_path)  # the same OUTPUT_DIR and settings, other data
+    with pytest.raises(ConfigError, match=r"10 classes \(airplane, .*\) → 2 classes"):
+        _fit(other)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("size", "classes"), [(64, 2), (96, 37)])
+def test_fit_trains_at_the_datas_size_and_classes(
+    real_cifar: Path, tmp_path: Path, size: int, classes: int
+) -> None:
+    groups = regroup(cifar_pictures(real_cifar, 16), classes)
+    pictures = write_folder(tmp_path / "pictures", groups, size=size)
+    cfg = _config(pictures, tmp_path, IMAGE_SIZE=size, EPOCHS=1, BATCH_SIZE=16)
+    result, _ = _fit(cfg)
+    assert result.info.classes == tuple(sorted(groups))
+    assert result.info.preprocess == load_dataset(cfg).preprocess  # the data's own statistics
+    assert result.info.preprocess.size == size
+    batch = torch.zeros(2, 3, size, size).contiguous(memory_format=torch.channels_last)
+    assert result.model.eval()(batch).shape == (2, classes)
 
 
 # -- LABEL_SMOOTHING ------------------------------------------------------------------------

@@ -25,9 +25,9 @@ TEST_PASSWORD = "not-a-real-password-0123456789"
 
 # Files of k8s/ that are Kubernetes resources (kustomization.yaml is kustomize's own).
 RESOURCE_FILES = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
-# One-off Jobs (and the results helper pod) created with `kubectl create -f`, outside the
-# kustomization.
-ONE_OFF_FILES = ("job.yaml", "search-job.yaml", "results-pod.yaml")
+# One-off Jobs (and the helper pods for results and images) created with `kubectl create -f`,
+# outside the kustomization.
+ONE_OFF_FILES = ("job.yaml", "search-job.yaml", "results-pod.yaml", "images-pod.yaml")
 
 
 def load_file(name: str) -> list[dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tarfile
 import time
 import uuid
 
@@ -48,7 +49,9 @@ def _args(tmp_path, archives, study: str, trials: int, launcher: str = "docker",
 
 
 def _containers(client, study: str) -> list:
-    return client.containers.list(all=True, filters={"label": f"resnet-job/study={study}"})
+    # ignore_removed: a trial container removed while the list is read is simply not in it.
+    filters = {"label": f"resnet-job/study={study}"}
+    return client.containers.list(all=True, filters=filters, ignore_removed=True)
 
 
 HOST_OWNER = (4242, 4343)
@@ -147,3 +150,38 @@ def test_parallel_trial_containers_get_disjoint_cpu_shares(docker_client, tmp_pa
     assert [c["NanoCpus"] for c in configs] == [per_slot * 10**9] * 2
     sets = [set(map(int, c["CpusetCpus"].split(","))) for c in configs]
     assert all(len(s) == per_slot for s in sets) and not sets[0] & sets[1]
+
+
+@pytest.fixture(scope="module")
+def folder_trial(docker_client, archives, tmp_path_factory):
+    """One trial container trained on a host folder of class folders (the fast.ai archive's
+    PNGs, extracted) named by a file:// DATA_URL. Returns the container's mounts (by where
+    they appear inside), its exit code, its output folder and the folder's files before."""
+    from search.launchers.base import TrialSpec
+    from search.launchers.docker import DockerLauncher
+
+    tmp_path = tmp_path_factory.mktemp("folder")
+    with tarfile.open(archives["fastai"]) as tar:
+        tar.extractall(tmp_path / "images", filter="data")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "images").rglob("*"))
+    env = {"DATA_URL": (tmp_path / "images").as_uri(), "EPOCHS": "1", "MODEL_WIDTH": "0.125"}
+    launcher = DockerLauncher(IMAGE, client=docker_client)
+    run = launcher.start(TrialSpec("folder", env, tmp_path / "out", tmp_path / "data"))
+    run.container.reload()
+    mounts = {m["Destination"]: m for m in run.container.attrs["Mounts"]}
+    list(run.lines())
+    return mounts, run.wait(), tmp_path / "out", tmp_path, before
+
+
+def test_a_folder_data_url_is_mounted_read_only(folder_trial) -> None:
+    mounts, _, _, tmp_path, _ = folder_trial
+    assert mounts["/archive/images"]["Source"] == str((tmp_path / "images").resolve())
+    assert mounts["/archive/images"]["RW"] is False
+
+
+def test_a_trial_trains_on_a_folder_of_images(folder_trial) -> None:
+    _, code, out, tmp_path, before = folder_trial
+    assert code == 0, (out / "job.log").read_text()
+    assert (out / "metrics.json").is_file()
+    after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "images").rglob("*"))
+    assert after == before  # nothing written into the user's folder
