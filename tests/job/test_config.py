@@ -145,7 +145,7 @@ def test_the_fingerprint_holds_exactly_the_variables_declared_in_it() -> None:
     assert set(Config().fingerprint()) == declared
     # Where files live, the device, compilation, threads and progress never block a resume.
     where_and_how = {"data_url", "data_dir", "output_dir", "device", "compile", "promote_dir"}
-    where_and_how |= {"cpu_threads", "progress_seconds", "promote_margin"}
+    where_and_how |= {"cpu_threads", "progress_seconds", "promote_margin", "stream_data"}
     assert declared == {v.field for v in VARIABLES} - where_and_how
 
 

@@ -14,14 +14,14 @@ import torch
 from job.contract import CLASSES_JSON, EXPORTED_MODEL, MODEL
 from job.model import read_model
 from tests.job.fresh import fresh_accuracy
-from tests.job.trained import RUNS, Trained, train
+from tests.job.trained import RUNS, Trained, shared
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]  # real CIFAR-10 pictures, trained on
 
 
 @pytest.fixture(scope="module", params=list(RUNS))
 def trained(request, archives, real_cifar, tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    return train(request.param, archives, real_cifar, tmp_path_factory.mktemp(request.param))
+    return shared(request.param, archives, real_cifar, tmp_path_factory)
 
 
 def _load(trained: Trained) -> torch.jit.ScriptModule:

@@ -18,19 +18,16 @@ from job.contract import CLASSES_JSON, EXPORTED_MODEL
 from job.data.images import decode
 from job.predict import PredictExit
 from tests.conftest import REPO
-from tests.job.trained import Trained, train
+from tests.job.trained import Trained, shared
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]  # real CIFAR-10 pictures, trained on
 
 _RUNS = ["cifar-32px-10", "jpeg-96px-37"]
 _FOLDER_RUN = "jpeg-96px-37"
-_done: dict[str, Trained] = {}  # each run trained once for the module's tests
 
 
 def _trained(name: str, archives, real_cifar, tmp_path_factory) -> Trained:
-    if name not in _done:
-        _done[name] = train(name, archives, real_cifar, tmp_path_factory.mktemp(name))
-    return _done[name]
+    return shared(name, archives, real_cifar, tmp_path_factory)
 
 
 @pytest.fixture(scope="module", params=_RUNS)

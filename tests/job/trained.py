@@ -5,10 +5,13 @@ pixels with 2 and 37 classes."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import torch
+from filelock import FileLock
 
 from tests.conftest import job_env, run_job
 from tests.job.pictures import cifar_pictures, regroup, write_folder
@@ -64,3 +67,21 @@ def train(name: str, archives: dict[str, Path], real: Path, tmp: Path) -> Traine
     images, labels = data.test_images, data.test_labels
     output, promote = tmp / "output", tmp / "promote"
     return Trained(output, promote, images, labels, val_acc, size, classes, pictures)
+
+
+def shared(
+    name: str, archives: dict[str, Path], real: Path, factory: pytest.TempPathFactory
+) -> Trained:
+    """Run ``name`` once per test session, in whichever xdist worker asks first; the other
+    worker and later modules wait for it and reuse it (the tests only read a run). Training
+    is most of these tests' time, and both cores are busy with other tests meanwhile."""
+    base = factory.getbasetemp()
+    # Under xdist each worker has its own base; their parent is this session's alone.
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "trained"
+    root.mkdir(exist_ok=True)
+    saved = root / f"{name}.pt"
+    with FileLock(str(root / f"{name}.lock")):
+        if not saved.is_file():
+            (root / name).mkdir()
+            torch.save(train(name, archives, real, root / name), saved)
+    return torch.load(saved, weights_only=False)
