@@ -29,6 +29,10 @@ from job.event_types import StartEvent as StartEvent
 DEFAULT_DATA_URL = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"
 """The fast.ai mirror of CIFAR-10 (60,000 PNGs in ``cifar10/{train,test}/<class>/``)."""
 
+IMAGE_FORMATS = "PNG, JPEG, WebP, BMP or GIF"
+"""The picture formats the job trains on and ``predict`` reads, as messages name them
+(:mod:`job.data.images` decodes them)."""
+
 
 _T = TypeVar("_T")
 _SPEC = "resnet-job.variable"  # the key of a Variables field's metadata

@@ -25,15 +25,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from job.contract import CLASSES_JSON, EXPORTED_MODEL
+from job.contract import CLASSES_JSON, EXPORTED_MODEL, IMAGE_FORMATS
 from job.preprocess import CIFAR10
 
 if TYPE_CHECKING:
     import numpy as np
-
-FORMATS = "PNG, JPEG, WebP, BMP or GIF"
-"""The image formats read, as the messages name them (the formats :mod:`job.data.images`
-decodes)."""
 
 
 class PredictExit(IntEnum):
@@ -47,7 +43,7 @@ class PredictExit(IntEnum):
     NO_IMAGE = 3
     """An image path does not exist or is not a file."""
     BAD_IMAGE = 4
-    """An image file is not a readable image of one of ``FORMATS``."""
+    """An image file is not a readable image of one of ``IMAGE_FORMATS``."""
 
 
 PREDICT_EXIT_MEANINGS: dict[PredictExit, str] = {
@@ -55,7 +51,7 @@ PREDICT_EXIT_MEANINGS: dict[PredictExit, str] = {
     PredictExit.UNEXPECTED: "anything unexpected (a bug: the traceback is printed)",
     PredictExit.BAD_MODEL: "a bad option, or MODEL holds no readable exported model",
     PredictExit.NO_IMAGE: "an image path does not exist or is not a file",
-    PredictExit.BAD_IMAGE: f"an image file is not a readable {FORMATS} image",
+    PredictExit.BAD_IMAGE: f"an image file is not a readable {IMAGE_FORMATS} image",
 }
 """One line per exit code of the predictor, for its ``--help``."""
 
@@ -150,8 +146,8 @@ def classify(
 
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    help=f"Classify IMAGES ({FORMATS}; any size, decoded as training decoded its images) with "
-    "the exported model in MODEL (a run's OUTPUT_DIR, a champion or a PROMOTE_DIR); one JSON "
+    help=f"Classify IMAGES ({IMAGE_FORMATS}; any size, decoded as training decoded its images) "
+    "with the exported model in MODEL (a run's OUTPUT_DIR, a champion or a PROMOTE_DIR); one JSON "
     "line per image.",
     epilog="\b\nExit codes (docs/contract.md):\n"
     + "\n".join(f"  {int(c)}  {meaning}" for c, meaning in PREDICT_EXIT_MEANINGS.items()),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from job.contract import IMAGE_FORMATS
+
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"})
 """The file suffixes (lower case) read as images; other files are ignored."""
 
@@ -61,7 +63,7 @@ def decode_info(source: Path | bytes, size: int) -> Decoded:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ImageError(f"image bomb ({exc})") from None
     except UnidentifiedImageError:
-        raise ImageError("not a PNG, JPEG, WebP, BMP or GIF image") from None
+        raise ImageError(f"not a {IMAGE_FORMATS} image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageError(f"not a readable image ({reason})") from None
