@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m bench.search_scale", *sys.argv[1:]]),
         "label": args.label,
         "machine": f"{model_name()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "rows": results,
     }
     for path in filter(None, (args.output / "scale.json", args.json)):

@@ -128,13 +128,16 @@ def _fail(exc: JobError) -> NoReturn:
 def _fault(exc: Exception, known: _Known) -> JobError | None:
     """A fault of the machine as the expected failure it is, or None for a bug.
 
-    A full volume (exit 5, or 3 in DATA_DIR) and a failed allocation (exit 5) are not bugs:
-    they name the folder and file, or BATCH_SIZE and MODEL_WIDTH, instead of a traceback.
+    A failed GPU (exit 6), a full volume (exit 5, or 3 in DATA_DIR) and a failed allocation
+    (exit 5) are not bugs: they name the device, the folder and file, or BATCH_SIZE and
+    MODEL_WIDTH, instead of a traceback.
     What they name comes from what the run had resolved (``known``) when the fault struck.
     """
     from job import resources
 
     cfg = known.cfg
+    if cfg is not None and known.plan is not None and resources.is_device_failure(exc):
+        return resources.device_failed(exc, str(known.plan.device), "training")
     if cfg is None or not (resources.is_no_space(exc) or resources.is_out_of_memory(exc)):
         return None  # no settings yet: nothing ran that could fill a volume or the memory
     if isinstance(exc, OSError) and resources.is_no_space(exc):

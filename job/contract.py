@@ -255,6 +255,9 @@ class ExitCode(IntEnum):
     """A non-finite loss; the message names the epoch and step."""
     RESOURCES = 5
     """The machine ran out of something: the ``error`` event's ``reason`` says which."""
+    DEVICE_FAILED = 6
+    """The GPU failed (a CUDA error other than out-of-memory): CUDA stays unusable in this
+    process, so nothing more is trained, evaluated or promoted; rerun on a healthy GPU."""
     INTERRUPTED = 130
     """Ctrl-C."""
     STOPPED = 143
@@ -268,6 +271,8 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.NO_DATA: "data unavailable or invalid",
     ExitCode.DIVERGED: "training diverged",
     ExitCode.RESOURCES: "out of disk or memory (reason in the error event)",
+    ExitCode.DEVICE_FAILED: "the GPU failed (a CUDA error): nothing was promoted; rerun on a "
+    "healthy GPU",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.STOPPED: "stopped by SIGTERM after checkpointing (rerun to resume)",
 }

@@ -39,6 +39,13 @@ class StoppedError(JobError):
     exit_code = ExitCode.STOPPED
 
 
+class DeviceError(JobError):
+    """The GPU failed (a CUDA error other than out-of-memory): CUDA is unusable for the rest of
+    the process, so the run stops there and promotes nothing."""
+
+    exit_code = ExitCode.DEVICE_FAILED
+
+
 class ResourceError(JobError):
     """The machine ran out of something; ``reason`` says what (``disk`` or ``memory``)."""
 

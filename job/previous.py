@@ -95,7 +95,7 @@ def _set_aside(output_dir: Path, saved: dict[str, Any] | None = None) -> Path:
     _fsync_dir(output_dir)
     if saved is None:
         saved = read_fingerprint(staging)
-    stamp = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{_digest(saved)}"
+    stamp = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{_digest(saved)}"
     target, n = previous / stamp, 1
     while target.exists():
         n += 1

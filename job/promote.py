@@ -127,7 +127,7 @@ def promote_run(
     The decision is added to ``metrics`` as ``promotion`` and metrics.json rewritten with it
     (before the files are copied, see :func:`promote`), then reported as a ``promote`` event.
     """
-    run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+    run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}"
 
     def record(decision: dict[str, Any]) -> None:
         metrics["promotion"] = decision

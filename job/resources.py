@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from job.contract import CHECKPOINT, MODEL, REASON_DISK, REASON_MEMORY
-from job.errors import DataError, JobError, ResourceError
+from job.errors import DataError, DeviceError, JobError, ResourceError
 from job.files import NO_SPACE_ERRNOS
 
 _SMALL_FILES = 1 << 20  # bytes: the JSON, CSV and PNG outputs together, with room to spare
@@ -140,6 +140,30 @@ def _allocation_error(exc: BaseException) -> BaseException | None:
         inner = getattr(current, "inner_exception", None)
         current = current.__cause__ or (inner if isinstance(inner, BaseException) else None)
     return None
+
+
+def is_device_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a CUDA error other than out-of-memory (an illegal address, an ECC or
+    launch failure, a lost device): torch.AcceleratorError, or a RuntimeError that says
+    "CUDA error" as older torch raised them. Such an error is sticky: every later CUDA call in
+    the process fails too."""
+    torch = sys.modules.get("torch")
+    accelerator_error = getattr(torch, "AcceleratorError", None) if torch is not None else None
+    if is_out_of_memory(exc):
+        return False
+    if accelerator_error is not None and isinstance(exc, accelerator_error):
+        return True
+    return isinstance(exc, RuntimeError) and "CUDA error" in str(exc)
+
+
+def device_failed(exc: BaseException, device: str, during: str) -> DeviceError:
+    """The failed GPU as one sentence: what ran (``during``), the error, what to do."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DeviceError(
+        f"The GPU failed during {during} on {device} ({first}); CUDA is unusable in this process "
+        "and nothing was promoted: check the GPU (nvidia-smi) and rerun on a healthy one, with "
+        "the same OUTPUT_DIR to resume from the last checkpoint."
+    )
 
 
 def is_gpu_error(exc: BaseException) -> bool:

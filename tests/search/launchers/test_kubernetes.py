@@ -129,7 +129,7 @@ class FakeCluster:
         job = self.jobs[name]
         if self.pending:
             return client.V1Job(metadata=job.metadata, status=client.V1JobStatus(active=1))
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cond = client.V1JobCondition(
             type="Complete" if self._code(name) == 0 else "Failed",
             status="True",
@@ -202,7 +202,7 @@ class FakeCluster:
         meta = client.V1ObjectMeta(
             name=f"{job}-pod",
             labels={"job-name": job},
-            creation_timestamp=datetime.datetime.now(datetime.timezone.utc),
+            creation_timestamp=datetime.datetime.now(datetime.UTC),
         )
         return client.V1Pod(metadata=meta, status=status)
 
