@@ -18,6 +18,14 @@ RUN useradd --uid 10001 --gid 0 --no-create-home --home-dir /tmp --shell /usr/sb
     && chown 10001:0 /data /output \
     && chmod 2775 /data /output
 
+# A C++ compiler for COMPILE=1: torch.compile's inductor builds its CPU kernels with it, and
+# triton the launchers of its GPU kernels. The base image's Python brings the headers both
+# include. The distribution's current g++ (the base decides which distribution: unpinned).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
+
 # The remaining dependencies, pinned; torch/torchvision come from the base image and are
 # never reinstalled.
 COPY image-requirements.txt /tmp/image-requirements.txt
@@ -33,7 +41,9 @@ COPY k8s/__init__.py k8s/job.yaml /src/k8s/
 RUN python -m pip install --no-cache-dir --no-deps /src \
     && rm -rf /src \
     && python -c "import job, search, torch, torchvision" \
-    && python -c "from importlib.resources import files; files('search.manifests').joinpath('job.yaml').read_text()"
+    && python -c "from importlib.resources import files; files('search.manifests').joinpath('job.yaml').read_text()" \
+    && python -c "import torch; torch.compile(lambda x: x.sin() + 1)(torch.ones(2))" \
+    && rm -rf /tmp/torchinductor_*
 
 # Everything a run writes goes to /data, /output or /tmp, so a read-only root works:
 # no bytecode writes, HOME and matplotlib's cache in /tmp.

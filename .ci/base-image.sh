@@ -4,6 +4,7 @@
 #
 #   Debian bookworm (debootstrap; python3 is 3.11, matching the cp311 wheels)
 #   + python3, pip, venv, python-is-python3 (so `python` is on PATH, as in the real image)
+#   + python3-dev: Python.h, which the real image's Python has and torch.compile includes
 #   + pip allowed to install system-wide (Debian's EXTERNALLY-MANAGED marker removed)
 #   + torch 2.14.1 / torchvision 0.29.1 (CUDA build, with its nvidia-* wheels) from this
 #     machine's wheel folders
@@ -11,19 +12,19 @@
 #   -> `docker import` as $BASE_IMAGE_NAME.
 #
 # Cached twice: the image itself (skipped when `docker image inspect` finds it) and the
-# debootstrapped rootfs before torch, as .ci/cache/bookworm-python-rootfs.tar (git-ignored).
+# debootstrapped rootfs before torch, as .ci/cache/bookworm-python-dev-rootfs.tar (git-ignored).
 # Usage: bash .ci/base-image.sh        prints the image name on its last line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The version suffix changes whenever this recipe changes, so a stale cached image is not reused.
-NAME="${BASE_IMAGE_NAME:-resnet-job-base:bookworm-torch2.14.1-v1}"
+NAME="${BASE_IMAGE_NAME:-resnet-job-base:bookworm-torch2.14.1-v2}"
 TORCH="torch==2.14.1"
 TORCHVISION="torchvision==0.29.1"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 WHEEL_DIRS=(/opt/pypi-more/files /opt/pypi/files /opt/wheels)
 CACHE="${RESNET_JOB_CI_CACHE:-.ci/cache}"
-ROOTFS_TAR="$CACHE/bookworm-python-rootfs.tar"
+ROOTFS_TAR="$CACHE/bookworm-python-dev-rootfs.tar"  # renamed when --include changes
 
 log() { echo "[base-image] $*" >&2; }
 
@@ -57,7 +58,7 @@ if [[ -s "$ROOTFS_TAR" ]]; then
 else
     log "debootstrap bookworm from $MIRROR"
     debootstrap --variant=minbase \
-        --include=python3,python3-pip,python3-venv,python-is-python3,ca-certificates \
+        --include=python3,python3-dev,python3-pip,python3-venv,python-is-python3,ca-certificates \
         bookworm "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
         { tail -30 "$WORK/debootstrap.log" >&2; exit 1; }
     chroot "$ROOT" apt-get clean

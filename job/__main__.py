@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     known = _Known()
     try:
         cli.main(args=argv, prog_name="python -m job", standalone_mode=False, obj=known)
+        # Every output is written and fsynced: skip the teardown. Inside the try, as a SIGTERM
+        # while it waits for the run's threads stops the run like any other (exit 143).
+        exit_now(ExitCode.DONE)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -113,7 +116,6 @@ def main(argv: list[str] | None = None) -> None:
         emit("error", code=ExitCode.UNEXPECTED, message=message)
         log(f"error: {message}")
         sys.exit(ExitCode.UNEXPECTED)
-    exit_now(ExitCode.DONE)  # every output is written and fsynced: skip the teardown
 
 
 def _fail(exc: JobError) -> NoReturn:

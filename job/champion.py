@@ -12,12 +12,15 @@ challenger's by arithmetic alone, not by the weights.
 
 A champion that names other classes than this run's data is not comparable: it answers
 another question, and its consumers expect its classes. It is kept (:class:`OtherTask`).
+A CUDA error while it is evaluated is the GPU's failure, not the champion's: the run stops
+with exit 6 (:class:`job.errors.DeviceError`) and promotes nothing.
 A ``model.pt`` saved before models carried their own info is read as CIFAR-10 at 32 pixels,
 at the MODEL_WIDTH of the champion's ``config.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable
@@ -28,8 +31,10 @@ import torch
 from job.contract import CONFIG_JSON, MODEL
 from job.data import Dataset, load_dataset
 from job.errors import StoppedError
+from job.loader import DeviceLoader
 from job.model import ModelInfo, class_summary, legacy_info, read_model
 from job.plan import RunPlan
+from job.resources import device_failed, is_device_failure
 from job.train import autocast_for, eval_loader, evaluate
 
 
@@ -58,18 +63,34 @@ def judge(plan: RunPlan, data: Dataset) -> ChampionJudge:
                 f"it classifies {class_summary(info.classes)}, this run's data "
                 f"{class_summary(data.classes)}"
             )
-        model = model.to(device).to(memory_format=torch.channels_last)
         test = _at_size(plan, data, info.preprocess.size)
-        loader = eval_loader(plan.cfg, test, device, info.preprocess)
         try:
-            _, val_acc = evaluate(model, loader, autocast_for(device, plan.precision))
-        except (StoppedError, torch.OutOfMemoryError):
-            raise  # the run's own faults: reported as such, and a rerun promotes
+            model = model.to(device).to(memory_format=torch.channels_last)
+            loader = eval_loader(plan.cfg, test, device, info.preprocess)
+            return _val_acc(model, loader, autocast_for(device, plan.precision))
         except Exception as exc:
-            raise UnusableChampion(f"its model fails on this run's images ({_why(exc)})") from None
-        return val_acc
+            if is_device_failure(exc):  # the GPU's fault, not the champion's: promote nothing
+                raise device_failed(exc, str(device), "the champion's evaluation") from exc
+            raise
 
     return evaluate_champion
+
+
+def _val_acc(
+    model: torch.nn.Module,
+    loader: DeviceLoader,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+) -> float:
+    """The champion's val_acc; a champion whose model fails on the images is unusable."""
+    try:
+        _, val_acc = evaluate(model, loader, autocast)
+    except (StoppedError, torch.OutOfMemoryError):
+        raise  # the run's own faults: reported as such, and a rerun promotes
+    except Exception as exc:
+        if is_device_failure(exc):
+            raise  # a failed GPU, whatever model ran on it (judge says so)
+        raise UnusableChampion(f"its model fails on this run's images ({_why(exc)})") from None
+    return val_acc
 
 
 def _at_size(plan: RunPlan, data: Dataset, size: int) -> Dataset:

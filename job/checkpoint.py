@@ -7,6 +7,10 @@ Before resuming, the file's bytes are checked against it; a file without it or n
 — truncated, a flipped bit, written by another program or by a version without checksums —
 is refused before torch reads any of it, so a damaged checkpoint is never trained from
 (docs/contract.md: faults).
+
+Every tensor is saved on the CPU (:func:`job.portable.on_cpu`), so the file loads on any
+machine. :class:`CheckpointWriter` takes the state at once and writes it in the background:
+at full width a write costs a sizeable part of a GPU epoch (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import torch
 
-from job.contract import CHECKPOINT
+from job.contract import CHECKPOINT, RESOLVED_PRECISION
 from job.errors import ConfigError
 from job.files import atomic_write
+from job.portable import on_cpu
 
 if TYPE_CHECKING:
     from job.model import ModelInfo
@@ -29,10 +35,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT",
     "COMMENT",
+    "RESOLVED_PRECISION",
+    "CheckpointWriter",
     "check_model_info",
     "differences",
     "foreign",
     "load_checkpoint",
+    "precision_refusal",
     "read_fingerprint",
     "save_state",
 ]
@@ -63,11 +72,13 @@ class _Hashing:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically, with the sha256 of its bytes in the comment.
+    """Write ``state`` to ``path`` atomically, every tensor on the CPU, with the sha256 of its
+    bytes in the comment.
 
     Streamed to the file and hashed on the way, so a checkpoint needs no second copy in
     memory.
     """
+    state = on_cpu(state)
 
     def write(f: IO[bytes]) -> None:
         hashing = _Hashing(f)
@@ -80,6 +91,49 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
         f.write(len(comment).to_bytes(2, "little") + comment)
 
     atomic_write(path, write)
+
+
+class CheckpointWriter:
+    """Writes a run's checkpoints to ``path`` without stalling its training.
+
+    :meth:`write` copies the state to the CPU before it returns, so the checkpoint holds
+    exactly the state of that moment however training changes it next; serializing, hashing,
+    fsync and the rename then run in a background thread. One write at a time: the next
+    :meth:`write` first waits for the last one. :meth:`wait` returns once the last write is
+    on disk and raises what it raised (a full volume's ``OSError``): call it before the run's
+    final outputs and before exiting on SIGTERM (exit 143 promises the checkpoint).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def write(self, state: dict[str, Any]) -> None:
+        """Take ``state`` (live tensors on any device) now; write it in the background."""
+        self.wait()
+        snapshot = on_cpu(state, snapshot=True)
+        # Not a daemon: an exit while it runs (an error, exit_now) joins it, so a write that
+        # began is finished rather than cut off (a cut one would leave the previous file).
+        self._thread = threading.Thread(
+            target=self._save, args=(snapshot,), name="checkpoint-writer"
+        )
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Return once the last write is on disk; raise its error if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _save(self, snapshot: dict[str, Any]) -> None:
+        try:
+            save_state(self.path, snapshot)
+        except BaseException as exc:  # handed to the training thread by wait()
+            self._error = exc
 
 
 def _damage(data: bytes) -> str | None:
@@ -127,9 +181,13 @@ def load_checkpoint(output_dir: Path, fingerprint: dict[str, Any]) -> dict[str, 
     if damage is not None:
         kind = "an unverifiable" if "no checksum" in damage else "a damaged"
         raise ConfigError(f"{where} holds {kind} {CHECKPOINT} ({damage}); {advice}.")
-    diff = differences(state.get("fingerprint", {}), fingerprint)
+    saved = state.get("fingerprint", {})
+    diff = differences(saved, fingerprint)
     if diff:
         raise foreign(output_dir, diff)
+    refusal = precision_refusal(output_dir, saved, fingerprint)
+    if refusal is not None:
+        raise refusal
     return state
 
 
@@ -151,13 +209,55 @@ def read_fingerprint(output_dir: Path) -> dict[str, Any] | None:
 
 def differences(saved: dict[str, Any], fingerprint: dict[str, Any]) -> list[str]:
     """Each setting in which ``fingerprint`` differs from a checkpoint's ``saved`` one, as
-    ``"MAX_LR 0.01 → 0.02"``; empty when the run may resume from it."""
+    ``"MAX_LR 0.01 → 0.02"``; empty when the run may resume from it as far as the settings
+    tell (the resolved arithmetic is :func:`precision_refusal`'s)."""
     saved = _with_new_defaults(saved, fingerprint)
-    return [
-        f"{k.upper()} {saved.get(k)!r} → {fingerprint.get(k)!r}"
-        for k in sorted(set(saved) | set(fingerprint))
-        if saved.get(k) != fingerprint.get(k)
-    ]
+    diff = []
+    for k in sorted((set(saved) | set(fingerprint)) - {RESOLVED_PRECISION}):
+        if k == "precision":
+            if not _same_precision_setting(saved, fingerprint):
+                diff.append(f"PRECISION {_precision_then(saved)} → {fingerprint.get(k)!r}")
+        elif saved.get(k) != fingerprint.get(k):
+            diff.append(f"{k.upper()} {saved.get(k)!r} → {fingerprint.get(k)!r}")
+    return diff
+
+
+def _same_precision_setting(saved: dict[str, Any], fingerprint: dict[str, Any]) -> bool:
+    """Whether PRECISION allows the resume: what matters is the arithmetic, so where both
+    fingerprints record the resolved one, only that counts (:func:`precision_refusal`); where
+    only the checkpoint does, the new setting must be ``auto`` (resolved later) or that very
+    arithmetic; else the settings must match."""
+    then, now = saved.get(RESOLVED_PRECISION), fingerprint.get(RESOLVED_PRECISION)
+    if then is not None and now is not None:
+        return True
+    if then is not None:
+        return fingerprint.get("precision") in ("auto", then)
+    return saved.get("precision") == fingerprint.get("precision")
+
+
+def _precision_then(saved: dict[str, Any]) -> str:
+    """A checkpoint's PRECISION for a message, with what it resolved: ``'auto' (bf16)``."""
+    setting, resolved = saved.get("precision"), saved.get(RESOLVED_PRECISION)
+    return f"{setting!r}" + (f" ({resolved})" if resolved not in (None, setting) else "")
+
+
+def precision_refusal(
+    output_dir: Path, saved: dict[str, Any], fingerprint: dict[str, Any]
+) -> ConfigError | None:
+    """The refusal (exit 2) of a checkpoint written in another arithmetic than this run
+    resolves — PRECISION=auto gives bf16 on one machine and fp32 on another —, or None when
+    they agree or either fingerprint predates the record of it: resuming would finish a bf16
+    run in fp16, a recipe neither run asked for."""
+    then, now = saved.get(RESOLVED_PRECISION), fingerprint.get(RESOLVED_PRECISION)
+    if then is None or now is None or then == now:
+        return None
+    setting = fingerprint.get("precision")
+    how = f"PRECISION={setting} on this device" if setting == "auto" else f"PRECISION={setting}"
+    return ConfigError(
+        f"{CHECKPOINT} in OUTPUT_DIR={str(output_dir)!r} was written in {then} and this run "
+        f"resolves {now} ({how}): set PRECISION={then} to resume it here, or use another "
+        "OUTPUT_DIR."
+    )
 
 
 def foreign(output_dir: Path, diff: list[str]) -> ConfigError:

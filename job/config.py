@@ -13,13 +13,22 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from job import contract
 from job.contract import VARIABLES, VariableSpec
 from job.errors import ConfigError
 
-__all__ = ["VARIABLES", "Config", "VariableSpec", "from_env", "resolve_device", "resolve_precision"]
+__all__ = [
+    "VARIABLES",
+    "Config",
+    "Precision",
+    "VariableSpec",
+    "choose_precision",
+    "from_env",
+    "resolve_device",
+    "resolve_precision",
+]
 
 _FINGERPRINT = frozenset(v.field for v in VARIABLES if v.fingerprint)
 
@@ -74,7 +83,8 @@ def resolve_device(cfg: Config) -> Any:
         if not torch.cuda.is_available():
             raise ConfigError(
                 f"DEVICE={cfg.device!r} is invalid: this machine has no usable CUDA device; "
-                "set DEVICE=cpu or DEVICE=auto."
+                "set DEVICE=cpu, or run where a GPU is visible: in a search, check --gpus and "
+                "that the container gets the GPU (docker --gpus, the NVIDIA container toolkit)."
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
@@ -84,18 +94,56 @@ def resolve_device(cfg: Config) -> Any:
     return device
 
 
-def resolve_precision(cfg: Config, device: Any, cpu_bf16: bool | None = None) -> str:
-    """The arithmetic to train in, unless PRECISION chooses one.
+_BF16_MIN_CAPABILITY = (8, 0)
+"""The CUDA compute capability (Ampere) from which bf16 runs natively; below, it is emulated."""
 
-    ``auto`` is bf16 autocast on CUDA and on CPUs that compute bf16 natively (``cpu_bf16``;
-    detected from /proc/cpuinfo when None), fp32 elsewhere: emulated bf16 is slower than fp32.
+
+class Precision(NamedTuple):
+    """The arithmetic a run trains in and why, as the start event and metrics.json say."""
+
+    name: str
+    """fp32, bf16 or fp16."""
+    reason: str
+    """One phrase: "PRECISION=fp16 set", or what ``auto`` found on the device."""
+
+
+def choose_precision(cfg: Config, device: Any, cpu_bf16: bool | None = None) -> Precision:
+    """The arithmetic to train in and why, unless PRECISION chooses one.
+
+    ``auto`` is bf16 autocast where bf16 is native: on CUDA from compute capability 8.0
+    (``torch.cuda.get_device_capability``), fp16 with a gradient scaler below it; on
+    CPUs that compute bf16 natively (``cpu_bf16``, from /proc/cpuinfo when None), fp32 on other
+    CPUs. Emulated bf16 is slower than fp32 (and, on a GPU, than fp16).
     """
     if cfg.precision != "auto":
-        return cfg.precision
+        return Precision(cfg.precision, f"PRECISION={cfg.precision} set")
     if device.type == "cuda":
-        return "bf16"
+        return _cuda_precision(device)
     if cpu_bf16 is None:
         from job.cpuinfo import native_bf16
 
         cpu_bf16 = native_bf16()
-    return "bf16" if cpu_bf16 else "fp32"
+    if cpu_bf16:
+        return Precision("bf16", "auto: CPU with native bf16 (avx512_bf16 or amx_bf16)")
+    return Precision("fp32", "auto: CPU without native bf16, where bf16 is slower than fp32")
+
+
+def _cuda_precision(device: Any) -> Precision:
+    import torch
+
+    capability = torch.cuda.get_device_capability(device)
+    name = torch.cuda.get_device_name(device)
+    version = ".".join(map(str, capability))
+    floor = ".".join(map(str, _BF16_MIN_CAPABILITY))
+    if tuple(capability) >= _BF16_MIN_CAPABILITY:
+        return Precision("bf16", f"auto: {name} has compute capability {version} >= {floor}")
+    return Precision(
+        "fp16",
+        f"auto: {name} has compute capability {version} < {floor}, where bf16 is emulated: "
+        "fp16 with a gradient scaler",
+    )
+
+
+def resolve_precision(cfg: Config, device: Any, cpu_bf16: bool | None = None) -> str:
+    """The name of :func:`choose_precision`'s choice."""
+    return choose_precision(cfg, device, cpu_bf16).name

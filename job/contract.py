@@ -162,10 +162,15 @@ class Variables:
     precision: str = _variable(
         "auto",
         parsers.choice("auto", "fp32", "bf16", "fp16"),
-        "auto (bf16 autocast on CUDA and on CPUs with avx512_bf16 or amx_bf16, else fp32), "
-        "fp32, bf16 or fp16",
+        "auto (bf16 autocast on GPUs of compute capability >= 8.0 and on CPUs with avx512_bf16 "
+        "or amx_bf16; fp16 with a gradient scaler on older GPUs; else fp32), fp32, bf16 or fp16",
     )
-    compile: bool = _variable("0", parsers.flag, "1 uses torch.compile", fingerprint=False)
+    compile: bool = _variable(
+        "0",
+        parsers.flag,
+        "1 compiles the training step with torch.compile (needs a C++ compiler and Python headers)",
+        fingerprint=False,
+    )
     cpu_threads: int | str = _variable(
         "auto",
         parsers.count_or_auto,
@@ -236,6 +241,12 @@ def variable(name: str) -> VariableSpec:
 def default(name: str) -> str:
     """The default of variable ``name`` as the text of the variable."""
     return variable(name).default
+
+
+RESOLVED_PRECISION = "resolved_precision"
+"""The key, in a run's checkpoint fingerprint and config.json, of the arithmetic the run
+resolved (fp32, bf16, fp16): checkpoints written before it was recorded lack it, and so does the
+bare configuration (:func:`job.previous.claim` compares that before the device is known)."""
 
 
 # -- exit codes ----------------------------------------------------------------------------

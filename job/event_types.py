@@ -26,6 +26,8 @@ class StartEvent(TypedDict):
     cpu_threads: int
     """torch's CPU threads, CPU_THREADS resolved."""
     pid: int
+    precision_reason: str
+    """Why ``precision``, one phrase (added in v 1: fields are added, never renamed)."""
 
 
 class ProgressEvent(TypedDict):

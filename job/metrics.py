@@ -41,12 +41,14 @@ def run_metrics(result: FitResult, data: Dataset, plan: RunPlan) -> dict[str, An
         "device": str(plan.device),
         "device_name": device_name(plan.device),
         "precision": plan.precision,
+        "precision_reason": plan.precision_reason,
         "cpu_threads": plan.cpu_threads,
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,
         "data_sha256": data.sha256,
         "data_layout": data.layout,
         "code_sha256": code_sha256(),
+        "compiled_graphs": result.compiled_graphs,
     }
 
 

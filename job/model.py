@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from job.files import atomic_write
+from job.portable import on_cpu
 from job.preprocess import CIFAR10, Preprocess
 
 
@@ -125,8 +126,9 @@ def legacy_info(width: float) -> ModelInfo:
 
 def save_model(path: Path, model: nn.Module, info: ModelInfo) -> None:
     """Write ``model.pt``: ``{"state_dict": …, "classes": […], "preprocess": {"size", "mean",
-    "std"}, "model_width": w}``, atomically; ``torch.load(weights_only=True)`` reads it."""
-    saved = {"state_dict": model.state_dict(), **info.to_json()}
+    "std"}, "model_width": w}``, atomically, every tensor on the CPU: ``torch.load(path,
+    weights_only=True)`` reads it on any machine, with or without the GPU it was trained on."""
+    saved = {"state_dict": on_cpu(model.state_dict()), **info.to_json()}
     atomic_write(path, lambda f: torch.save(saved, f))
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from job import threads
-from job.config import Config, resolve_device, resolve_precision
+from job.config import Config, choose_precision, resolve_device
+from job.contract import RESOLVED_PRECISION
 
 if TYPE_CHECKING:
     import torch
@@ -32,19 +33,23 @@ class RunPlan:
     """torch's CPU threads: CPU_THREADS resolved."""
     started: float
     """``time.perf_counter()`` when the run began, for metrics.json's ``wall_seconds``."""
+    precision_reason: str = ""
+    """Why ``precision`` (:class:`job.config.Precision`); empty for a plan made by hand."""
     fingerprint: dict[str, Any] = field(init=False)
-    """``cfg.fingerprint()``: every checkpoint of the run is written with it, and OUTPUT_DIR's
-    checkpoint must match it to resume."""
+    """``cfg.fingerprint()`` and ``resolved_precision``: every checkpoint of the run is written
+    with it, and OUTPUT_DIR's checkpoint must match it to resume. The precision is resolved,
+    not the setting: PRECISION=auto on another machine may train in another arithmetic."""
 
     def __post_init__(self) -> None:
-        # Derived from cfg at construction; a frozen dataclass is set through object.
-        object.__setattr__(self, "fingerprint", self.cfg.fingerprint())
+        # Derived at construction; a frozen dataclass is set through object.
+        fingerprint = self.cfg.fingerprint() | {RESOLVED_PRECISION: self.precision}
+        object.__setattr__(self, "fingerprint", fingerprint)
 
     def resolved(self) -> dict[str, Any]:
         """What config.json adds to the settings: the device, precision and CPU threads."""
         return {
             "resolved_device": str(self.device),
-            "resolved_precision": self.precision,
+            RESOLVED_PRECISION: self.precision,
             "resolved_cpu_threads": self.cpu_threads,
         }
 
@@ -57,4 +62,5 @@ def resolve(cfg: Config, started: float) -> RunPlan:
     cpu_threads = threads.resolve(cfg.cpu_threads, torch.get_num_threads())
     threads.apply(cpu_threads)  # before any torch work: the inter-op pool is sized once
     device = resolve_device(cfg)
-    return RunPlan(cfg, device, resolve_precision(cfg, device), cpu_threads, started)
+    precision = choose_precision(cfg, device)
+    return RunPlan(cfg, device, precision.name, cpu_threads, started, precision.reason)

@@ -71,7 +71,10 @@ def claim(cfg: Config) -> dict[str, Any] | None:
 
 def _comparable(cfg: Config, saved: dict[str, Any]) -> dict[str, Any]:
     """``cfg``'s fingerprint as a checkpoint would hold it; SEED=random takes the checkpoint's
-    seed, as a resumed run does (job.seed), so only the other settings can differ."""
+    seed, as a resumed run does (job.seed), so only the other settings can differ. The bare
+    settings: the arithmetic PRECISION resolves to needs the device, resolved after the claim,
+    so :func:`job.checkpoint.differences` lets ``auto`` pass here and
+    :func:`job.checkpoint.load_checkpoint` compares the resolved one."""
     fingerprint = cfg.fingerprint()
     if cfg.seed == RANDOM and "seed" in saved:
         fingerprint["seed"] = saved["seed"]

@@ -9,7 +9,9 @@ take turns.
 run's code (:mod:`job.champion`), and the run replaces it only when its val_acc exceeds that
 figure by more than PROMOTE_MARGIN (a seed's noise, docs/contract.md). A champion that cannot be
 loaded or evaluated is no champion: the run is promoted, and the decision says why. A champion
-of other classes is another task's: it is kept, and the decision says why.
+of other classes is another task's: it is kept, and the decision says why. A GPU that fails
+while the champion is evaluated is neither: the judge raises :class:`job.errors.DeviceError`
+(exit 6), which leaves the critical section before anything is recorded or installed.
 """
 
 from __future__ import annotations

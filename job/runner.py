@@ -43,10 +43,11 @@ def start(cfg: Config) -> RunPlan:
         precision=plan.precision,
         cpu_threads=plan.cpu_threads,
         pid=os.getpid(),
+        precision_reason=plan.precision_reason,
     )
     log(
-        f"resnet-job: {cfg.epochs} epochs on {plan.device} ({plan.precision}, "
-        f"{plan.cpu_threads} CPU threads), output in {cfg.output_dir}"
+        f"resnet-job: {cfg.epochs} epochs on {plan.device} ({plan.precision}: "
+        f"{plan.precision_reason}; {plan.cpu_threads} CPU threads), output in {cfg.output_dir}"
     )
     write_json(cfg.output_dir / CONFIG_JSON, {**plan.cfg.to_json(), **plan.resolved()})
     return plan
@@ -59,12 +60,15 @@ def finish(plan: RunPlan) -> dict[str, Any]:
     data = _load(cfg)
     samples = start_samples(cfg.output_dir, data, cfg.seed_number)  # drawn while the model trains
     result = fit(plan, data, EpochReporter(cfg.epochs))
+    signals.set_stage(signals.WRITING_OUTPUTS)
     _publish(cfg.output_dir, result, samples)
     metrics = run_metrics(result, data, plan)
     write_json(cfg.output_dir / METRICS_JSON, metrics)
     if cfg.promote_dir is not None:
+        signals.set_stage(signals.PROMOTING)
         champion = judge(plan, data)
         promote_run(cfg.output_dir, cfg.promote_dir, metrics, cfg.promote_margin, champion)
+    signals.set_stage(signals.EXITING)
     report_done(metrics, str(cfg.output_dir))
     return metrics
 

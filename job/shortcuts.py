@@ -127,17 +127,33 @@ def exit_now(code: int) -> NoReturn:
     """Exit with ``code`` at once, without the interpreter's teardown.
 
     Tearing torch down (its modules, the CUDA libraries) does nothing a finished run needs:
-    every output is written and fsynced, and the events are flushed here. Threads that are not
-    daemons are joined first, as the interpreter would join them. When the flush fails (a
-    closed or full stdout), the plain ``sys.exit`` is taken instead, so Python reports the
-    lost output as it always does.
+    every output is written and fsynced, and the events are flushed here. What the interpreter
+    does first on exit is done here too (:func:`_end_threads`): thread pools are told to end
+    and threads that are not daemons are joined. When the flush fails (a closed or full
+    stdout), the plain ``sys.exit`` is taken instead, so Python reports the lost output as it
+    always does; so it is when this CPython has no ``threading._shutdown``.
     """
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except (OSError, ValueError):
         sys.exit(code)
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    if not _end_threads():
+        sys.exit(code)
     os._exit(code)
+
+
+def _end_threads() -> bool:
+    """End the threads as the interpreter's exit does; False when this CPython lacks the way.
+
+    ``threading._shutdown`` is what CPython's exit calls before its teardown: it runs the
+    callbacks registered with ``threading._register_atexit`` (``concurrent.futures`` wakes the
+    idle workers of every pool never shut down there, such as the compile workers
+    ``torch.compile`` starts, so they end) and then joins every thread that is not a daemon.
+    Joining the threads without those callbacks would wait forever on such idle workers.
+    """
+    shutdown = getattr(threading, "_shutdown", None)
+    if not callable(shutdown):
+        return False
+    shutdown()
+    return True

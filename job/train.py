@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from job import signals
-from job.checkpoint import CHECKPOINT, check_model_info, load_checkpoint, save_state
+from job.checkpoint import CHECKPOINT, CheckpointWriter, check_model_info, load_checkpoint
 from job.config import Config
 from job.data import Dataset
 from job.errors import DivergedError, StoppedError
@@ -42,6 +42,8 @@ class FitResult:
     model: nn.Module
     resumed_from: int
     info: ModelInfo
+    compiled_graphs: int | None = None
+    """With COMPILE, the graphs torch.compile made in this process (:func:`compiled_graphs`)."""
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -79,20 +81,37 @@ def fit(plan: RunPlan, data: Dataset, on_epoch: Callable[[TrainedEpoch], None]) 
     training = _build(plan, data)
     state = load_checkpoint(cfg.output_dir, plan.fingerprint)
     history, start_epoch = ([], 0) if state is None else _restore(training, state)
+    writer = CheckpointWriter(cfg.output_dir / CHECKPOINT)
     signals.set_training(True)
     try:
         if state is None:
-            _checkpoint(training, 0, history)  # a SIGTERM in epoch 1 still leaves a resumable state
+            # A SIGTERM in epoch 1 still leaves a resumable state.
+            _checkpoint(writer, training, 0, history)
         if not history:
             history.append(_evaluate_untrained(training))
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             record = _train_epoch(training, epoch)
             history.append(record)
-            _checkpoint(training, epoch, history)
+            _checkpoint(writer, training, epoch, history)  # written while the next epoch trains
             on_epoch(record)
     finally:
-        signals.set_training(False)
-    return FitResult(history, training.model, start_epoch, training.info)
+        try:
+            writer.wait()  # the last checkpoint is on disk before the outputs, or exit 143
+        finally:
+            signals.set_training(False)
+    graphs = compiled_graphs() if cfg.compile else None
+    return FitResult(history, training.model, start_epoch, training.info, graphs)
+
+
+def compiled_graphs() -> int:
+    """The graphs torch.compile has made in this process: dynamo's count of unique graphs.
+
+    The training step compiles once, and once more with dynamic shapes when an epoch ends in a
+    smaller batch; any further graph is a recompile (or a graph break) that costs time.
+    """
+    from torch._dynamo.utils import counters  # imported only with COMPILE: it is slow to load
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def _build(plan: RunPlan, data: Dataset) -> _Training:
@@ -119,6 +138,7 @@ def _build(plan: RunPlan, data: Dataset) -> _Training:
         optimizer, cfg.max_lr, epochs=cfg.epochs, steps_per_epoch=len(train_dl)
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    # Only the training step is compiled; evaluation runs the eager module (:func:`evaluate`).
     step_model = cast(nn.Module, torch.compile(model)) if cfg.compile else model
     autocast = autocast_for(device, precision)
     return _Training(
@@ -157,11 +177,13 @@ def _restore(training: _Training, state: dict[str, Any]) -> tuple[list[EpochReco
     return [record_from_json(entry) for entry in state["history"]], state["epoch"]
 
 
-def _checkpoint(training: _Training, epoch: int, history: list[EpochRecord]) -> None:
-    """Save OUTPUT_DIR's checkpoint after ``epoch``; its history holds plain dicts."""
+def _checkpoint(
+    writer: CheckpointWriter, training: _Training, epoch: int, history: list[EpochRecord]
+) -> None:
+    """Take the state after ``epoch`` for OUTPUT_DIR's checkpoint (``writer`` copies it to the
+    CPU now and writes it in the background); its history holds plain dicts."""
     device = training.train_dl.device
-    save_state(
-        training.cfg.output_dir / CHECKPOINT,
+    writer.write(
         {
             "fingerprint": training.plan.fingerprint,
             "model_info": training.info.to_json(),
@@ -180,7 +202,7 @@ def _checkpoint(training: _Training, epoch: int, history: list[EpochRecord]) -> 
 def _evaluate_untrained(training: _Training) -> Evaluation:
     """History entry 0: the model evaluated before the first step, as in the tutorial."""
     t0 = time.perf_counter()
-    val_loss, val_acc = evaluate(training.step_model, training.val_dl, training.autocast)
+    val_loss, val_acc = evaluate(training.model, training.val_dl, training.autocast)
     return Evaluation(
         epoch=0, val_loss=val_loss, val_acc=val_acc, eval_seconds=time.perf_counter() - t0
     )
@@ -209,7 +231,7 @@ def _train_epoch(training: _Training, epoch: int) -> TrainedEpoch:
     """Train ``epoch`` (one pass of the seeded, augmented training set), then evaluate."""
     train_loss, lrs, train_seconds = _train_steps(training, epoch)
     t1 = time.perf_counter()
-    val_loss, val_acc = evaluate(training.step_model, training.val_dl, training.autocast)
+    val_loss, val_acc = evaluate(training.model, training.val_dl, training.autocast)
     return TrainedEpoch(
         epoch=epoch,
         train_loss=train_loss,
@@ -283,7 +305,15 @@ def evaluate(
     loader: DeviceLoader,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> tuple[float, float]:
-    """Mean validation loss and accuracy over the whole split, read from the device once."""
+    """Mean validation loss and accuracy over the whole split, read from the device once.
+
+    Training evaluates its eager module here, also with COMPILE: a compiled module called
+    under ``inference_mode`` and in eval mode fails dynamo's guards on the grad mode and the
+    BatchNorm mode and compiles a second, inference graph, whose compile time the short
+    forward-only passes over the test split seldom win back (and, were it the first call,
+    the training step would then compile again). The eager module shares the compiled
+    one's parameters and buffers, so it evaluates exactly what was trained.
+    """
     model.eval()
     device = loader.device
     loss_sum = torch.zeros((), device=device)

@@ -8,14 +8,17 @@ traceback (docs/contract.md: faults).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from job import contract
 from job.config import from_env
@@ -68,7 +71,8 @@ def test_output_dir_filling_up_mid_run_keeps_the_checkpoint_and_resumes(archives
 def _fill_during_epoch_2_then_resume(archive: Path, tmp_path: Path, out: Path) -> None:
     env = job_env(tmp_path, DATA_URL=archive.as_uri(), EPOCHS=3)
     proc = start_job(env)
-    _wait_for(proc, "epoch")  # epoch 1 and its checkpoint are written
+    _wait_for(proc, "epoch")  # epoch 1 trained; its checkpoint is written in the background
+    _wait_for_checkpoint(out, 1)
     os.kill(proc.pid, signal.SIGSTOP)  # the disk fills while the job trains epoch 2
     filler = fill(out)
     os.kill(proc.pid, signal.SIGCONT)
@@ -89,6 +93,17 @@ def _fill_during_epoch_2_then_resume(archive: Path, tmp_path: Path, out: Path) -
     assert result.code == 0, result.stderr
     metrics = json.loads((out / contract.METRICS_JSON).read_text())
     assert metrics["resumed_from"] == state["epoch"] and metrics["epochs"] == 3
+
+
+def _wait_for_checkpoint(out: Path, epoch: int, timeout: float = 60) -> None:
+    """Return once ``out``'s checkpoint holds ``epoch`` (it is replaced whole, by a rename)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, RuntimeError, KeyError):
+            if torch.load(out / contract.CHECKPOINT, weights_only=True)["epoch"] >= epoch:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"no checkpoint of epoch {epoch} in {out} after {timeout} s")
 
 
 # -- a damaged checkpoint -------------------------------------------------------------------

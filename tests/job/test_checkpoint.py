@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from job.checkpoint import COMMENT, check_model_info, load_checkpoint, save_state
+from job.checkpoint import (
+    COMMENT,
+    RESOLVED_PRECISION,
+    CheckpointWriter,
+    check_model_info,
+    differences,
+    load_checkpoint,
+    save_state,
+)
 from job.contract import CHECKPOINT
 from job.data import CIFAR_CLASSES
 from job.errors import ConfigError
@@ -189,3 +199,164 @@ def test_a_checkpoint_of_other_data_is_refused_in_one_sentence(
     message = str(refused.value)
     assert words in message and "different configuration" in message
     assert message.endswith(f"or delete {CHECKPOINT} to start over.")
+
+
+# -- portable: every tensor on the CPU, whatever device trained it ------------------------------
+
+
+def lazy_device() -> torch.device:
+    """torch's lazy-tensor device, started once per process: a real device other than the CPU
+    that runs on this machine's CPU, so a state trained off the CPU can be saved here.
+    torch.save refuses its tensors as they are, and torch.load would put them back on it: a
+    file saved without moving them is unusable."""
+    try:
+        torch.empty(0, device="lazy")
+    except RuntimeError:  # not started yet (starting it twice is an error)
+        from torch._lazy import ts_backend
+
+        ts_backend.init()
+    return torch.device("lazy")
+
+
+@pytest.fixture(scope="module")
+def lazy() -> torch.device:
+    return lazy_device()
+
+
+def _off_cpu(device: torch.device) -> tuple[dict, dict]:
+    """``_state()`` with its model and Adam's moments moved to ``device``, and the original."""
+    state = _state()
+    model = ResNet9(10, 0.125)
+    model.load_state_dict(state["model"])
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    optimizer.load_state_dict(state["optimizer"])  # its moments follow the parameters
+    moved = {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict()}
+    return moved, state
+
+
+def _tensors(obj: object) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    values = obj.values() if isinstance(obj, dict) else obj
+    if isinstance(values, (list, tuple)) or isinstance(obj, dict):
+        return [t for value in values for t in _tensors(value)]
+    return []
+
+
+def test_a_checkpoint_of_a_state_off_the_cpu_loads_on_the_cpu(tmp_path: Path, lazy) -> None:
+    moved, original = _off_cpu(lazy)
+    assert {t.device.type for t in _tensors(moved)} >= {"lazy"}
+    writer = CheckpointWriter(tmp_path / CHECKPOINT)
+    writer.write(moved)
+    writer.wait()
+    loaded = torch.load(tmp_path / CHECKPOINT, map_location=None, weights_only=True)
+    assert {t.device.type for t in _tensors(loaded)} == {"cpu"}
+    assert len(_tensors(loaded)) == len(_tensors(original))
+    assert all(torch.equal(loaded["model"][k], v) for k, v in original["model"].items())
+    moments = original["optimizer"]["state"][0]
+    assert torch.equal(loaded["optimizer"]["state"][0]["exp_avg"], moments["exp_avg"])
+    assert load_checkpoint(tmp_path, FINGERPRINT) is not None  # and verifies
+
+
+class _Gate:
+    """Pickled first in a state: holds the checkpoint's serialization until opened."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.waited: bool | None = None
+
+    def __reduce__(self) -> tuple:
+        self.waited = self.open.wait(timeout=10)  # False: write() serialized before returning
+        return (collections.OrderedDict, ())
+
+
+def test_the_writer_saves_the_state_it_was_given_while_training_goes_on(tmp_path: Path) -> None:
+    state = _state()
+    model = ResNet9(10, 0.125)
+    model.load_state_dict(state["model"])
+    gate = _Gate()
+    writer = CheckpointWriter(tmp_path / CHECKPOINT)
+    writer.write({"gate": gate, **state, "model": model.state_dict()})  # live tensors
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # the next epoch's updates, in place, while the write is held
+    gate.open.set()
+    writer.wait()
+    assert gate.waited is True  # write() returned before serializing: it did not stall
+    loaded = load_checkpoint(tmp_path, FINGERPRINT)
+    assert loaded is not None
+    assert all(torch.equal(loaded["model"][k], v) for k, v in state["model"].items())
+
+
+def test_a_failed_background_write_is_raised_by_wait_and_keeps_the_last_one(
+    tmp_path: Path,
+) -> None:
+    with small_volume(tmp_path / "output", 8 << 20) as out:
+        writer = CheckpointWriter(out / CHECKPOINT)
+        writer.write(_state(epoch=1))
+        writer.wait()
+        before = (out / CHECKPOINT).read_bytes()
+        fill(out)
+        writer.write(_state(epoch=2))  # returns: the volume's answer comes from wait()
+        with pytest.raises(OSError, match="No space left") as full:
+            writer.wait()
+        assert full.value.filename == str(out / CHECKPOINT)
+        assert (out / CHECKPOINT).read_bytes() == before and leftovers(out) == []
+        writer.wait()  # reported once
+
+
+# -- the arithmetic the checkpoint was written in --------------------------------------------
+
+AUTO = {**FINGERPRINT, "precision": "auto"}
+
+
+def _saved_in(tmp_path: Path, fingerprint: dict) -> Path:
+    """A checkpoint of ``fingerprint`` (the refusal reads nothing else) in ``tmp_path``."""
+    save_state(tmp_path / CHECKPOINT, {"fingerprint": fingerprint, "epoch": 1})
+    return tmp_path
+
+
+def test_a_checkpoint_written_in_another_arithmetic_is_refused_in_one_sentence(
+    tmp_path: Path,
+) -> None:
+    out = _saved_in(tmp_path, {**AUTO, RESOLVED_PRECISION: "bf16"})
+    with pytest.raises(ConfigError) as refused:
+        load_checkpoint(out, {**AUTO, RESOLVED_PRECISION: "fp16"})
+    assert refused.value.exit_code == 2
+    assert refused.value.message == (
+        f"checkpoint.pt in OUTPUT_DIR={str(out)!r} was written in bf16 and this run resolves "
+        "fp16 (PRECISION=auto on this device): set PRECISION=bf16 to resume it here, or use "
+        "another OUTPUT_DIR."
+    )
+
+
+@pytest.mark.parametrize(
+    ("saved", "now"),
+    [
+        ({**AUTO, RESOLVED_PRECISION: "bf16"}, {**AUTO, RESOLVED_PRECISION: "bf16"}),
+        # What the refusal advises: the setting differs, the arithmetic does not.
+        (
+            {**AUTO, RESOLVED_PRECISION: "bf16"},
+            {**FINGERPRINT, "precision": "bf16"} | {RESOLVED_PRECISION: "bf16"},
+        ),
+        (AUTO, {**AUTO, RESOLVED_PRECISION: "fp16"}),  # written before it was recorded
+    ],
+    ids=["same", "auto-then-explicit", "older-checkpoint"],
+)
+def test_a_checkpoint_in_the_same_or_an_unrecorded_arithmetic_resumes(
+    tmp_path: Path, saved: dict, now: dict
+) -> None:
+    assert load_checkpoint(_saved_in(tmp_path, saved), now) is not None
+
+
+@pytest.mark.parametrize(
+    ("setting", "diff"),
+    [("auto", []), ("bf16", []), ("fp16", ["PRECISION 'auto' (bf16) → 'fp16'"])],
+)
+def test_the_bare_settings_pass_what_may_resolve_to_the_checkpoints_arithmetic(
+    setting: str, diff: list[str]
+) -> None:
+    # previous.claim compares the settings before the device, hence the arithmetic, is known.
+    saved = {**AUTO, RESOLVED_PRECISION: "bf16"}
+    assert differences(saved, {**FINGERPRINT, "precision": setting}) == diff

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from job.config import VARIABLES, Config, from_env, resolve_device, resolve_precision
+from job.config import (
+    VARIABLES,
+    Config,
+    choose_precision,
+    from_env,
+    resolve_device,
+    resolve_precision,
+)
 from job.contract import TUNABLE, TUNED
 from job.errors import ConfigError
 
@@ -91,8 +98,10 @@ def test_invalid_value_is_rejected_by_name(name: str, value: str) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])
 def test_cuda_without_cuda_is_a_config_error(device: str) -> None:
-    with pytest.raises(ConfigError, match=r"DEVICE=.*no usable CUDA device"):
+    with pytest.raises(ConfigError, match=r"DEVICE=.*no usable CUDA device") as error:
         resolve_device(from_env({"DEVICE": device}))
+    # What a user fixes: the setting, or (in a search, where DEVICE is not theirs) the GPUs.
+    assert "set DEVICE=cpu" in error.value.message and "--gpus" in error.value.message
 
 
 @pytest.mark.parametrize(
@@ -100,8 +109,6 @@ def test_cuda_without_cuda_is_a_config_error(device: str) -> None:
     [
         ("auto", "cpu", False, "fp32"),
         ("auto", "cpu", True, "bf16"),
-        ("auto", "cuda", False, "bf16"),
-        ("auto", "cuda", True, "bf16"),
         ("fp32", "cpu", True, "fp32"),
         ("fp32", "cuda", True, "fp32"),
         ("bf16", "cpu", False, "bf16"),
@@ -113,6 +120,53 @@ def test_precision_resolves_per_device_and_cpu(
 ) -> None:
     cfg = from_env({"PRECISION": precision})
     assert resolve_precision(cfg, torch.device(device), cpu_bf16=cpu_bf16) == expected
+
+
+def test_auto_on_a_cpu_says_whether_bf16_is_native() -> None:
+    auto = from_env({})
+    cpu = torch.device("cpu")
+    assert choose_precision(auto, cpu, cpu_bf16=True).reason == (
+        "auto: CPU with native bf16 (avx512_bf16 or amx_bf16)"
+    )
+    assert choose_precision(auto, cpu, cpu_bf16=False).reason.startswith(
+        "auto: CPU without native bf16"
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "capability", "expected", "reason"),
+    [
+        ("auto", (9, 0), "bf16", "auto: NVIDIA H100 has compute capability 9.0 >= 8.0"),
+        ("auto", (8, 0), "bf16", "auto: NVIDIA H100 has compute capability 8.0 >= 8.0"),
+        (
+            "auto",
+            (7, 5),
+            "fp16",
+            "auto: NVIDIA H100 has compute capability 7.5 < 8.0, where bf16 is emulated: "
+            "fp16 with a gradient scaler",
+        ),
+        ("bf16", (7, 5), "bf16", "PRECISION=bf16 set"),
+        ("fp32", (9, 0), "fp32", "PRECISION=fp32 set"),
+    ],
+)
+def test_auto_on_cuda_follows_the_compute_capability(
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str,
+    capability: tuple[int, int],
+    expected: str,
+    reason: str,
+) -> None:
+    asked: list[object] = []
+
+    def get_device_capability(device: object = None) -> tuple[int, int]:
+        asked.append(device)
+        return capability
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100")
+    cuda = torch.device("cuda:1")
+    assert choose_precision(from_env({"PRECISION": setting}), cuda) == (expected, reason)
+    assert asked in ([cuda], [])  # the run's own GPU, and only when auto asks
 
 
 def test_fingerprint_ignores_where_and_how_not_what() -> None:

@@ -35,12 +35,14 @@ KEYS = [
     "device",
     "device_name",
     "precision",
+    "precision_reason",
     "cpu_threads",
     "torch_version",
     "cuda_version",
     "data_sha256",
     "data_layout",
     "code_sha256",
+    "compiled_graphs",
 ]
 
 
@@ -60,17 +62,21 @@ def _epoch(epoch: int, val_acc: float, train_seconds: float) -> TrainedEpoch:
     return TrainedEpoch(epoch, 1.0 / epoch, 2.0 / epoch, val_acc, (0.01,), train_seconds, 0.5, 1.0)
 
 
-def _result(*trained: TrainedEpoch, resumed_from: int = 0) -> FitResult:
+def _result(
+    *trained: TrainedEpoch, resumed_from: int = 0, compiled_graphs: int | None = None
+) -> FitResult:
     return FitResult(
         records=[Evaluation(0, 2.3, 0.1, 0.25), *trained],
         model=torch.nn.Linear(4, 3),  # 15 parameters
         resumed_from=resumed_from,
         info=legacy_info(1.0),
+        compiled_graphs=compiled_graphs,
     )
 
 
 def _plan(precision: str, started: float, cpu_threads: int) -> RunPlan:
-    return RunPlan(Config(seed=7), torch.device("cpu"), precision, cpu_threads, started)
+    reason = f"PRECISION={precision} set"
+    return RunPlan(Config(seed=7), torch.device("cpu"), precision, cpu_threads, started, reason)
 
 
 def test_metrics_have_the_contracts_keys_in_order() -> None:
@@ -91,7 +97,14 @@ def test_metrics_summarise_the_trained_epochs() -> None:
     assert 0 <= metrics["wall_seconds"] < 60
     assert (metrics["n_train"], metrics["n_test"], metrics["parameters"]) == (100, 40, 15)
     assert (metrics["device"], metrics["precision"], metrics["cpu_threads"]) == ("cpu", "bf16", 3)
+    assert metrics["precision_reason"] == "PRECISION=bf16 set"
     assert (metrics["data_sha256"], metrics["data_layout"]) == ("ab" * 32, "python")
+    assert metrics["compiled_graphs"] is None  # an eager run
+
+
+def test_a_compiled_run_reports_its_graphs() -> None:
+    result = _result(_epoch(1, 0.5, 2.0), compiled_graphs=1)
+    assert run_metrics(result, _data(), _plan("fp32", 0.0, 1))["compiled_graphs"] == 1
 
 
 def test_a_run_with_nothing_trained_reports_its_evaluation() -> None:

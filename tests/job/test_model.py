@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from job.contract import EXPORTED_MODEL, MODEL
 from job.data import CIFAR_CLASSES
+from job.export import export
 from job.model import ModelInfo, ResNet9, legacy_info, read_model, save_model
 from job.preprocess import CIFAR10, Preprocess
+from tests.job.test_checkpoint import lazy_device
 
 
 def test_full_width_is_the_tutorials_resnet9() -> None:
@@ -102,3 +106,23 @@ def test_a_model_pt_of_another_form_is_a_value_error(tmp_path: Path, content: ob
     torch.save(content, tmp_path / "model.pt")
     with pytest.raises(ValueError):
         read_model(tmp_path / "model.pt")
+
+
+def test_a_model_trained_off_the_cpu_is_saved_and_exported_for_any_machine(
+    tmp_path: Path,
+) -> None:
+    info = _info(32, 10)
+    cpu_model = info.build().eval()
+    model = copy.deepcopy(cpu_model).to(lazy_device())  # a real device other than the CPU
+    export(model, info, tmp_path)
+    saved = torch.load(tmp_path / MODEL, map_location=None, weights_only=True)
+    state = saved["state_dict"]
+    assert {t.device.type for t in state.values()} == {"cpu"}
+    assert state._metadata == cpu_model.state_dict()._metadata  # what load_state_dict reads
+    assert all(torch.equal(state[k], v) for k, v in cpu_model.state_dict().items())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch 2.14 deprecates torch.jit
+        scripted = torch.jit.load(str(tmp_path / EXPORTED_MODEL), map_location=None)
+    tensors = [*scripted.parameters(), *scripted.buffers()]
+    assert tensors and {t.device.type for t in tensors} == {"cpu"}
+    assert next(model.parameters()).device.type == "lazy"  # the run's model is left as it was

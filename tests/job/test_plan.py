@@ -3,9 +3,10 @@ fingerprint, read once by the claim of OUTPUT_DIR (job/seed.py)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from job import seed
+from job import cpuinfo, seed
 from job.config import Config
 from job.plan import RunPlan, resolve
 
@@ -23,10 +24,32 @@ def test_a_plan_resolves_the_device_precision_and_threads_once() -> None:
     }
 
 
-def test_a_plans_fingerprint_is_its_settings_fingerprint() -> None:
+def test_a_plans_fingerprint_is_its_settings_and_its_resolved_precision() -> None:
     cfg = Config(max_lr=0.02, seed=9)
-    plan = RunPlan(cfg, torch.device("cpu"), "fp32", 1, started=0.0)
-    assert plan.fingerprint == cfg.fingerprint() and plan.fingerprint["seed"] == 9
+    plan = RunPlan(cfg, torch.device("cpu"), "bf16", 1, started=0.0)
+    assert plan.fingerprint == cfg.fingerprint() | {"resolved_precision": "bf16"}
+    assert plan.fingerprint["seed"] == 9
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_resolves_per_cpu_into_the_plan_its_reason_and_fingerprint(
+    monkeypatch: pytest.MonkeyPatch, native: bool, expected: str
+) -> None:
+    # The CPU's flags stubbed: this machine's own decide nothing here.
+    flags = frozenset({"avx512_bf16"} if native else {"avx2"})
+    monkeypatch.setattr(cpuinfo, "flags", lambda fields=None: flags)
+    cfg = Config(device="cpu", cpu_threads=torch.get_num_threads())
+    plan = resolve(cfg, started=0.0)
+    assert plan.precision == expected
+    assert plan.precision_reason.startswith("auto: CPU with" if native else "auto: CPU without")
+    assert plan.fingerprint["resolved_precision"] == expected
+    assert plan.fingerprint["precision"] == "auto"  # the setting stays as it was set
+
+
+def test_a_set_precision_is_its_own_reason() -> None:
+    cfg = Config(device="cpu", precision="fp16", cpu_threads=torch.get_num_threads())
+    plan = resolve(cfg, started=0.0)
+    assert (plan.precision, plan.precision_reason) == ("fp16", "PRECISION=fp16 set")
 
 
 def test_a_random_seed_is_the_checkpoints_or_a_new_draw() -> None:

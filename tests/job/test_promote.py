@@ -7,11 +7,17 @@ import multiprocessing
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from job.config import from_env
+from job.contract import PROMOTED, ExitCode
+from job.data import load_dataset
+from job.errors import DeviceError
+from job.plan import RunPlan
 from job.promote import decide, promote, promote_run, recorded_val_acc
 from tests.conftest import JobResult, job_env, run_job
 from tests.job.pictures import cifar_pictures, regroup, write_folder
@@ -308,3 +314,85 @@ def test_a_champion_of_other_classes_is_kept(archives, real_cifar, tmp_path, pro
     (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("promotion:")]
     assert line == f"promotion: kept the champion: {decision['reason']}."
     assert os.readlink(champion) == before
+
+
+# --- a GPU that fails while the champion is evaluated -------------------------------------------
+
+_ILLEGAL_ADDRESS = "CUDA error: an illegal memory access was encountered"
+
+
+def _judge_failing_with(error: Exception, archives, tmp_path: Path, monkeypatch):
+    """This run's judge (the champion's split: TEST_LIMIT=100), its evaluation raising
+    ``error`` as a failed GPU raises it: no GPU here, so the function the champion's
+    evaluation calls is replaced; loading the champion and its loader run for real."""
+    import job.champion
+
+    def evaluate(*args: object, **kwargs: object) -> tuple[float, float]:
+        raise error
+
+    monkeypatch.setattr(job.champion, "evaluate", evaluate)
+    env = job_env(tmp_path, DATA_URL=archives["python"].as_uri(), EPOCHS=1, TEST_LIMIT=100)
+    cfg = from_env(env)
+    plan = RunPlan(cfg, torch.device("cpu"), "fp32", 1, started=time.perf_counter())
+    return job.champion.judge(plan, load_dataset(cfg))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [torch.AcceleratorError(_ILLEGAL_ADDRESS), RuntimeError(_ILLEGAL_ADDRESS)],
+    ids=["AcceleratorError", "RuntimeError"],
+)
+def test_a_failed_gpu_in_the_champions_evaluation_promotes_nothing(
+    archives, tmp_path, promote_dir, monkeypatch, capsys, error
+) -> None:
+    judge = _judge_failing_with(error, archives, tmp_path, monkeypatch)
+    link, runs = os.readlink(promote_dir / "champion"), sorted((promote_dir / "runs").iterdir())
+    out = _run_dir(tmp_path, "run", 0.99)  # would beat any champion
+    with pytest.raises(DeviceError) as failed:
+        promote_run(out, promote_dir, {"val_acc": 0.99}, 0.0, judge)
+    assert failed.value.exit_code == ExitCode.DEVICE_FAILED == 6
+    assert failed.value.message.startswith(
+        f"The GPU failed during the champion's evaluation on cpu ({_ILLEGAL_ADDRESS}); "
+    )
+    assert "nothing was promoted" in failed.value.message
+    assert os.readlink(promote_dir / "champion") == link
+    assert sorted((promote_dir / "runs").iterdir()) == runs
+    assert json.loads((out / "metrics.json").read_text()) == {"val_acc": 0.99}  # no decision
+    assert capsys.readouterr().out == ""  # no promote event
+
+
+def test_a_champion_whose_model_fails_otherwise_is_still_unusable(
+    archives, tmp_path, promote_dir, monkeypatch
+) -> None:
+    error = RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x64 and 32x10)")
+    judge = _judge_failing_with(error, archives, tmp_path, monkeypatch)
+    decision = decide(promote_dir, 0.5, 0.0, judge)
+    assert decision["promoted"] is True
+    assert decision["reason"].startswith(
+        "the champion cannot be evaluated: its model fails on this run's images (RuntimeError"
+    )
+
+
+def test_a_failed_gpu_in_the_champions_evaluation_exits_6_with_the_runs_outputs(
+    archives, tmp_path, promote_dir
+) -> None:
+    # The real `python -m job`, its champion's evaluation failing as a GPU's would: a
+    # sitecustomize module (imported by Python at start-up) replaces the function it calls.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import torch\nimport job.champion\n\n\ndef evaluate(*args, **kwargs):\n"
+        f"    raise torch.AcceleratorError({_ILLEGAL_ADDRESS!r})\n\n\n"
+        "job.champion.evaluate = evaluate\n"
+    )
+    link = os.readlink(promote_dir / "champion")
+    env = job_env(tmp_path, DATA_URL=archives["python"].as_uri(), EPOCHS=1, PROMOTE_DIR=promote_dir)
+    result = run_job({**env, "PYTHONPATH": str(hook)})
+    assert result.code == ExitCode.DEVICE_FAILED, result.stderr
+    (error,) = result.of("error")
+    assert "during the champion's evaluation" in error["message"]
+    assert _ILLEGAL_ADDRESS in error["message"] and "Traceback" not in result.stderr
+    assert not result.of("promote") and os.readlink(promote_dir / "champion") == link
+    out = tmp_path / "output"
+    assert all((out / name).is_file() for name in PROMOTED)  # the run's own outputs stay
+    assert "promotion" not in json.loads((out / "metrics.json").read_text())

@@ -92,21 +92,26 @@ if {thread!r}:
         time.sleep(0.3)
         print("thread finished", file=sys.stderr, flush=True)
     threading.Thread(target=late).start()
+if {pool!r}:  # an idle worker of a pool never shut down, as torch.compile leaves one
+    from concurrent.futures import ThreadPoolExecutor
+    ThreadPoolExecutor(1).submit(int).result()
 print("written", end="")  # no newline, no flush: exit_now must flush it
 exit_now({code})
 """
 
 
-def _exit(code: int, *, thread: bool = False, full: bool = False) -> tuple[int, str, str]:
+def _exit(
+    code: int, *, thread: bool = False, pool: bool = False, full: bool = False
+) -> tuple[int, str, str]:
     """Run the snippet; with ``full``, its stdout is /dev/full, where every flush fails."""
     with open("/dev/full" if full else os.devnull, "w") as sink:
         result = subprocess.run(
-            [sys.executable, "-c", _EXIT.format(code=code, thread=thread)],
+            [sys.executable, "-c", _EXIT.format(code=code, thread=thread, pool=pool)],
             cwd=REPO,
             stdout=sink if full else subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            timeout=120,
+            timeout=60,
         )
     return result.returncode, result.stdout or "", result.stderr
 
@@ -122,6 +127,20 @@ def test_exit_now_joins_a_running_thread_first() -> None:
     returncode, out, err = _exit(0, thread=True)
     assert returncode == 0 and out == "written"
     assert "thread finished" in err and "teardown ran" not in err
+
+
+def test_exit_now_ends_the_idle_workers_of_a_pool_never_shut_down() -> None:
+    # Joining the threads alone waits forever here (the timeout fails the test): the pool's
+    # workers end only once told to, as the interpreter's exit tells them.
+    returncode, out, err = _exit(4, thread=True, pool=True)
+    assert returncode == 4 and out == "written"
+    assert "thread finished" in err and "teardown ran" not in err
+
+
+def test_cpython_still_has_the_thread_shutdown_exit_now_calls() -> None:
+    import threading
+
+    assert callable(getattr(threading, "_shutdown", None)), "exit_now falls back to sys.exit"
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
