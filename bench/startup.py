@@ -195,3 +195,20 @@ def rows_g(res: dict[str, Any], cfg: WallConfig) -> list[Row]:
         Row("    fixed cost less import torch", "s", None, res["fixed_over_import_torch"], None,
             how="what the job itself adds to a cold start"),
     ]  # fmt: skip
+
+
+def warm_slots(slots: int = 8) -> dict[str, Any]:
+    """Seconds until ``slots`` warm processes, asked for at once (a search's first trials),
+    have each forked a trial (an empty one): a local search's start-up of its slots."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from search.launchers.warm import WarmPool
+
+    pool, env = WarmPool(slots, module="this"), clean_env()
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(slots) as threads:
+        started = list(threads.map(lambda _: pool.start(env, REPO, frozenset(), 2), range(slots)))
+    seconds = time.perf_counter() - t0
+    waits = [p.wait() if p else None for p in started]
+    pool.close()
+    return {"slots": slots, "seconds": seconds, "exits": waits}

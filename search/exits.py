@@ -23,6 +23,12 @@ class DriverExit(IntEnum):
     STOPPED = 143
 
 
+MISPLACED = -2
+"""A trial's ``exit_code`` (user attribute) when its run trained on another device than the
+one it was placed on (its ``start`` event's ``device``): the run was stopped at once and the
+trial failed (``-1``, the launcher's ``LOST``, is a run that disappeared)."""
+
+
 DRIVER_EXIT_MEANINGS: dict[DriverExit, str] = {
     DriverExit.DONE: "done (run: the study holds its --trials finished trials, or --timeout "
     "passed first: rerun to continue)",

@@ -132,7 +132,11 @@ _RUN = (
         click.FloatRange(min=1),
         "Stop and fail a trial that emits no event for this many seconds.",
     ),
-    Option("--gpus", help="GPU ids to use, e.g. 0,1,2, or 'none' (default: all detected)."),
+    Option(
+        "--gpus",
+        help="GPU ids to use in nvidia-smi's numbering, e.g. 0,1,2, or 'none' (default: all "
+        "detected, within CUDA_VISIBLE_DEVICES).",
+    ),
     Option(
         "--trials-per-gpu",
         1,

@@ -74,8 +74,8 @@ class Settings:
 def build_settings(given: Mapping[str, Any], say: Callable[[str], None]) -> Settings:
     """The settings of one driver run from the ``run`` options ``given`` by name (those left
     out take their defaults); ``say`` tells which launcher ``auto`` chose."""
+    from search.gpus import check_device_env, usable_gpus
     from search.jobvars import JobEnvError, parse_job_env
-    from search.launchers import detect_gpus
     from search.options import given as complete
     from search.space import SpaceError, default_space, load_configurations, load_space
 
@@ -88,8 +88,8 @@ def build_settings(given: Mapping[str, Any], say: Callable[[str], None]) -> Sett
         raise SettingsError(str(exc)) from None
     _check_seed(options["confirm"], fixed)
     _check_policy(options["confirm"], options["confirm_seeds"])
-    gpu_ids = parse_gpus(options["gpus"], detect_gpus)
     launcher_name = choose_launcher(options["launcher"], options["image"], say)
+    gpu_ids, check_gpus = usable_gpus(options["gpus"], launcher_name, parse_gpus, os.environ)
     parallel = slots(
         launcher_name,
         gpu_ids,
@@ -97,6 +97,8 @@ def build_settings(given: Mapping[str, Any], say: Callable[[str], None]) -> Sett
         options["parallel"],
         options["gpu_resource"],
     )
+    check_gpus()  # after the slots: a --parallel that cannot fit is said first
+    check_device_env(fixed, gpus=bool(gpu_ids))
     launcher = _launcher(launcher_name, options, gpus=bool(gpu_ids), slots=parallel)
     data_dir = Path(fixed.pop("DATA_DIR", os.environ.get("DATA_DIR", default("DATA_DIR"))))
     return Settings(

@@ -35,7 +35,8 @@ from job.contract import (
 from search._optuna import quiet_experimental, trial_id
 from search.errors import StudyStopped
 from search.events import EventStream, Interrupted, Silent
-from search.exits import DriverExit
+from search.exits import MISPLACED, DriverExit
+from search.gpus import misplaced
 from search.launchers.base import LOST, Run, TrialSpec
 from search.settings import Settings
 from search.space import to_env
@@ -45,6 +46,9 @@ log = logging.getLogger("search")
 
 _RETRIED_EXITS = (ExitCode.STOPPED, LOST)
 """Exits of a run that was preempted (SIGTERM, or the container/pod vanished): relaunched."""
+
+_MISPLACED_GRACE = 2.0
+"""Seconds a run on the wrong device gets to end after SIGTERM: it has trained nothing."""
 
 DIGESTS = ("data_sha256", "code_sha256")
 """The ``done`` event's fields kept as a COMPLETE trial's user attributes: the data and the
@@ -111,7 +115,7 @@ class TrialRunner:
         if gpu is not None:
             trial.set_user_attr("gpu", gpu)
         log.info("%s %d: start %s", self.what, trial.number, _short(params))
-        outcome = _Outcome(trial)
+        outcome = _Outcome(trial, gpu)
         code: int = LOST
         run: Run | _NotStarted = _NotStarted()
         for attempt in range(settings.retries + 1):
@@ -152,7 +156,7 @@ class TrialRunner:
                     outcome.launch_seconds = time.monotonic() - started
                     outcome.warm_start = getattr(run, "warm_start", None)  # local runs say
                 if outcome.on_event(event, latest=not events.behind()):
-                    run.stop(settings.stop_grace)
+                    run.stop(_MISPLACED_GRACE if outcome.misplaced else settings.stop_grace)
                     break
         except Silent:
             outcome.reason = f"no event for {settings.trial_timeout:g} s; stopped"
@@ -166,7 +170,8 @@ class TrialRunner:
             run.stop(settings.stop_grace)
             run.wait()
             raise
-        return run.wait(), run
+        code = run.wait()
+        return (MISPLACED if outcome.misplaced else code), run
 
     def _carry_checkpoint(self, trial: optuna.Trial, out: Path) -> bool:
         """A retry of a trial whose driver died resumes from that trial's checkpoint."""
@@ -207,7 +212,8 @@ class TrialRunner:
             self._upload(trial)
             return self.study.tell(trial, outcome.val_acc)
         out_of = outcome.resource if code == ExitCode.RESOURCES else None
-        reason = DOES_NOT_FIT if out_of == REASON_MEMORY else outcome.reason or _why(code)
+        why = _why(code, outcome.gpu)
+        reason = DOES_NOT_FIT if out_of == REASON_MEMORY else outcome.reason or why
         trial.set_user_attr("fail_reason", reason)
         frozen = self.study.tell(trial, state=TrialState.FAIL)
         log.warning(
@@ -251,8 +257,10 @@ driver's exit code and what happened, in words."""
 class _Outcome:
     """What one trial's runs showed across its (re)launches: events, pruning, timing."""
 
-    def __init__(self, trial: optuna.Trial) -> None:
+    def __init__(self, trial: optuna.Trial, gpu: str | None = None) -> None:
         self.trial = trial
+        self.gpu = gpu  # where the run was placed (None: no GPU)
+        self.misplaced = False  # its start event named another device: stopped, failed
         self.t0 = time.monotonic()
         self.epochs = 0
         self.reported: set[int] = set()
@@ -274,7 +282,12 @@ class _Outcome:
         is COMPLETE, even when the driver read its events late (the database was down).
         """
         kind = event.get("event")
-        if kind == "epoch":
+        if kind == "start" and "device" in event:  # a job that names no device: unchecked
+            wrong = misplaced(event["device"], self.gpu)
+            if wrong is not None:
+                self.misplaced, self.reason = True, wrong
+                return True
+        elif kind == "epoch":
             epoch_event = cast(EpochEvent, event)
             epoch, acc = int(epoch_event["epoch"]), float(epoch_event["val_acc"])
             final = epoch >= int(epoch_event.get("epochs") or 0) > 0
@@ -306,8 +319,14 @@ class _NotStarted:
         return ""
 
 
-def _why(code: int) -> str:
-    """A run's exit code in words, for a failed trial's ``fail_reason``."""
+def _why(code: int, gpu: str | None = None) -> str:
+    """A run's exit code in words, for a failed trial's ``fail_reason`` (``gpu``: where it
+    ran, named when the GPU failed)."""
+    if code == ExitCode.DEVICE_FAILED and gpu is not None:
+        return (
+            f"GPU {gpu} failed (a CUDA error, exit 6): nothing was promoted; check that GPU "
+            "(nvidia-smi) before it runs more trials"
+        )
     if code == ExitCode.DONE:
         return "the job ended without a done event"
     if code == LOST:

@@ -113,9 +113,16 @@ def _number(name: str, default: float) -> float:
     return float(os.environ.get(name) or default)
 
 
+def _device() -> str:
+    """The device a run given DEVICE resolves, as the job names it (``auto``: the CPU)."""
+    device = os.environ.get("DEVICE", "auto").strip().lower()
+    return "cpu" if device == "auto" else device
+
+
 def _start_event() -> None:
     emit(
-        "start", config={"EPOCHS": _epochs()}, device="cpu", precision="fp32", cpu_threads=1,
+        "start", config={"EPOCHS": _epochs()}, device=_device(), precision="fp32",
+        precision_reason="PRECISION=fp32 set", cpu_threads=1,
         pid=os.getpid(),
     )  # fmt: skip
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,17 +77,8 @@ def docker_ready(image: str) -> tuple[bool, str]:
 
 
 def detect_gpus() -> list[str]:
-    """GPU indices that ``nvidia-smi`` lists on this machine (none without it)."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
+    """GPU indices that ``nvidia-smi`` lists on this machine (none without it), whatever the
+    driver's ``CUDA_VISIBLE_DEVICES`` (:mod:`search.gpus` applies it)."""
+    from search.gpus import query_gpus
+
+    return [index for index, _ in query_gpus()]

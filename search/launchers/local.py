@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from job.contract import JOB_LOG, VARIABLE_NAMES
+from search.gpus import DEVICE_ORDER, placement
 from search.launchers.base import LOST, LogFileTail, TrialSpec
 from search.launchers.cores import CorePool, Share
 from search.launchers.forkserver import die_with_parent
@@ -133,7 +134,8 @@ class LocalLauncher:
 
     def _env(self, spec: TrialSpec, share: Share | None) -> dict[str, str]:
         """The trial's environment, cold or warm: the driver's less every job variable and
-        driver-only one, then the trial's variables, its folders and its share's threads."""
+        driver-only one, then the trial's variables, its folders, its device (its GPU, or
+        none) and its share's threads."""
         # The trial's settings come from ``spec.env`` only, as for containers: job variables
         # exported in the driver's shell do not leak into trials.
         env = {k: v for k, v in os.environ.items() if k not in VARIABLE_NAMES | _DRIVER_ONLY}
@@ -145,8 +147,10 @@ class LocalLauncher:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if spec.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = spec.gpu
+        # The trial sees its own GPU only, or none: with no GPU, CUDA must not find one.
+        env["CUDA_VISIBLE_DEVICES"] = "" if spec.gpu is None else spec.gpu
+        env["DEVICE"] = placement(spec.gpu)
+        env.update(DEVICE_ORDER)
         if share is not None:
             env.setdefault("CPU_THREADS", str(share.threads))  # a --job-env CPU_THREADS wins
         return env

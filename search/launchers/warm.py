@@ -190,7 +190,9 @@ class WarmPool:
         if match is not None:
             return match
         try:
-            return self._spawner.call(lambda: _spawn(key))
+            # Started by the spawner thread, awaited here: servers asked for at once (a
+            # search's first trials) import in parallel.
+            return _await_ready(self._spawner.call(lambda: _spawn(key)))
         except OSError as exc:
             self.enabled = False
             log.warning("warm starts are off: %s; every trial starts cold", exc)
@@ -205,8 +207,8 @@ class WarmPool:
 
 
 def _spawn(key: _Key) -> _Server:
-    """Start a server for ``key`` and wait until it has imported everything; OSError when it
-    could not (it ended, refused or did not answer in time)."""
+    """Start a server for ``key`` (without waiting for it: :func:`_await_ready`); the calling
+    thread is the one whose end kills it."""
     driver_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     parent, cpus = os.getpid(), frozenset(key.cpus)
     command = [sys.executable, "-c", forkserver.BOOT, forkserver.__file__]
@@ -225,18 +227,23 @@ def _spawn(key: _Key) -> _Server:
         )
     finally:
         server_end.close()
-    server = _Server(key, proc, driver_end)
-    driver_end.settimeout(START_TIMEOUT)
+    return _Server(key, proc, driver_end)
+
+
+def _await_ready(server: _Server) -> _Server:
+    """``server`` once it has imported everything; OSError when it could not (it ended,
+    refused or did not answer in time)."""
+    server.sock.settimeout(START_TIMEOUT)
     try:
-        message, _ = forkserver.receive(driver_end)
+        message, _ = forkserver.receive(server.sock)
     except OSError:
         message = None
     if message is None or "ready" not in message:
         server.close()
-        why = (message or {}).get("error") or f"it ended with exit {proc.poll()}"
+        why = (message or {}).get("error") or f"it ended with exit {server.proc.poll()}"
         raise OSError(f"the warm process did not start ({why})")
     if message.get("threads", 1) > 1:
-        log.debug("warm process %d holds %d threads", proc.pid, message["threads"])
+        log.debug("warm process %d holds %d threads", server.proc.pid, message["threads"])
     return server
 
 
@@ -245,6 +252,8 @@ class _Spawner:
 
     A server asks for PDEATHSIG, which fires when the *thread* that started it ends; the
     driver's worker threads come and go, and a server outlives the trial that started it.
+    The thread only forks (milliseconds each); the caller waits for the server's imports, so
+    servers asked for at once start together.
     """
 
     def __init__(self) -> None:

@@ -149,6 +149,15 @@ def test_each_worker_is_pinned_to_one_gpu(tmp_path, gpus) -> None:
         assert t.user_attrs["gpu"] in gpus
 
 
+def test_a_failed_gpu_fails_its_trial_naming_it_and_the_study_goes_on(tmp_path) -> None:
+    driver = _driver(tmp_path, "0=exit6,*=done", trials=2, gpus=("1",))
+    driver.run()
+    first, *rest = _trials(driver)
+    assert first.state.name == "FAIL" and first.user_attrs["exit_code"] == 6
+    assert first.user_attrs["fail_reason"].startswith("GPU 1 failed (a CUDA error, exit 6)")
+    assert [t.state.name for t in rest] == ["COMPLETE", "COMPLETE"]
+
+
 @pytest.mark.parametrize(("gpus", "per_gpu"), [(("0", "1"), 2), (("5",), 3)])
 def test_k_trials_run_at_once_on_each_listed_gpu(tmp_path, gpus, per_gpu: int) -> None:
     slots = len(gpus) * per_gpu

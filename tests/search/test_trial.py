@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from optuna.trial import TrialState
 from job.contract import EXIT_MEANINGS, ExitCode
 from search._optuna import quiet_experimental, storage_of
 from search.errors import StudyStopped
-from search.exits import DriverExit
+from search.exits import MISPLACED, DriverExit
 from search.launchers.base import LOST
 from search.launchers.local import LocalLauncher
 from search.settings import Settings
@@ -82,6 +83,11 @@ def _run(tmp_path: Path, study: optuna.Study, plan: str, **settings: Any):
 )
 def test_an_exit_code_is_said_in_words(code: int, words: str) -> None:
     assert _why(code) == words
+
+
+def test_a_failed_gpu_is_named() -> None:
+    assert _why(ExitCode.DEVICE_FAILED, "3").startswith("GPU 3 failed (a CUDA error, exit 6)")
+    assert _why(ExitCode.DEVICE_FAILED) == f"{EXIT_MEANINGS[ExitCode.DEVICE_FAILED]} (exit 6)"
 
 
 # -- the events of a run -----------------------------------------------------------------------
@@ -186,7 +192,11 @@ def test_a_failure_every_trial_would_repeat_stops_the_study(
 
 @pytest.mark.parametrize(
     ("plan", "reason"),
-    [("*=exit5-memory", DOES_NOT_FIT), ("*=exit4", _why(ExitCode.DIVERGED))],
+    [
+        ("*=exit5-memory", DOES_NOT_FIT),
+        ("*=exit4", _why(ExitCode.DIVERGED)),
+        ("*=exit6", _why(ExitCode.DEVICE_FAILED)),  # the GPU failed: other GPUs may be fine
+    ],
 )
 def test_a_failure_of_this_trial_alone_is_recorded_and_the_study_goes_on(
     tmp_path: Path, study: optuna.Study, plan: str, reason: str
@@ -217,3 +227,43 @@ def test_a_trial_that_sends_nothing_for_the_timeout_is_still_failed(
     frozen = _run(tmp_path, study, "*=silent", trial_timeout=1.0)
     assert frozen.state == TrialState.FAIL
     assert frozen.user_attrs["fail_reason"] == "no event for 1 s; stopped"
+
+
+# -- a run must train where it was placed --------------------------------------------------------
+
+ON_DEVICE = """
+import json, sys, time
+print(json.dumps({"v": 1, "event": "start", "device": sys.argv[1]}), flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize(
+    ("gpu", "device", "words"),
+    [(None, "cuda:0", "trained on cuda:0 but was placed on no GPU"), ("2", "cpu", "on GPU 2")],
+)
+def test_a_run_on_another_device_is_stopped_at_once_and_fails(
+    tmp_path: Path, study: optuna.Study, gpu: str | None, device: str, words: str
+) -> None:
+    runner = _runner(tmp_path, study, [sys.executable, "-c", ON_DEVICE, device], stop_grace=60)
+    started = time.monotonic()
+    frozen = runner.run(_ask(study), gpu)
+    assert time.monotonic() - started < 30  # not the 60 s grace, nor the run's hour
+    assert frozen.state == TrialState.FAIL
+    assert frozen.user_attrs["exit_code"] == MISPLACED
+    assert frozen.user_attrs["attempts"] == 1  # not retried as a preempted run would be
+    assert words in frozen.user_attrs["fail_reason"]
+    assert "check DEVICE" in frozen.user_attrs["fail_reason"]
+
+
+@pytest.mark.parametrize(
+    ("gpu", "device", "stopped"),
+    [(None, "cpu", False), ("0", "cuda", False), ("0", "cuda:0", False), ("0", "cpu", True),
+     (None, "cuda", True), ("1", "cuda:1", True)],
+)  # fmt: skip
+def test_the_start_event_is_checked_against_the_placement(
+    study: optuna.Study, gpu: str | None, device: str, stopped: bool
+) -> None:
+    outcome = _Outcome(_ask(study), gpu)
+    assert outcome.on_event({"event": "start", "device": device}) is stopped
+    assert outcome.misplaced is stopped

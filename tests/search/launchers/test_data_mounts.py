@@ -106,3 +106,10 @@ def test_a_local_trial_reads_the_folder_url_as_it_is(tmp_path: Path) -> None:
     assert run.wait() == 0
     assert lines[0] == folder.as_uri() + "\n"
     assert "'airplane'" in lines[1] and "'truck'" in lines[1]
+
+
+@pytest.mark.parametrize(("gpu", "device"), [("3", "cuda"), (None, "cpu")])
+def test_a_container_is_told_its_device_and_the_gpu_order(tmp_path: Path, gpu, device) -> None:
+    spec = TrialSpec("t", {"DEVICE": "auto"}, tmp_path / "out", tmp_path / "cache", gpu=gpu)
+    env, _ = mounts(spec)  # the GPU itself is the container's --gpus device=3
+    assert (env["DEVICE"], env["CUDA_DEVICE_ORDER"]) == (device, "PCI_BUS_ID")

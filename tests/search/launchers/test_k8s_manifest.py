@@ -151,6 +151,12 @@ def test_trial_job_without_gpu_requests_none_and_runs_on_cpu(template: str) -> N
     assert {"name": "DEVICE", "value": "cpu"} in train["env"]
 
 
+def test_a_trial_job_with_a_gpu_trains_on_it_in_the_gpu_order() -> None:
+    env = _train(_build(gpu=True))["env"]
+    assert {"name": "DEVICE", "value": "cuda"} in env
+    assert {"name": "CUDA_DEVICE_ORDER", "value": "PCI_BUS_ID"} in env
+
+
 def test_trial_job_drops_template_variables_only_the_replaced_output_dir_used() -> None:
     # k8s/job.yaml's JOB_NAME only builds its own OUTPUT_DIR, which the trial replaces.
     names = [e["name"] for e in _train(_build())["env"]]

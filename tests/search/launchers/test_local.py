@@ -61,10 +61,21 @@ def test_stop_ends_the_run_and_its_process_group(tmp_path, trap: str, code: int)
     assert not _alive(child)
 
 
-def test_gpu_is_pinned_with_cuda_visible_devices(tmp_path) -> None:
-    script = "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES'), os.environ['OUTPUT_DIR'])"
-    run = LocalLauncher([sys.executable, "-c", script]).start(_spec(tmp_path, gpu="2"))
-    assert list(run.lines()) == [f"2 {tmp_path / 'out'}\n"]
+PLACEMENT = ("CUDA_VISIBLE_DEVICES", "DEVICE", "CUDA_DEVICE_ORDER")
+
+
+@pytest.mark.parametrize(
+    ("gpu", "device", "placed"),
+    [("2", "auto", ["2", "cuda", "PCI_BUS_ID"]), (None, "cuda", ["", "cpu", "PCI_BUS_ID"])],
+)
+def test_a_trial_sees_its_own_gpu_or_none(tmp_path, monkeypatch, gpu, device, placed) -> None:
+    """Pinned with CUDA_VISIBLE_DEVICES in nvidia-smi's numbering and told its device; the
+    driver's own CUDA_VISIBLE_DEVICES and a DEVICE the trial was given do not leak through."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    script = f"import os; print([os.environ.get(k) for k in {PLACEMENT!r}])"
+    spec = TrialSpec("t", {"DEVICE": device}, tmp_path / "out", tmp_path / "d", gpu=gpu)
+    run = LocalLauncher([sys.executable, "-c", script]).start(spec)
+    assert list(run.lines()) == [f"{placed!r}\n"]
     assert run.wait() == 0
 
 

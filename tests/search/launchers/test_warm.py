@@ -202,6 +202,50 @@ def test_the_trials_die_with_the_driver(tmp_path, cold) -> None:
     os.kill(grandchild, signal.SIGKILL)  # not the launcher's to reap: the stand-in's own child
 
 
+SLOTS_DRIVER = """
+import json, sys, threading, time
+from pathlib import Path
+from search.launchers.base import TrialSpec
+from search.launchers.local import LocalLauncher
+launcher = LocalLauncher(cwd=Path.cwd(), slots=2, module=sys.argv[1])
+out = Path(sys.argv[2])
+def trial(i):  # a worker thread: it ends, its slot's warm process must not
+    run = launcher.start(TrialSpec(str(i), {"STANDIN_PLAN": "report"}, out / str(i), out))
+    list(run.lines())
+    run.wait()
+workers = [threading.Thread(target=trial, args=(i,)) for i in range(2)]
+for worker in workers: worker.start()
+for worker in workers: worker.join()
+print(json.dumps([server.proc.pid for server in launcher.warm._idle]), flush=True)
+time.sleep(3600)
+"""
+
+
+def _started(pid: int) -> float:
+    """When process ``pid`` started, in seconds since boot (/proc/PID/stat, field 22)."""
+    ticks = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    return int(ticks) / os.sysconf("SC_CLK_TCK")
+
+
+def test_slots_start_together_and_die_with_the_driver(tmp_path) -> None:
+    """Two slots asked for at once start their warm processes together (not one import after
+    the other), outlive the worker threads that asked, and die when the driver is killed."""
+    driver = subprocess.Popen(
+        [sys.executable, "-c", SLOTS_DRIVER, STANDIN, str(tmp_path / "t")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert driver.stdout is not None
+    servers = json.loads(driver.stdout.readline())
+    assert len(servers) == 2 and all(_alive(pid) for pid in servers)
+    first, second = sorted(_started(pid) for pid in servers)
+    assert second - first < 1.0  # one after the other, they would be an import of torch apart
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert not any(_alive(pid) for pid in servers)
+
+
 # -- the real job ------------------------------------------------------------------------------
 
 
