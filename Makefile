@@ -56,9 +56,9 @@ optuna-suite: venv
 	rm $(OPTUNA_SUITE)/optuna-$$version.tar.gz; \
 	echo "Optuna $$version's storage tests in $(OPTUNA_SUITE)"
 
-## test-gpu: only the tests marked gpu (needs a CUDA device; they skip with a reason without one)
-test-gpu: venv
-	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
+## test-gpu: only the tests marked gpu, tests/gpu (they skip with a reason without CUDA); in .venv if there is one, else offline in $(PYTHON)
+test-gpu:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m pytest -m gpu -p no:cacheprovider tests/gpu $(PYTEST_ARGS)
 
 ## lint: ruff check, ruff format --check, mypy (job/ search/ bench/) and hadolint Dockerfile
 lint: venv

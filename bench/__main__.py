@@ -1,11 +1,12 @@
-"""Rows (a)–(g), or the GPU campaign's: ``python -m bench`` (``make bench``) prints them.
+"""Rows (a)–(h), or the GPU campaign's: ``python -m bench`` (``make bench``) prints them.
 
 The job side by side with the tutorial's pipeline on the same data, settings and machine (the
 table's speed-up is the job's advantage): (a) input pipeline, (b) training throughput, (c)
 whole-job wall time cold and warm, (d) fixed cost per run, (e) the search's launch → first
-event, (f) trials started cold against warm, (g) fixed cost beside ``import torch``; or, with
-``--gpu``, the GPU campaign (:mod:`bench.gpu`). Run it on a quiet machine: every figure is a
-speed. ``python -m bench decisions ARGS…`` (the search's confirmation policy, simulated) and
+event, (f) trials started cold against warm, (g) fixed cost beside ``import torch``, (h)
+seconds per checkpoint write (``--precisions bf16+compile`` adds ``COMPILE=1`` to (b)); or,
+with ``--gpu``, the GPU campaign (:mod:`bench.gpu`). Run it on a quiet machine: every figure is
+a speed. ``python -m bench decisions ARGS…`` (the search's confirmation policy, simulated) and
 ``python -m bench decode ARGS…`` (images/s building the job's cache against ImageFolder +
 DataLoader) run :mod:`bench.decisions` and :mod:`bench.decode` instead, each with its own --help.
 """
@@ -24,7 +25,7 @@ from bench import gpu, runs
 from bench.paths import ARCHIVE_HELP, command_parser, given_or_default
 from job.files import write_json
 
-PARTS = ("a", "b", "c", "d", "e", "f", "g")
+PARTS = ("a", "b", "c", "d", "e", "f", "g", "h")
 COMMANDS = ("decisions", "decode")
 """First arguments that run :mod:`bench.decisions` or :mod:`bench.decode` with the rest."""
 
@@ -32,7 +33,7 @@ COMMANDS = ("decisions", "decode")
 def _parser() -> argparse.ArgumentParser:
     p = command_parser("python -m bench", __doc__)
     p.add_argument("--archive", type=Path, help=ARCHIVE_HELP)
-    p.add_argument("--only", help="parts (a-g), or with --gpu steps, to run, comma-separated")
+    p.add_argument("--only", help="parts (a-h), or with --gpu steps, to run, comma-separated")
     p.add_argument("--json", type=Path, help="also save the results here as JSON")
     p.add_argument("--workdir", type=Path, help="scratch folder to use instead of a temporary one")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder's contents")
@@ -45,14 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--train-width", type=float, default=1.0, help="MODEL_WIDTH")
     g.add_argument("--train-steps", type=int, default=5, help="timed training steps")
     g.add_argument("--train-warmup", type=int, default=3, help="tutorial's untimed steps")
-    g.add_argument("--precisions", default="fp32,bf16", help="job PRECISION values to time")
+    g.add_argument("--precisions", default="fp32,bf16", help="job PRECISIONs, +compile: COMPILE=1")
     g.add_argument("--train-test-images", type=int, default=400, help="job's TEST_LIMIT")
     g = p.add_argument_group("(c) whole-job wall time, cold and warm")
-    g.add_argument(
-        "--wall-configs",
-        default="1:2000:1000:1,0.25:5000:2000:2",
-        help="WIDTH:TRAIN:TEST:EPOCHS, comma-separated",
-    )
+    g.add_argument("--wall-configs", default="1:2000:1000:1,0.25:5000:2000:2",
+                   help="WIDTH:TRAIN:TEST:EPOCHS, comma-separated")  # fmt: skip
     g = p.add_argument_group("(d) fixed cost per run, warm cache")
     g.add_argument("--fixed-config", default="0.25:5000:2000:2", help="WIDTH:TRAIN:TEST:EPOCHS")
     g = p.add_argument_group("(e) search: launch to first event")
@@ -61,9 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("(f) search: trials started cold against warm")
     g.add_argument("--warm-trials", type=int, default=20, help="trials of each search")
     g.add_argument("--warm-config", default="0.25:1000:500:2", help="WIDTH:TRAIN:TEST:EPOCHS")
-    g.add_argument(
-        "--warm-parallel", type=int, default=0, help="the searches' --parallel (0: its default)"
-    )
+    g.add_argument("--warm-parallel", type=int, default=0,
+                   help="the searches' --parallel (0: its default)")  # fmt: skip
+    g = p.add_argument_group("(h) checkpoint writes")
+    widths = lambda text: [float(w) for w in text.split(",")]  # noqa: E731
+    g.add_argument("--checkpoint-widths", type=widths, default=[0.25, 1.0], help="MODEL_WIDTHs")
     gpu.add_options(p)
     return p
 
@@ -85,6 +85,8 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
                 parser.error(f"--fixed-, --search- and --warm-config take one config, not {one!r}")
     except ValueError as exc:
         parser.error(str(exc))
+    if any(s.partition("+")[2] not in ("", "compile") for s in args.precisions.split(",")):
+        parser.error("--precisions takes PRECISION or PRECISION+compile, comma-separated")
     if args.search_trials < 1 or args.warm_trials < 1:
         parser.error("--search-trials and --warm-trials take a positive number")
     if args.warm_parallel < 0:

@@ -63,18 +63,11 @@ def _same(a: str, b: str) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     p = command_parser("python -m bench.reproduce", __doc__)
-    p.add_argument(
-        "--data-url",
-        default=data_url(),
-        help="the CIFAR-10 archive's http(s):// or file:// URL; DATA_URL in the environment "
-        "also sets it, else the job's default, the fast.ai mirror (downloaded once into DATA_DIR)",
-    )
-    p.add_argument(
-        "--output",
-        type=Path,
-        default=Path(os.environ.get("OUTPUT_DIR") or DEFAULT_OUTPUT),
-        help="the job's OUTPUT_DIR; a rerun resumes there",
-    )
+    p.add_argument("--data-url", default=data_url(), help="the CIFAR-10 archive's http(s):// or "
+                   "file:// URL; DATA_URL in the environment also sets it, else the job's "
+                   "default, the fast.ai mirror (downloaded once into DATA_DIR)")  # fmt: skip
+    p.add_argument("--output", type=Path, default=Path(os.environ.get("OUTPUT_DIR") or
+                   DEFAULT_OUTPUT), help="the job's OUTPUT_DIR; a rerun resumes there")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="remove --output first (no resume)")
     return p
 
@@ -87,13 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(args.output, ignore_errors=True)
     what = "the full recipe" if not overrides else "NOT the full recipe"
     shown = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-    print(
-        f"reproduce: {what}{f' ({shown} from the environment)' if shown else ''}; "
-        f"DATA_URL={env['DATA_URL']}, PRECISION={env.get('PRECISION', default('PRECISION'))}, "
-        f"output {args.output}",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"reproduce: {what}{f' ({shown} from the environment)' if shown else ''}; "
+          f"DATA_URL={env['DATA_URL']}, PRECISION={env.get('PRECISION', default('PRECISION'))}, "
+          f"output {args.output}", file=sys.stderr, flush=True)  # fmt: skip
     # stderr (the job's per-epoch progress) goes straight to the terminal; stdout is events.
     proc, wall = timed(
         subprocess.run, list(JOB), env=env, cwd=REPO, stdout=subprocess.PIPE, text=True

@@ -230,9 +230,7 @@ def measure(
         "events_missing": [t.number for t in finished if not _events_recorded(t)],
         "cpu_first": cpu_first,
         "cpu_last": cpu_last,
-        "growth": round(cpu_last["median"] / cpu_first["median"], 2)
-        if cpu_first["median"]
-        else None,
+        "growth": cpu_first["median"] and round(cpu_last["median"] / cpu_first["median"], 2),
         "trial_seconds_first": _summary(seconds[:WINDOW]),
         "trial_seconds_last": _summary(seconds[-WINDOW:]),
         "cpu_seconds_per_finished_trial": round(sum(driver_cpu) / max(1, len(finished)), 4),
@@ -281,11 +279,8 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.search_scale",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = argparse.ArgumentParser(prog="python -m bench.search_scale", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--backends", default="postgresql,sqlite", help="rows to run, comma-separated")
     p.add_argument("--pg-trials", type=int, default=1000, help="PostgreSQL row's budget")
     p.add_argument("--drivers", type=int, default=4, help="PostgreSQL row's drivers")
@@ -317,12 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"search_scale: postgresql: {exc}", file=sys.stderr)
         return 2
     report = {
-        "command": " ".join(["python -m bench.search_scale", *sys.argv[1:]]),
-        "label": args.label,
+        "command": " ".join(["python -m bench.search_scale", *sys.argv[1:]]), "label": args.label,
         "machine": f"{model_name()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "rows": results,
-    }
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "rows": results,
+    }  # fmt: skip
     for path in filter(None, (args.output / "scale.json", args.json)):
         write_json(path, report)
     print(f"{report['command']} on {report['machine']}")

@@ -1,4 +1,4 @@
-"""Rows (a)–(g): runs the parts ``python -m bench`` was asked for, each on the same data,
+"""Rows (a)–(h): runs the parts ``python -m bench`` was asked for, each on the same data,
 settings and machine for both pipelines, and returns their table rows and details."""
 
 from __future__ import annotations
@@ -75,20 +75,25 @@ def _part_b(args: argparse.Namespace, work: Path) -> tuple[list[Row], None]:
     # 2's images_per_sec (training images over training seconds, no evaluation) is the figure.
     cfg = runs.WallConfig(width, steps * b, args.train_test_images, 2, b)
     rows = []
-    for precision in filter(None, (s.strip() for s in args.precisions.split(","))):
-        log(f"(b) job PRECISION={precision}: 2 epochs of {steps} steps, epoch 2 timed")
-        env = {"PRECISION": precision, "DEVICE": str(device)}
-        res = runs.run_job(args.archive, cfg, work / f"b-job-{precision}", env, work / "job-data")
-        job = float(res.details["history"][-1]["images_per_sec"])
+    for spec in filter(None, (s.strip() for s in args.precisions.split(","))):
+        precision, _, compiled = spec.partition("+")  # bf16+compile: the same with COMPILE=1
+        log(f"(b) job PRECISION={spec}: 2 epochs of {steps} steps, epoch 2 timed")
+        env = {"PRECISION": precision, "DEVICE": str(device), "COMPILE": str(int(bool(compiled)))}
+        res = runs.run_job(args.archive, cfg, work / f"b-job-{spec}", env, work / "job-data")
+        history = res.details["history"]  # [0]: the evaluation before training
+        job = float(history[-1]["images_per_sec"])
         here = " (auto here)" if precision == auto else ""
-        figure = f"(b) training, width {width:g}, job {precision}{here}"
+        figure = f"(b) training, width {width:g}, job {spec}{here}"
         how = (
             f"batch {b} on {device}; tutorial (fp32): {steps} steps of its loop fed by its "
             f"DataLoader after {warmup} warm-up, in-process; job: `python -m job` with "
-            f"TRAIN_LIMIT={steps * b}, EPOCHS=2, PRECISION={precision}, epoch 2's "
+            f"TRAIN_LIMIT={steps * b}, EPOCHS=2, PRECISION={spec}, epoch 2's "
             "images_per_sec from history.json"
         )
         rows.append(Row(figure, "images/s", tut, job, how=how))
+        if compiled:
+            extra = history[1]["train_seconds"] - history[2]["train_seconds"]
+            rows.append(Row("    its compile time: epoch 1 less epoch 2", "s", None, extra, None))
     return rows, None
 
 
@@ -216,6 +221,21 @@ def _part_g(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
     return startup.rows_g(res, cfg), res
 
 
+def _part_h(args: argparse.Namespace, work: Path) -> tuple[list[Row], list[dict[str, Any]]]:
+    log(f"(h) checkpoint writes at widths {args.checkpoint_widths}")
+    res = [throughput.checkpoint_seconds(w, work) for w in args.checkpoint_widths]
+    how = (
+        "job.checkpoint.save_state (torch.save, sha256, fsync, rename) of the state the job "
+        "writes after every epoch; median of 5 writes after an untimed one"
+    )
+    rows = [
+        Row(f"(h) checkpoint write, width {r['width']:g} ({r['bytes'] / 1e6:.1f} MB)", "s",
+            None, r["median"], None, "" if i else how)
+        for i, r in enumerate(res)
+    ]  # fmt: skip
+    return rows, res
+
+
 _PARTS: dict[str, tuple[Callable[[argparse.Namespace, Path], tuple[list[Row], Any]], str]] = {
     "a": (_part_a, ""),
     "b": (_part_b, ""),
@@ -224,6 +244,7 @@ _PARTS: dict[str, tuple[Callable[[argparse.Namespace, Path], tuple[list[Row], An
     "e": (_part_e, "search_launch"),
     "f": (_part_f, "warm_starts"),
     "g": (_part_g, "fixed_beside_torch"),
+    "h": (_part_h, "checkpoint"),
 }
 """Each part, in order, and the key of its details in the JSON results."""
 

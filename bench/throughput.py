@@ -1,14 +1,17 @@
-"""Rows (a) and (b): input batches per second and training images per second.
+"""Rows (a) and (b): input batches per second and training images per second; row (h):
+seconds per checkpoint write.
 
 (a), input pipeline: augmented, normalised training batches per second, no model. Tutorial:
 ImageFolder over the extracted PNGs, PIL transforms in a DataLoader with ``num_workers=3``. Job:
 its loader over the decoded uint8 tensors, on the training device. (b), training throughput:
 images per second through the tutorial's own training loop, timed over steps after untimed
-warm-up steps; the job's figure is its own ``history.json``'s (:mod:`bench.suite`).
+warm-up steps; the job's figure is its own ``history.json``'s (:mod:`bench.suite`). (h): the
+job's synchronous checkpoint write (``job.checkpoint.save_state``), in this process.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterator
 from itertools import chain, count, repeat
@@ -109,3 +112,30 @@ def sync(device: torch.device) -> None:
     """Wait for ``device``'s queued work, so that a clock read after it counts that work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def checkpoint_seconds(width: float, folder: Path, repeat: int = 5) -> dict[str, Any]:
+    """(h): the median seconds of ``repeat`` writes, after an untimed one, of the checkpoint the
+    job saves after every epoch (model, Adam, one-cycle schedule, scaler, RNG) at ``width``."""
+    from job.checkpoint import save_state
+    from job.model import ResNet9
+
+    model = ResNet9(10, width).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.01, total_steps=100)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    optimizer.step()  # Adam's two moments per weight exist only after a step
+    sched.step()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+             "rng_cpu": torch.get_rng_state()}  # fmt: skip
+    path, seconds = folder / f"checkpoint-w{width:g}.pt", []
+    for _ in range(repeat + 1):
+        start = time.perf_counter()
+        save_state(path, state)
+        seconds.append(time.perf_counter() - start)
+    size = path.stat().st_size
+    path.unlink()
+    median = statistics.median(seconds[1:])
+    return {"width": width, "bytes": size, "seconds": seconds[1:], "median": median}

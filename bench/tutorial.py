@@ -295,33 +295,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )  # fmt: skip
     t_end = time.perf_counter()
     return {
-        "val_acc": history[-1]["val_acc"],
-        "val_loss": history[-1]["val_loss"],
+        "val_acc": history[-1]["val_acc"], "val_loss": history[-1]["val_loss"],
         "history": history,
         "train_images": len(train_ds),  # type: ignore[arg-type]
         "test_images": len(valid_ds),  # type: ignore[arg-type]
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "device": str(device),
-        "reused_extraction": reused,
-        "extract_seconds": t_extract - t0,
-        "setup_seconds": t_setup - t_extract,
-        "fit_seconds": t_end - t_setup,
+        "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
+        "reused_extraction": reused, "extract_seconds": t_extract - t0,
+        "setup_seconds": t_setup - t_extract, "fit_seconds": t_end - t_setup,
         "total_seconds": t_end - t0,
-    }
+    }  # fmt: skip
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.tutorial",
-        description="The Jovian 05b CIFAR-10 ResNet9 tutorial pipeline (benchmark baseline).",
-    )
+    about = "The Jovian 05b CIFAR-10 ResNet9 tutorial pipeline (benchmark baseline)."
+    p = argparse.ArgumentParser(prog="python -m bench.tutorial", description=about)
     p.add_argument("--archive", type=Path, required=True, help="fast.ai-layout cifar10.tgz")
     p.add_argument("--data-dir", type=Path, required=True, help="folder to extract into")
-    p.add_argument(
-        "--reuse-extracted",
-        action="store_true",
-        help="skip extraction when --data-dir holds a completed extraction of --archive",
-    )
+    reuse = "skip extraction when --data-dir holds a completed extraction of --archive"
+    p.add_argument("--reuse-extracted", action="store_true", help=reuse)
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--max-lr", type=float, default=MAX_LR)

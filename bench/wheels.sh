@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Download Optuna and its runtime dependencies (bench/wheels.txt) as wheels into DIR, for the
-# GPU campaign (`python -m bench --gpu`) on an offline machine whose Python (3.10–3.13) is not
+# GPU campaign (`python -m bench --gpu`) on an offline machine whose Python (3.11–3.13) is not
 # known here.
-# Pure-python wheels once; binary ones as manylinux2014 x86_64 wheels for each of cp310..cp313.
+# Pure-python wheels once; binary ones as manylinux2014 x86_64 wheels for each of cp311..cp313.
 #
 #   bash bench/wheels.sh .whl
 #
@@ -16,7 +16,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 list="$here/wheels.txt"
 pip=(python3 -m pip)
 if [[ -x "$here/../.venv/bin/python" ]]; then pip=("$here/../.venv/bin/python" -m pip); fi
-versions=(3.10 3.11 3.12 3.13)
+versions=(3.11 3.12 3.13)
 
 pure=() binary=()
 while read -r name kind _; do
@@ -37,7 +37,7 @@ fetch() {
   fi
 }
 # Pure wheels resolved for the oldest Python, so the versions chosen work on all of them.
-fetch --platform any --python-version 3.10 --implementation py "${pure[@]}"
+fetch --platform any --python-version 3.11 --implementation py "${pure[@]}"
 for v in "${versions[@]}"; do
   abi="cp${v/./}"
   fetch --platform manylinux2014_x86_64 --python-version "$v" --implementation cp --abi "$abi" \

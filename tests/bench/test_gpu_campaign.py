@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 
-from bench.gpu import STEPS
+from bench.gpu import STEPS, results_table
+from bench.gpu_steps import DRY, REAL, Sizes
 from tests.bench.commands import run_module
+from tests.conftest import REPO
 
 ALL_STEPS = ["wheels", *(s.name for s in STEPS)]
+HEADER = "| figure | tutorial | job | speed-up | target |"
 
 
 def _campaign(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,9 +50,56 @@ def test_dry_run_step_is_ok(dry_run: dict[str, Any], step: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("step", [s.name for s in STEPS])
-def test_dry_run_step_leaves_its_log_and_a_table_row(dry_run: dict[str, Any], step: str) -> None:
+def test_dry_run_step_leaves_its_log_and_its_status(dry_run: dict[str, Any], step: str) -> None:
     assert (dry_run["out"] / "logs" / f"{step}.log").is_file()
-    assert any(line.startswith(f"{step} ") for line in dry_run["stdout"].splitlines())
+    assert f" {step} ok (" in dry_run["stdout"]
+
+
+@pytest.mark.slow
+def test_dry_run_compiles(dry_run: dict[str, Any]) -> None:
+    # COMPILE=1 really compiles on the CPU: its first epoch holds the compile time (most of a
+    # minute with an empty inductor cache, a second or two with a warm one), well beyond the
+    # eager run's first-epoch warm-up (a fraction of a second).
+    steps = dry_run["record"]["steps"]
+    compiling = steps["job_compile"]["result"]["first_epoch_extra_seconds"]
+    assert compiling > max(0.5, 2 * steps["job"]["result"]["first_epoch_extra_seconds"])
+
+
+@pytest.mark.slow
+def test_dry_run_prints_the_docs_table_filled(dry_run: dict[str, Any]) -> None:
+    lines = [ln for ln in dry_run["stdout"].splitlines() if ln.startswith("| ")]
+    assert [ln.split(" | ")[0] for ln in lines[2:]] == ["| " + f for f in _doc_figures(DRY)]
+    assert not any("not run" in ln or "failed" in ln for ln in lines)
+
+
+def _doc_figures(sizes: Sizes) -> list[str]:
+    """The figures of docs/benchmarks.md's campaign table, for ``sizes`` (the doc's: REAL)."""
+    text = (REPO / "docs" / "benchmarks.md").read_text()
+    section = text[text.index("\n## The GPU campaign\n") :]
+    table = section[section.index(HEADER) :].split("\n\n")[0].splitlines()
+    figures = [line.split(" | ")[0].removeprefix("| ") for line in table[2:]]
+    if sizes is REAL:
+        return figures
+    what = f"{REAL.epochs} epochs, {REAL.synthetic_train:,} images"
+    dry = f"{sizes.epochs} epochs, {sizes.synthetic_train:,} images"
+    figures = [f.replace("GPU:", "dry run, CPU:", 1).replace(what, dry) for f in figures]
+    return [
+        f.replace(f"{REAL.search_trials} trials", f"{sizes.search_trials} trials") for f in figures
+    ]
+
+
+def test_the_campaign_table_has_the_docs_columns_and_rows() -> None:
+    # What the campaign prints can be set beside docs/benchmarks.md's table line for line.
+    table = results_table({}, REAL, dry_run=False)
+    assert table[0] == HEADER
+    assert [line.split(" | ")[0].removeprefix("| ") for line in table[2:]] == _doc_figures(REAL)
+
+
+def test_a_step_that_did_not_finish_shows_why_in_its_cells() -> None:
+    steps = {"job": {"status": "timeout", "error": "killed at its 40 s limit"}}
+    table = results_table(steps, REAL, dry_run=False)
+    assert "| timeout: killed at its 40 s limit |" in table[2]
+    assert "| not run |" in table[4]  # job_compile
 
 
 @pytest.mark.slow

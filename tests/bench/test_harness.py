@@ -49,6 +49,8 @@ def test_missing_archive_is_a_usage_error(tmp_path: Path) -> None:
         (["--fixed-config", "1:2"], "WIDTH:TRAIN:TEST:EPOCHS"),
         (["--search-config", "1:2:3:1,1:2:3:1"], "take one config"),
         (["--search-trials", "0"], "--search-trials"),
+        (["--precisions", "bf16+fast"], "PRECISION+compile"),
+        (["--checkpoint-widths", "1,wide"], "--checkpoint-widths"),
     ],
 )
 def test_bad_options_are_usage_errors(
@@ -90,6 +92,19 @@ def test_fixed_cost_and_search_launch_rows(archives: dict[str, Path], tmp_path: 
         fixed["wall_seconds"] - fixed["train_seconds"] - fixed["eval_seconds"]
     )
     assert results["details"]["search_launch"]["trials"] == 2
+
+
+def test_checkpoint_write_rows(archives: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["--only", "h", "--checkpoint-widths", "0.125,0.25", "--json", str(out)]
+    proc = _bench("--archive", str(archives["fastai"]), *args)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    small, large = results["details"]["checkpoint"]
+    assert large["bytes"] > 2 * small["bytes"]  # twice the channels: the weights and Adam's moments
+    assert [r["job"] for r in results["rows"]] == [small["median"], large["median"]]
+    assert all(s > 0 for s in small["seconds"] + large["seconds"])
+    assert not list(tmp_path.glob("**/*.pt"))  # the written checkpoints are removed
 
 
 @pytest.mark.slow
