@@ -1,14 +1,10 @@
 """Rows (a)–(h), or the GPU campaign's: ``python -m bench`` (``make bench``) prints them.
 
-The job side by side with the tutorial's pipeline on the same data, settings and machine (the
-table's speed-up is the job's advantage): (a) input pipeline, (b) training throughput, (c)
-whole-job wall time cold and warm, (d) fixed cost per run, (e) the search's launch → first
-event, (f) trials started cold against warm, (g) fixed cost beside ``import torch``, (h)
-seconds per checkpoint write (``--precisions bf16+compile`` adds ``COMPILE=1`` to (b)); or,
-with ``--gpu``, the GPU campaign (:mod:`bench.gpu`). Run it on a quiet machine: every figure is
-a speed. ``python -m bench decisions ARGS…`` (the search's confirmation policy, simulated) and
-``python -m bench decode ARGS…`` (images/s building the job's cache against ImageFolder +
-DataLoader) run :mod:`bench.decisions` and :mod:`bench.decode` instead, each with its own --help.
+The job beside the tutorial's pipeline on the same data, settings and machine, one part a row
+(docs/benchmarks.md says how each is measured); with ``--gpu``, the GPU campaign
+(:mod:`bench.gpu`). Run it on a quiet machine: every figure is a speed. ``python -m bench
+decisions ARGS…`` and ``python -m bench decode ARGS…`` run :mod:`bench.decisions` and
+:mod:`bench.decode` instead, each with its own --help.
 """
 
 from __future__ import annotations
@@ -36,7 +32,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="parts (a-h), or with --gpu steps, to run, comma-separated")
     p.add_argument("--json", type=Path, help="also save the results here as JSON")
     p.add_argument("--workdir", type=Path, help="scratch folder to use instead of a temporary one")
-    p.add_argument("--keep", action="store_true", help="keep the scratch folder's contents")
     p.add_argument("--batch-size", type=int, default=400, help="every part")
     p.add_argument("--device", default="cpu", help="device for parts (a) and (b)")
     g = p.add_argument_group("(a) input pipeline")
@@ -49,8 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--precisions", default="fp32,bf16", help="job PRECISIONs, +compile: COMPILE=1")
     g.add_argument("--train-test-images", type=int, default=400, help="job's TEST_LIMIT")
     g = p.add_argument_group("(c) whole-job wall time, cold and warm")
-    g.add_argument("--wall-configs", default="1:2000:1000:1,0.25:5000:2000:2",
-                   help="WIDTH:TRAIN:TEST:EPOCHS, comma-separated")  # fmt: skip
+    g.add_argument(
+        "--wall-configs",
+        default="1:2000:1000:1,0.25:5000:2000:2",
+        help="WIDTH:TRAIN:TEST:EPOCHS, comma-separated",
+    )
     g = p.add_argument_group("(d) fixed cost per run, warm cache")
     g.add_argument("--fixed-config", default="0.25:5000:2000:2", help="WIDTH:TRAIN:TEST:EPOCHS")
     g = p.add_argument_group("(e) search: launch to first event")
@@ -59,8 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("(f) search: trials started cold against warm")
     g.add_argument("--warm-trials", type=int, default=20, help="trials of each search")
     g.add_argument("--warm-config", default="0.25:1000:500:2", help="WIDTH:TRAIN:TEST:EPOCHS")
-    g.add_argument("--warm-parallel", type=int, default=0,
-                   help="the searches' --parallel (0: its default)")  # fmt: skip
+    g.add_argument(
+        "--warm-parallel", type=int, default=0, help="the searches' --parallel (0: its default)"
+    )
     g = p.add_argument_group("(h) checkpoint writes")
     widths = lambda text: [float(w) for w in text.split(",")]  # noqa: E731
     g.add_argument("--checkpoint-widths", type=widths, default=[0.25, 1.0], help="MODEL_WIDTHs")

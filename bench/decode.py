@@ -1,11 +1,8 @@
 """The decoded cache's row: images per second building it vs torchvision's ImageFolder.
 
-``python -m bench decode --archive PATH``: for each side (32 and 96 pixels by default), the
-job's decode of the archive (:func:`job.data.build.decode_archive`: read, parallel decode,
-resize and crop, statistics; what one cache build costs) beside one pass of torchvision's
-``ImageFolder`` through a ``DataLoader`` with as many workers, with the same resize and centre
-crop, over the same pictures extracted to a folder (the extraction is not timed, which favours
-torchvision). Side by side in one run; prints a table, ``--json FILE`` writes the rows.
+``python -m bench decode --archive PATH``: both side by side in one run, for each side in
+``--sizes``; prints a table, ``--json FILE`` writes the rows. docs/benchmarks.md, "Decoding
+your own images", says what each side does.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The GPU campaign's rows: ``python -m bench --gpu --out DIR`` (``make gpu-campaign``).
 
-On an offline GPU machine, from the repository root: installs Optuna from the wheels in
-``.whl/`` (``make wheels``) on ``PYTHONPATH``, then runs each step of :mod:`bench.gpu_steps` as
-its own process group under its own time limit, within ``--budget``; a failed or overrun step
-is recorded and the others still run (docs/benchmarks.md, "The GPU campaign"). Results:
-``DIR/campaign.json``, a table on stdout, each step's output in ``DIR/logs/``. ``--dry-run``
-runs every step tiny on the CPU. Exit codes: 0 every step ok; 1 a step failed or timed out
-(the results are still written); 2 bad usage.
+Installs Optuna offline from ``.whl/``, then runs each step of :mod:`bench.gpu_steps` as its own
+process group under its own time limit, within ``--budget`` (docs/benchmarks.md, "The GPU
+campaign"). Exit codes: 0 every step ok; 1 a step failed or timed out (``DIR/campaign.json`` is
+still written); 2 bad usage.
 """
 
 from __future__ import annotations
@@ -105,9 +102,12 @@ def install_wheels(site: Path, python: str, dry_run: bool) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         ok, tail = False, [f"pip did not finish within {WHEELS_LIMIT_S} s"]
     record: dict[str, Any] = {
-        "status": "ok" if ok else "failed", "seconds": time.perf_counter() - t0,
-        "limit_s": WHEELS_LIMIT_S, "packages": names, "site": str(site) if ok else None,
-    }  # fmt: skip
+        "status": "ok" if ok else "failed",
+        "seconds": time.perf_counter() - t0,
+        "limit_s": WHEELS_LIMIT_S,
+        "packages": names,
+        "site": str(site) if ok else None,
+    }
     return record if ok else {**record, "error": " | ".join(tail)}
 
 
@@ -178,25 +178,39 @@ def results_table(steps: dict[str, dict[str, Any]], sizes: Sizes, dry_run: bool)
     def ratio(slower: float | None, faster: float | None) -> str:
         return f"**{slower / faster:.2f}×**" if slower and faster else ""
 
-    job, compiled = res.get("job", {}), res.get("job_compile", {})
     tutorial = f"{tut_s:.1f}" if tut_s else cell("tutorial", "")
+
+    def only(figure: str, step: str, key: str, fmt: str, target: str = "") -> tuple[str, ...]:
+        """A row the job's side alone measures."""
+        return (figure, "", cell(step, key, fmt), "", target)
+
+    def training(figure: str, step: str) -> tuple[str, ...]:
+        """The tutorial's training seconds (at its rate) against a job step's."""
+        job_s = res.get(step, {}).get("train_seconds")
+        return (figure, tutorial, cell(step, "train_seconds"), ratio(tut_s, job_s), goal)
+
+    steady = res.get("job", {}).get("steady_images_per_sec")
+    compile_time = "… compile time: the first compiled epoch less the later ones' mean, s"
+    search = f"{where}: search, {sizes.search_trials} trials"
     rows = [
         ("figure", "tutorial", "job", "speed-up", "target"),
         ("---", "---:", "---:", "---:", "---:"),
-        (f"{what}, training s", tutorial, cell("job", "train_seconds"),
-         ratio(tut_s, job.get("train_seconds")), goal),
-        (f"{where}: training images/s after the first epoch",
-         cell("tutorial", "images_per_sec", ",.0f"), cell("job", "steady_images_per_sec", ",.0f"),
-         ratio(job.get("steady_images_per_sec"), rate), f"≥ {SPEEDUP_TARGET:g}×"),
-        (f"{what}, `COMPILE=1`, training s", tutorial, cell("job_compile", "train_seconds"),
-         ratio(tut_s, compiled.get("train_seconds")), goal),
-        ("… compile time: the first compiled epoch less the later ones' mean, s", "",
-         cell("job_compile", "first_epoch_extra_seconds", ".1f"), "", ""),
-        (f"{where}: CUDA tests passed (`make test-gpu`)", "", cell("gpu_tests", "passed", "d"),
-         "", "all"),
-        *((f"{where}: search, {sizes.search_trials} trials, {n} a GPU: trials/min", "",
-           cell(f"search_{n}", "trials_per_minute", ".1f"), "", "") for n in (1, 2)),
-    ]  # fmt: skip
+        training(f"{what}, training s", "job"),
+        (
+            f"{where}: training images/s after the first epoch",
+            cell("tutorial", "images_per_sec", ",.0f"),
+            cell("job", "steady_images_per_sec", ",.0f"),
+            ratio(steady, rate),
+            f"≥ {SPEEDUP_TARGET:g}×",
+        ),
+        training(f"{what}, `COMPILE=1`, training s", "job_compile"),
+        only(compile_time, "job_compile", "first_epoch_extra_seconds", ".1f"),
+        only(f"{where}: CUDA tests passed (`make test-gpu`)", "gpu_tests", "passed", "d", "all"),
+        *(
+            only(f"{search}, {n} a GPU: trials/min", f"search_{n}", "trials_per_minute", ".1f")
+            for n in (1, 2)
+        ),
+    ]
     return ["| " + " | ".join(row) + " |" for row in rows]
 
 
@@ -233,10 +247,14 @@ def main(args: argparse.Namespace) -> int:
             shutil.rmtree(work, ignore_errors=True)
     table = results_table(steps, DRY if args.dry_run else REAL, args.dry_run)
     record = {
-        "dry_run": args.dry_run, "started_utc": started,
-        "seconds": round(time.perf_counter() - t0, 1), "budget_s": args.budget,
-        "machine": machine(args.python), "steps": steps, "table": table,
-    }  # fmt: skip
+        "dry_run": args.dry_run,
+        "started_utc": started,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "budget_s": args.budget,
+        "machine": machine(args.python),
+        "steps": steps,
+        "table": table,
+    }
     write_json(args.out / "campaign.json", record)
     info = record["machine"]
     print(f"{info.get('gpu') or 'no GPU'}, torch {info.get('torch')}, Python {info.get('python')}")

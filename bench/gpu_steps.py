@@ -131,9 +131,7 @@ def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
 
     s = ctx.sizes
     name = "job-compile" if compile_ else "job"
-    env = dict(s.job_env)
-    if compile_:
-        env["COMPILE"] = "1"
+    env = {**s.job_env, "COMPILE": "1"} if compile_ else s.job_env
     cfg = WallConfig(s.width, 0, 0, s.epochs, s.batch_size)
     res = run_job(
         ctx.synthetic_archive, cfg, ctx.work / name, env, data_dir=ctx.work / "synthetic-cache"
@@ -148,14 +146,19 @@ def job(ctx: Context, compile_: bool = False) -> dict[str, Any]:
     # The epochs after the first: warm-up (cudnn benchmark, allocator, compiling) left out.
     steady = statistics.fmean(epochs[1:]) if epochs[1:] else None
     return {
-        "train_seconds": train_s, "epoch_train_seconds": epochs,
-        "images_per_sec": n * len(epochs) / train_s, "steady_images_per_sec": steady and n / steady,
+        "train_seconds": train_s,
+        "epoch_train_seconds": epochs,
+        "images_per_sec": n * len(epochs) / train_s,
+        "steady_images_per_sec": steady and n / steady,
         "first_epoch_extra_seconds": steady and epochs[0] - steady,  # compiling, with COMPILE=1
         "eval_seconds": sum(h.get("eval_seconds", 0.0) for h in history),
-        "wall_seconds": res.seconds, "val_acc": res.val_acc, "precision": metrics["precision"],
-        "device_name": metrics["device_name"], "target_seconds": TRAINING_TARGET_S,
+        "wall_seconds": res.seconds,
+        "val_acc": res.val_acc,
+        "precision": metrics["precision"],
+        "device_name": metrics["device_name"],
+        "target_seconds": TRAINING_TARGET_S,
         "target_met": train_s <= TRAINING_TARGET_S,
-    }  # fmt: skip
+    }
 
 
 def tutorial(ctx: Context) -> dict[str, Any]:
@@ -250,14 +253,17 @@ def _study(output: Path, wall: float) -> dict[str, Any]:
     pairs = (("complete", "COMPLETE"), ("pruned", "PRUNED"), ("failed", "FAIL"))
     states = {key: sum(r["state"] == state for r in rows) for key, state in pairs}
     return {
-        "finished": len(finished), **states, "wall_seconds": wall,
+        "finished": len(finished),
+        **states,
+        "wall_seconds": wall,
         "trials_per_minute": len(finished) / (wall / 60) if wall > 0 else None,
-        "best_val_acc": best.get("val_acc"), "best_trial": best.get("trial"),
+        "best_val_acc": best.get("val_acc"),
+        "best_trial": best.get("trial"),
         "best_params": best.get("params"),
         "baseline_val_acc": float(baseline["val_acc"]) if baseline.get("val_acc") else None,
         "baseline_state": baseline.get("state"),
         "launch_seconds_median": statistics.median(launch) if launch else None,
-    }  # fmt: skip
+    }
 
 
 def _start_sampler(path: Path) -> subprocess.Popen[bytes] | None:
@@ -283,10 +289,13 @@ def _utilisation(path: Path) -> dict[str, Any] | None:
         return None
     ordered = sorted(util)
     return {
-        "samples": len(util), "mean_percent": statistics.fmean(util),
-        "p90_percent": ordered[int(0.9 * (len(ordered) - 1))], "max_percent": ordered[-1],
-        "busy_fraction": sum(u > 0 for u in util) / len(util), "max_memory_mib": max(memory),
-    }  # fmt: skip
+        "samples": len(util),
+        "mean_percent": statistics.fmean(util),
+        "p90_percent": ordered[int(0.9 * (len(ordered) - 1))],
+        "max_percent": ordered[-1],
+        "busy_fraction": sum(u > 0 for u in util) / len(util),
+        "max_memory_mib": max(memory),
+    }
 
 
 @dataclass(frozen=True)

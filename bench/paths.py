@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
 from testkit import REPO
@@ -25,12 +24,11 @@ DATA_DIR = REPO / "data"
 """The job's default DATA_DIR (``data``) as the bench runs it, from the repository root."""
 
 
-def data_url(environ: Mapping[str, str] = os.environ) -> str:
-    """The archive's URL: ``DATA_URL`` from the environment, else the job's default (the
-    fast.ai mirror)."""
+def data_url() -> str:
+    """The archive's URL: ``DATA_URL`` from the environment, else the job's default."""
     from job.contract import DEFAULT_DATA_URL
 
-    return environ.get("DATA_URL") or DEFAULT_DATA_URL
+    return os.environ.get("DATA_URL") or DEFAULT_DATA_URL
 
 
 ARCHIVE_HELP = (
@@ -47,10 +45,8 @@ def command_parser(prog: str, description: str | None) -> argparse.ArgumentParse
 
 
 def given_or_default(given: Path | None) -> Path:
-    """``--archive`` as given, else the local file of :func:`data_url`: a ``file://`` URL's own
-    file, an ``http(s)://`` one downloaded once into ``DATA_DIR/downloads/`` (``DATA_DIR`` from
-    the environment, else ``data/``), where the job finds it again. Exit 3 (the job's "no data")
-    with the job's sentence when it cannot."""
+    """``--archive`` as given, else the local file of :func:`data_url` (fetched as the module
+    docstring says, ``DATA_DIR`` from the environment, else ``data/``); exit 3 when it cannot."""
     if given is not None:
         return given
     from job.contract import ExitCode

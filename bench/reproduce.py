@@ -30,7 +30,6 @@ TUTORIAL_VAL_ACC = (0.9050, 0.9059)
 RECIPE = {"TRAIN_LIMIT": "0", "TEST_LIMIT": "0", "MODEL_WIDTH": "1", "EPOCHS": "8", "SEED": "0"}
 """The full recipe's sizes; every other variable keeps the job's default (the tutorial's)."""
 
-
 _NOT_RECIPE = {v.name for v in VARIABLES if not v.fingerprint} | {"DATA_SHA256", "PRECISION"}
 """Variables that say where and how fast a run happens, not what it trains: those outside the
 checkpoint's fingerprint (DATA_DIR, DEVICE, COMPILE, …), the archive's checksum, PRECISION."""
@@ -63,11 +62,11 @@ def _same(a: str, b: str) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     p = command_parser("python -m bench.reproduce", __doc__)
-    p.add_argument("--data-url", default=data_url(), help="the CIFAR-10 archive's http(s):// or "
-                   "file:// URL; DATA_URL in the environment also sets it, else the job's "
-                   "default, the fast.ai mirror (downloaded once into DATA_DIR)")  # fmt: skip
-    p.add_argument("--output", type=Path, default=Path(os.environ.get("OUTPUT_DIR") or
-                   DEFAULT_OUTPUT), help="the job's OUTPUT_DIR; a rerun resumes there")  # fmt: skip
+    # Their defaults come from DATA_URL and OUTPUT_DIR in the environment where they are set.
+    url = "the CIFAR-10 archive's http(s):// or file:// URL (downloaded once into DATA_DIR)"
+    p.add_argument("--data-url", default=data_url(), help=url)
+    output = Path(os.environ.get("OUTPUT_DIR") or DEFAULT_OUTPUT)
+    p.add_argument("--output", type=Path, default=output, help="OUTPUT_DIR; a rerun resumes there")
     p.add_argument("--fresh", action="store_true", help="remove --output first (no resume)")
     return p
 
@@ -80,9 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(args.output, ignore_errors=True)
     what = "the full recipe" if not overrides else "NOT the full recipe"
     shown = ", ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-    print(f"reproduce: {what}{f' ({shown} from the environment)' if shown else ''}; "
-          f"DATA_URL={env['DATA_URL']}, PRECISION={env.get('PRECISION', default('PRECISION'))}, "
-          f"output {args.output}", file=sys.stderr, flush=True)  # fmt: skip
+    why = f" ({shown} from the environment)" if shown else ""
+    precision = env.get("PRECISION", default("PRECISION"))
+    where = f"DATA_URL={env['DATA_URL']}, PRECISION={precision}, output {args.output}"
+    print(f"reproduce: {what}{why}; {where}", file=sys.stderr, flush=True)
     # stderr (the job's per-epoch progress) goes straight to the terminal; stdout is events.
     proc, wall = timed(
         subprocess.run, list(JOB), env=env, cwd=REPO, stdout=subprocess.PIPE, text=True

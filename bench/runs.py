@@ -1,12 +1,5 @@
-"""Row (c), whole-job wall time, and what every row shares to run the job, the tutorial and
-the search: a configuration, the job's data variables, the ``python -m search run`` command, a
-timed or logged subprocess, stopping one that overruns, the files a run leaves.
-
-Row (c) runs both pipelines as subprocesses, cold and then warm. Cold: nothing prepared (a fresh
-DATA_DIR and OUTPUT_DIR; the tutorial extracts the archive into a fresh folder). Warm: the
-repeat run right after, as in a search (the job on the decoded cache its cold run left; the
-tutorial on the PNGs its cold run extracted).
-"""
+"""Row (c), whole-job wall time cold and warm, and what every row shares to run the job, the
+tutorial and the search (docs/benchmarks.md, "What each figure measures", says how)."""
 
 from __future__ import annotations
 

@@ -1,14 +1,8 @@
 """The search at scale's rows (docs/benchmarks.md): 1,000 trials on 4 drivers x 8 slots on a
-fresh PostgreSQL, and 300 trials on 1 driver x 8 slots on SQLite, measured from outside.
-
-    python -m bench.search_scale                                  # both rows
-    python -m bench.search_scale --backends sqlite --sqlite-trials 100 --slots 4
-
-Each driver is ``python -m search run --launcher local --confirm 0 --cold-start``, started as it
-is from a folder where ``python -m job`` is the stand-in (:func:`testkit.job.shim`), so the
-driver, not the job, sets the pace. Nothing of the search is patched: the drivers' CPU time
-comes from ``/proc/<pid>/stat``, each trial's start and completion from the study, SQL
-statements from PostgreSQL's own log, connections from ``pg_stat_activity``.
+fresh PostgreSQL, and 300 trials on 1 driver x 8 slots on SQLite, measured from outside; fewer
+with, for instance, ``--backends sqlite --sqlite-trials 100 --slots 4``. Each driver runs
+against the stand-in job (:func:`testkit.job.shim`), so the driver sets the pace;
+docs/benchmarks.md, "The search at scale", says how each figure is measured.
 """
 
 from __future__ import annotations
@@ -31,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.paths import OUTPUT
+from bench.paths import OUTPUT, command_parser
 from bench.runs import search_command
 from job.cpuinfo import model_name
 from job.files import write_json
@@ -279,15 +273,15 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.search_scale", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = command_parser("python -m bench.search_scale", __doc__)
     p.add_argument("--backends", default="postgresql,sqlite", help="rows to run, comma-separated")
     p.add_argument("--pg-trials", type=int, default=1000, help="PostgreSQL row's budget")
     p.add_argument("--drivers", type=int, default=4, help="PostgreSQL row's drivers")
     p.add_argument("--sqlite-trials", type=int, default=300, help="SQLite row's budget")
     p.add_argument("--slots", type=int, default=8, help="trials at once per driver")
     p.add_argument("--label", default="", help="a word for the rows, e.g. before or after")
-    p.add_argument("--output", type=Path, default=OUTPUT / "bench-search-scale")
+    output = OUTPUT / "bench-search-scale"
+    p.add_argument("--output", type=Path, default=output, help="the rows' folder (scale.json)")
     p.add_argument("--json", type=Path, help="also write the results here as JSON")
     return p
 
@@ -312,10 +306,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"search_scale: postgresql: {exc}", file=sys.stderr)
         return 2
     report = {
-        "command": " ".join(["python -m bench.search_scale", *sys.argv[1:]]), "label": args.label,
+        "command": " ".join(["python -m bench.search_scale", *sys.argv[1:]]),
+        "label": args.label,
         "machine": f"{model_name()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "rows": results,
-    }  # fmt: skip
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "rows": results,
+    }
     for path in filter(None, (args.output / "scale.json", args.json)):
         write_json(path, report)
     print(f"{report['command']} on {report['machine']}")

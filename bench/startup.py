@@ -1,12 +1,6 @@
 """Rows (d)–(g): the job's fixed cost per run, the search's launch → first event, trials
-started warm against cold, and the fixed cost beside ``import torch``.
-
-docs/benchmarks.md, "What each figure measures", says how each is measured; in short: (d) a warm
-``python -m job``'s wall time less the training and evaluation seconds of its ``history.json``;
-(e) the ``launch_seconds`` of a small local search's cold trials, beside ``python -m job``'s own
-start → first event; (f) the same search cold and warm (launch → first event, trials per
-minute); (g) (d) beside a fresh ``python -c "import torch"``.
-"""
+started warm against cold, the fixed cost beside ``import torch`` (docs/benchmarks.md, "What
+each figure measures", says how)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def machine_info() -> dict[str, Any]:
 
 def _part_a(args: argparse.Namespace, work: Path) -> tuple[list[Row], None]:
     device = torch.device(args.device)
-    png_root = _png_root(args, work)
+    png_root, _ = tutorial.extracted(args.archive, work / "tutorial-png")
     log("(a) job data: decoding the archive into the job's cache (untimed)")
     data = runs.decode(args.archive, work / "job-data")
     n, w, b = args.pipeline_batches, args.pipeline_warmup, args.batch_size
@@ -67,7 +67,7 @@ def _part_b(args: argparse.Namespace, work: Path) -> tuple[list[Row], None]:
     device = torch.device(args.device)
     # What the job's PRECISION=auto resolves to on this device (this machine's CPU flags).
     auto = resolve_precision(from_env({"DEVICE": str(device)}), device)
-    png_root = _png_root(args, work)
+    png_root, _ = tutorial.extracted(args.archive, work / "tutorial-png")
     width, steps, b, warmup = args.train_width, args.train_steps, args.batch_size, args.train_warmup
     log(f"(b) tutorial: {steps} training steps (width {width:g}) after {warmup}")
     tut = throughput.tutorial_images_per_sec(png_root, width, b, steps, warmup, device)
@@ -111,7 +111,7 @@ def _part_c(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
                 took = run(args.archive, cfg, base / side, warm=start == "warm")
                 log(f"(c) {side} took {took.seconds:.1f} s, val_acc {took.val_acc:.4f}")
                 results[side][start] = took
-            _cleanup(args, base / side / "data")
+            _cleanup(base / side / "data")
         tut, job = results["tutorial"], results["job"]
         first = not rows
         for start in ("cold", "warm"):
@@ -155,7 +155,7 @@ def _part_d(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
     (cfg,) = runs.parse_configs(args.fixed_config, args.batch_size)
     log(f"(d) job, {cfg.label}: an untimed run to warm the cache, then a timed one")
     res = startup.fixed_cost(args.archive, cfg, work / f"d-{cfg.slug}", str(args.device))
-    _cleanup(args, work / f"d-{cfg.slug}" / "data")
+    _cleanup(work / f"d-{cfg.slug}" / "data")
     log(f"(d) wall {res['wall_seconds']:.1f} s, fixed {res['fixed_seconds']:.1f} s")
     how = (
         "`python -m job` subprocess on a warm cache (decoded data set in DATA_DIR, after an "
@@ -172,7 +172,7 @@ def _part_e(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
     n = args.search_trials
     log(f"(e) a local search of {n} trials, {cfg.label}, no pruning")
     res = startup.search_launch(args.archive, cfg, work / "e-search", n)
-    _cleanup(args, work / "e-search" / "data")
+    _cleanup(work / "e-search" / "data")
     log(f"(e) launch to first event: median {res['median']:.2f} s over {res['trials']} trials")
     how = (
         "each trial's launch_seconds from trials.csv (the driver's clock from launching "
@@ -190,24 +190,16 @@ def _part_e(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
     return rows, res
 
 
-def _png_root(args: argparse.Namespace, work: Path) -> Path:
-    if tutorial.is_extracted(args.archive, work / "tutorial-png"):
-        return work / "tutorial-png" / "cifar10"
-    log("extracting the archive for the tutorial's ImageFolder (untimed)")
-    return tutorial.extract(args.archive, work / "tutorial-png")
-
-
-def _cleanup(args: argparse.Namespace, path: Path) -> None:
+def _cleanup(path: Path) -> None:
     # Each cold and warm pair leaves an extracted or decoded copy of the data set; free the disk.
-    if not args.keep:
-        shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _part_f(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, Any]]:
     (cfg,) = runs.parse_configs(args.warm_config, args.batch_size)
     trials, parallel = args.warm_trials, args.warm_parallel or None
     res = startup.search_pair(args.archive, cfg, work / "f-warm", trials, parallel, log)
-    _cleanup(args, work / "f-warm" / "data")
+    _cleanup(work / "f-warm" / "data")
     log(f"(f) trials per minute, warm/cold: {res['trials_per_minute_ratio']:.2f}×")
     return startup.rows_f(res, cfg), res
 
@@ -216,7 +208,7 @@ def _part_g(args: argparse.Namespace, work: Path) -> tuple[list[Row], dict[str, 
     (cfg,) = runs.parse_configs(args.fixed_config, args.batch_size)
     log(f"(g) job, {cfg.label}: fixed cost, then a fresh import torch, 3 times")
     res = startup.fixed_beside_torch(args.archive, cfg, work / "g-fixed")
-    _cleanup(args, work / "g-fixed" / "data")
+    _cleanup(work / "g-fixed" / "data")
     log(f"(g) fixed {res['fixed_seconds']:.2f} s, import torch {res['import_torch_median']:.2f} s")
     return startup.rows_g(res, cfg), res
 
@@ -228,11 +220,10 @@ def _part_h(args: argparse.Namespace, work: Path) -> tuple[list[Row], list[dict[
         "job.checkpoint.save_state (torch.save, sha256, fsync, rename) of the state the job "
         "writes after every epoch; median of 5 writes after an untimed one"
     )
-    rows = [
-        Row(f"(h) checkpoint write, width {r['width']:g} ({r['bytes'] / 1e6:.1f} MB)", "s",
-            None, r["median"], None, "" if i else how)
-        for i, r in enumerate(res)
-    ]  # fmt: skip
+    rows: list[Row] = []
+    for r in res:
+        figure = f"(h) checkpoint write, width {r['width']:g} ({r['bytes'] / 1e6:.1f} MB)"
+        rows.append(Row(figure, "s", None, r["median"], None, "" if rows else how))
     return rows, res
 
 

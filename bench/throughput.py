@@ -1,13 +1,5 @@
-"""Rows (a) and (b): input batches per second and training images per second; row (h):
-seconds per checkpoint write.
-
-(a), input pipeline: augmented, normalised training batches per second, no model. Tutorial:
-ImageFolder over the extracted PNGs, PIL transforms in a DataLoader with ``num_workers=3``. Job:
-its loader over the decoded uint8 tensors, on the training device. (b), training throughput:
-images per second through the tutorial's own training loop, timed over steps after untimed
-warm-up steps; the job's figure is its own ``history.json``'s (:mod:`bench.suite`). (h): the
-job's synchronous checkpoint write (``job.checkpoint.save_state``), in this process.
-"""
+"""Rows (a) and (b): input batches and training images per second; row (h): seconds per
+checkpoint write (docs/benchmarks.md, "What each figure measures", says how)."""
 
 from __future__ import annotations
 
@@ -127,9 +119,13 @@ def checkpoint_seconds(width: float, folder: Path, repeat: int = 5) -> dict[str,
     optimizer.step()  # Adam's two moments per weight exist only after a step
     sched.step()
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-             "rng_cpu": torch.get_rng_state()}  # fmt: skip
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+    }
     path, seconds = folder / f"checkpoint-w{width:g}.pt", []
     for _ in range(repeat + 1):
         start = time.perf_counter()

@@ -1,10 +1,7 @@
 """The tutorial column of rows (a)–(c) and of the GPU rows: the Jovian "05b" pipeline, re-made.
 
-Independent of ``job/``: what the tutorial does, step by step (extract the fast.ai archive,
-``ImageFolder``, PIL transforms in a ``DataLoader(num_workers=3)``, its ResNet9 in fp32, its
-``fit_one_cycle``), plus a width multiplier (the job's ``MODEL_WIDTH`` rule) and seeded subsets
-(``TRAIN_LIMIT``/``TEST_LIMIT``) for small configurations. ``python -m bench.tutorial --archive
-A --data-dir D [--result FILE] [--reuse-extracted]``: a repeat run reuses its extraction.
+Independent of ``job/``: what the tutorial does, step by step (docs/benchmarks.md), plus a width
+multiplier (``MODEL_WIDTH``) and seeded subsets (``TRAIN_LIMIT``/``TEST_LIMIT``).
 """
 
 from __future__ import annotations
@@ -24,11 +21,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 
-# The tutorial's normalisation statistics (per-channel mean, std) and recipe defaults.
+# The tutorial's normalisation statistics (per-channel mean, std) and recipe.
 STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 EPOCHS, BATCH_SIZE, MAX_LR, WEIGHT_DECAY, GRAD_CLIP = 8, 400, 0.01, 1e-4, 0.1
 NUM_WORKERS = 3  # the tutorial's DataLoader setting
-
 
 # Written into the extraction folder once extractall() has finished: without it (an
 # interrupted extraction) or for another archive, the folder is never reused.
@@ -47,6 +43,14 @@ def extract(archive: Path, dest: Path) -> Path:
         raise ValueError(f"{archive} is not the fast.ai layout (cifar10/{{train,test}}/<class>/)")
     (dest / EXTRACTED_MARKER).write_text(json.dumps(_identity(archive)))
     return root
+
+
+def extracted(archive: Path, dest: Path, reuse: bool = True) -> tuple[Path, bool]:
+    """``dest/cifar10``, extracted there unless ``reuse`` and :func:`is_extracted`; whether the
+    earlier extraction was reused."""
+    if reuse and is_extracted(archive, dest):
+        return dest / "cifar10", True
+    return extract(archive, dest), False
 
 
 def is_extracted(archive: Path, dest: Path) -> bool:
@@ -144,10 +148,7 @@ def train_batches(png_root: Path, batch_size: int, device: torch.device) -> Devi
 
 
 def channels(c: int, width: float) -> int:
-    """Channels of a layer that has ``c`` in the tutorial's model, at ``width``.
-
-    The job's MODEL_WIDTH rule, so both sides build the same network at any width.
-    """
+    """Channels of a layer with ``c`` in the tutorial's model: the job's MODEL_WIDTH rule."""
     return max(1, round(c * width))
 
 
@@ -280,8 +281,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device) if args.device else get_default_device()
     # A repeat run (--reuse-extracted) skips only the extraction; ImageFolder still scans
     # the folder and every batch still reads and decodes its PNGs, as in the tutorial.
-    reused = args.reuse_extracted and is_extracted(args.archive, args.data_dir)
-    data_dir = args.data_dir / "cifar10" if reused else extract(args.archive, args.data_dir)
+    data_dir, reused = extracted(args.archive, args.data_dir, args.reuse_extracted)
     t_extract = time.perf_counter()
     train_ds, valid_ds = datasets(data_dir, args.train_limit, args.test_limit, args.seed)
     train_dl = DeviceDataLoader(loader(train_ds, args.batch_size, args.num_workers), device)
@@ -290,20 +290,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_setup = time.perf_counter()
     history = [evaluate(model, valid_dl)]
     history += fit_one_cycle(
-        args.epochs, args.max_lr, model, train_dl, valid_dl,
-        grad_clip=args.grad_clip, weight_decay=args.weight_decay, opt_func=torch.optim.Adam,
+        args.epochs, MAX_LR, model, train_dl, valid_dl,
+        grad_clip=GRAD_CLIP, weight_decay=WEIGHT_DECAY, opt_func=torch.optim.Adam,
     )  # fmt: skip
     t_end = time.perf_counter()
     return {
-        "val_acc": history[-1]["val_acc"], "val_loss": history[-1]["val_loss"],
+        "val_acc": history[-1]["val_acc"],
+        "val_loss": history[-1]["val_loss"],
         "history": history,
         "train_images": len(train_ds),  # type: ignore[arg-type]
         "test_images": len(valid_ds),  # type: ignore[arg-type]
-        "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
-        "reused_extraction": reused, "extract_seconds": t_extract - t0,
-        "setup_seconds": t_setup - t_extract, "fit_seconds": t_end - t_setup,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "device": str(device),
+        "reused_extraction": reused,
+        "extract_seconds": t_extract - t0,
+        "setup_seconds": t_setup - t_extract,
+        "fit_seconds": t_end - t_setup,
         "total_seconds": t_end - t0,
-    }  # fmt: skip
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -315,9 +319,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse-extracted", action="store_true", help=reuse)
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    p.add_argument("--max-lr", type=float, default=MAX_LR)
-    p.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
-    p.add_argument("--grad-clip", type=float, default=GRAD_CLIP)
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (MODEL_WIDTH)")
     p.add_argument("--train-limit", type=int, default=0, help="seeded subset size; 0 = all")
     p.add_argument("--test-limit", type=int, default=0, help="seeded subset size; 0 = all")
