@@ -11,7 +11,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -171,6 +171,8 @@ class TrialRunner:
             run.wait()
             raise
         code = run.wait()
+        if code == ExitCode.DONE and outcome.state == TrialState.PRUNED:
+            outcome.finished_anyway(events)
         return (MISPLACED if outcome.misplaced else code), run
 
     def _carry_checkpoint(self, trial: optuna.Trial, out: Path) -> bool:
@@ -308,6 +310,18 @@ class _Outcome:
             self.error = str(error.get("message", ""))
             self.resource = error.get("reason")
         return False
+
+    def finished_anyway(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """A run pruned while the storage call that decided it waited (the database was
+        down) may have trained to its end meanwhile and exited 0 before the SIGTERM: it is a
+        result. Its remaining events are read (none is pruned) and the trial is COMPLETE."""
+        try:
+            for event in events:
+                self.on_event(event, latest=False)
+        except (Silent, Interrupted):  # the driver is stopping: the trial stays pruned
+            return
+        if self.val_acc is not None:
+            self.state = None
 
 
 class _NotStarted:

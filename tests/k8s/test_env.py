@@ -14,6 +14,7 @@ import re
 
 import pytest
 
+from search.gpus import DEVICE_ORDER
 from tests.conftest import run_job
 from tests.k8s.conftest import (
     RESOURCE_FILES,
@@ -78,7 +79,8 @@ def test_every_variable_set_is_used(
 ) -> None:
     used = _referenced(container)
     if runs_the_job(container):
-        allowed = job_variables | used
+        # CUDA_DEVICE_ORDER is read by the CUDA runtime inside the job, not by the job.
+        allowed = job_variables | set(DEVICE_ORDER) | used
     elif (command := _search_command(container)) is not None:
         allowed = _search_envvars(command) | used
     else:

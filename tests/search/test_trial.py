@@ -267,3 +267,34 @@ def test_the_start_event_is_checked_against_the_placement(
     outcome = _Outcome(_ask(study), gpu)
     assert outcome.on_event({"event": "start", "device": device}) is stopped
     assert outcome.misplaced is stopped
+
+
+# -- a run that ended while its pruning was being decided -----------------------------------------
+
+FINISHES = """
+import json, time
+def emit(**event): print(json.dumps({"v": 1, **event}), flush=True)
+emit(event="epoch", epoch=1, epochs=2, val_acc=0.1)
+time.sleep(0.3)  # the driver is deciding on epoch 1 by now
+emit(event="epoch", epoch=2, epochs=2, val_acc=0.2)
+emit(event="done", val_acc=0.2)
+"""
+
+
+class _SlowPruner(optuna.pruners.BasePruner):
+    """Prunes every trial, after the wait of a storage call while the database is down."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        time.sleep(2.0)
+        return True
+
+
+def test_a_run_that_finished_while_its_pruning_was_decided_is_complete(
+    tmp_path: Path, study: optuna.Study
+) -> None:
+    runner = _runner(tmp_path, study, [sys.executable, "-c", FINISHES])
+    study.pruner = _SlowPruner()
+    frozen = runner.run(_ask(study), None)
+    assert frozen.state == TrialState.COMPLETE
+    assert frozen.value == pytest.approx(0.2)
+    assert frozen.intermediate_values == {1: pytest.approx(0.1), 2: pytest.approx(0.2)}
