@@ -41,7 +41,6 @@ __all__ = [
     "differences",
     "foreign",
     "load_checkpoint",
-    "precision_refusal",
     "read_fingerprint",
     "save_state",
 ]
@@ -185,7 +184,7 @@ def load_checkpoint(output_dir: Path, fingerprint: dict[str, Any]) -> dict[str, 
     diff = differences(saved, fingerprint)
     if diff:
         raise foreign(output_dir, diff)
-    refusal = precision_refusal(output_dir, saved, fingerprint)
+    refusal = _precision_refusal(output_dir, saved, fingerprint)
     if refusal is not None:
         raise refusal
     return state
@@ -210,7 +209,7 @@ def read_fingerprint(output_dir: Path) -> dict[str, Any] | None:
 def differences(saved: dict[str, Any], fingerprint: dict[str, Any]) -> list[str]:
     """Each setting in which ``fingerprint`` differs from a checkpoint's ``saved`` one, as
     ``"MAX_LR 0.01 → 0.02"``; empty when the run may resume from it as far as the settings
-    tell (the resolved arithmetic is :func:`precision_refusal`'s)."""
+    tell (the resolved arithmetic is :func:`_precision_refusal`'s)."""
     saved = _with_new_defaults(saved, fingerprint)
     diff = []
     for k in sorted((set(saved) | set(fingerprint)) - {RESOLVED_PRECISION}):
@@ -224,7 +223,7 @@ def differences(saved: dict[str, Any], fingerprint: dict[str, Any]) -> list[str]
 
 def _same_precision_setting(saved: dict[str, Any], fingerprint: dict[str, Any]) -> bool:
     """Whether PRECISION allows the resume: what matters is the arithmetic, so where both
-    fingerprints record the resolved one, only that counts (:func:`precision_refusal`); where
+    fingerprints record the resolved one, only that counts (:func:`_precision_refusal`); where
     only the checkpoint does, the new setting must be ``auto`` (resolved later) or that very
     arithmetic; else the settings must match."""
     then, now = saved.get(RESOLVED_PRECISION), fingerprint.get(RESOLVED_PRECISION)
@@ -241,7 +240,7 @@ def _precision_then(saved: dict[str, Any]) -> str:
     return f"{setting!r}" + (f" ({resolved})" if resolved not in (None, setting) else "")
 
 
-def precision_refusal(
+def _precision_refusal(
     output_dir: Path, saved: dict[str, Any], fingerprint: dict[str, Any]
 ) -> ConfigError | None:
     """The refusal (exit 2) of a checkpoint written in another arithmetic than this run

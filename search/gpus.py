@@ -22,7 +22,7 @@ __all__ = [
     "check_device_env",
     "check_gpus",
     "misplaced",
-    "placement",
+    "placement_env",
     "query_gpus",
     "visible_gpus",
 ]
@@ -107,10 +107,11 @@ def check_gpus(requested: Sequence[str], usable: Sequence[str], visible: str | N
     )
 
 
-def placement(gpu: str | bool | None) -> str:
-    """The ``DEVICE`` of a trial given GPU ``gpu`` (None or False: no GPU): its one visible
-    GPU, or the CPU."""
-    return "cpu" if gpu is None or gpu is False else "cuda"
+def placement_env(gpu: str | bool | None) -> dict[str, str]:
+    """What every launcher sets in a trial's environment for its placement (``gpu``; None or
+    False: no GPU): ``DEVICE`` (``cuda``, its one visible GPU, or ``cpu``) and
+    :data:`DEVICE_ORDER`."""
+    return {"DEVICE": "cpu" if gpu is None or gpu is False else "cuda", **DEVICE_ORDER}
 
 
 def check_device_env(job_env: Mapping[str, str], gpus: bool) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from job import parsers
 from job.contract import JOB_LOG
-from search.gpus import DEVICE_ORDER, placement
+from search.gpus import placement_env
 from search.launchers.base import LOST, LogFileTail, TrialSpec
 from search.launchers.cores import CorePool, Share
 
@@ -47,8 +47,7 @@ def mounts(spec: TrialSpec) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     at ``/archive/<its name>``, with DATA_URL rewritten to where the container sees it."""
     env = dict(spec.env)
     env.update({"OUTPUT_DIR": "/output", "DATA_DIR": "/data"})
-    env["DEVICE"] = placement(spec.gpu)  # --gpus device=N: the container sees that GPU only
-    env.update(DEVICE_ORDER)
+    env.update(placement_env(spec.gpu))  # --gpus device=N: the container sees that GPU only
     volumes = {
         str(spec.data_dir): {"bind": "/data", "mode": "rw"},
         str(spec.output_dir): {"bind": "/output", "mode": "rw"},

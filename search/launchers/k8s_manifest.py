@@ -23,7 +23,7 @@ import yaml
 
 from job.contract import VARIABLE_NAMES
 from search.errors import first_line
-from search.gpus import DEVICE_ORDER, placement
+from search.gpus import placement_env
 from search.launchers.base import TrialSpec, env_items
 
 if TYPE_CHECKING:
@@ -188,8 +188,7 @@ def _train_container(pspec: dict[str, Any]) -> dict[str, Any]:
 def _merge_env(container: dict[str, Any], spec: TrialSpec, gpu: bool) -> list[dict[str, Any]]:
     """The template's env with the trial's values; helpers nothing reads any more dropped."""
     ours = {**dict(spec.env), "OUTPUT_DIR": str(spec.output_dir)}
-    ours["DEVICE"] = placement(gpu)  # a GPU pod sees only the GPU it was given
-    ours.update(DEVICE_ORDER)
+    ours.update(placement_env(gpu))  # a GPU pod sees only the GPU it was given
     kept = [e for e in container.get("env", []) if e.get("name") not in ours]
     # A template variable that is not the job's (k8s/job.yaml's JOB_NAME, which only built
     # its OUTPUT_DIR) stays only while something still expands it as $(NAME).

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from job.contract import JOB_LOG, VARIABLE_NAMES
-from search.gpus import DEVICE_ORDER, placement
+from search.gpus import placement_env
 from search.launchers.base import LOST, LogFileTail, TrialSpec
 from search.launchers.cores import CorePool, Share
 from search.launchers.forkserver import die_with_parent
@@ -149,8 +149,7 @@ class LocalLauncher:
         )
         # The trial sees its own GPU only, or none: with no GPU, CUDA must not find one.
         env["CUDA_VISIBLE_DEVICES"] = "" if spec.gpu is None else spec.gpu
-        env["DEVICE"] = placement(spec.gpu)
-        env.update(DEVICE_ORDER)
+        env.update(placement_env(spec.gpu))
         if share is not None:
             env.setdefault("CPU_THREADS", str(share.threads))  # a --job-env CPU_THREADS wins
         return env
